@@ -1,0 +1,1 @@
+"""Device and node identity: normalization tables, cloud detection, labels."""

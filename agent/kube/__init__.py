@@ -1,0 +1,1 @@
+"""Kubernetes inputs: kubelet PodResources (gRPC), /proc cgroups, the API server."""

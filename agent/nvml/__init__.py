@@ -1,0 +1,1 @@
+"""NVML access. Only this package imports pynvml."""

@@ -1,0 +1,1 @@
+"""Optional inputs beside NVML, e.g. a co-located dcgm-exporter."""

@@ -1,0 +1,1 @@
+"""Workload queue depth: server adapters, discovery, scraping, push."""
