@@ -1,0 +1,57 @@
+# gpulse: `make run` serves a simulated node, `make test` runs the whole suite.
+# Both install what they need: a local virtualenv, the Cython build and, for the tests,
+# Debian's prometheus and prometheus-alertmanager when missing.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test test-kernels-pure e2e bench lint setup build deb-deps docs proto clean
+
+$(VENV)/.stamp-deps: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip setuptools wheel cython
+	$(PIP) install -q -e '.[test]'
+	touch $@
+
+# Rebuild the extensions whenever a .pyx changes.
+$(VENV)/.stamp-build: $(VENV)/.stamp-deps $(wildcard ext/*.pyx) setup.py
+	$(PY) setup.py -q build_ext --inplace
+	touch $@
+
+setup build: $(VENV)/.stamp-build
+
+deb-deps:
+	@need=""; \
+	command -v promtool >/dev/null || need="$$need prometheus"; \
+	command -v alertmanager >/dev/null || command -v prometheus-alertmanager >/dev/null || need="$$need prometheus-alertmanager"; \
+	if [ -n "$$need" ]; then \
+	  echo "installing Debian packages:$$need"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
+	fi
+
+run: setup
+	$(VENV)/bin/gpulse serve --nvml.backend=fake --scenario=reference
+
+test: setup deb-deps
+	$(PY) -m pytest tests
+	GPULSE_NO_EXTENSIONS=1 $(PY) -m pytest -m kernels tests/unit
+
+e2e: setup deb-deps
+	$(PY) -m pytest -m e2e tests/e2e
+
+bench: setup
+	$(PY) bench/run.py
+
+lint: setup
+	$(PY) -m compileall -q agent tests bench
+
+docs: setup
+	$(PY) -m agent.docs --write README.md
+
+proto: setup
+	$(PY) -m grpc_tools.protoc -Iagent/kube --python_out=agent/kube --grpc_python_out=agent/kube agent/kube/podresources.proto
+
+clean:
+	rm -rf $(VENV) build agent/*.so ext/*.c
