@@ -1,0 +1,125 @@
+"""Value traces for simulated utilization and queue depth: a value as a function of time.
+
+Forms (YAML): a number (constant), or a mapping with exactly one key:
+  {step: {before: 0.1, after: 0.9, at: 30s}}
+  {ramp: {from: 0, to: 1, over: 60s, start: 0s}}
+  {sine: {mean: 0.5, amplitude: 0.3, period: 60s, phase: 0s}}
+  {replay: path.csv, loop: true}   # rows "seconds,value", relative to the scenario file
+"""
+
+from __future__ import annotations
+
+import bisect
+import csv
+import math
+import os
+from dataclasses import dataclass
+
+from ..config import parse_duration
+
+
+class TraceError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Trace:
+    kind: str
+    params: tuple  # kind-specific, immutable
+
+    def at(self, t: float) -> float:
+        p = self.params
+        if self.kind == "constant":
+            return p[0]
+        if self.kind == "step":
+            before, after, when = p
+            return after if t >= when else before
+        if self.kind == "ramp":
+            start_v, end_v, over, start = p
+            if t <= start:
+                return start_v
+            frac = min(1.0, (t - start) / over)
+            return start_v + (end_v - start_v) * frac
+        if self.kind == "sine":
+            mean, amp, period, phase = p
+            return mean + amp * math.sin(2 * math.pi * (t - phase) / period)
+        if self.kind == "replay":
+            times, values, loop = p
+            if loop and times[-1] > 0:
+                t = t % (times[-1] + (times[-1] - times[-2] if len(times) > 1 else 1.0))
+            i = bisect.bisect_right(times, t) - 1
+            return values[max(i, 0)]
+        raise AssertionError(self.kind)
+
+
+def _num(v, what):
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise TraceError(f"{what} must be a number, got {v!r}")
+    return float(v)
+
+
+def _dur(v, what):
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    try:
+        return parse_duration(str(v))
+    except ValueError as exc:
+        raise TraceError(f"{what}: {exc}") from None
+
+
+def _keys(spec: dict, allowed: set, required: set, what: str):
+    if not isinstance(spec, dict):
+        raise TraceError(f"{what} must be a mapping")
+    for k in spec:
+        if k not in allowed:
+            raise TraceError(f"{what}: unknown key {k!r} (allowed: {', '.join(sorted(allowed))})")
+    for k in required:
+        if k not in spec:
+            raise TraceError(f"{what}: missing key {k!r}")
+
+
+def parse_trace(spec, base_dir: str = ".") -> Trace:
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return Trace("constant", (float(spec),))
+    if not isinstance(spec, dict) or len(spec) not in (1, 2):
+        raise TraceError(f"a trace is a number or one of step/ramp/sine/replay, got {spec!r}")
+    kind = next(k for k in spec if k != "loop")
+    body = spec[kind]
+    if kind == "constant":
+        return Trace("constant", (_num(body, "constant"),))
+    if kind == "step":
+        _keys(body, {"before", "after", "at"}, {"before", "after", "at"}, "step")
+        return Trace("step", (_num(body["before"], "step.before"), _num(body["after"], "step.after"), _dur(body["at"], "step.at")))
+    if kind == "ramp":
+        _keys(body, {"from", "to", "over", "start"}, {"from", "to", "over"}, "ramp")
+        over = _dur(body["over"], "ramp.over")
+        if over <= 0:
+            raise TraceError("ramp.over must be positive")
+        return Trace("ramp", (_num(body["from"], "ramp.from"), _num(body["to"], "ramp.to"), over, _dur(body.get("start", 0), "ramp.start")))
+    if kind == "sine":
+        _keys(body, {"mean", "amplitude", "period", "phase"}, {"mean", "amplitude", "period"}, "sine")
+        period = _dur(body["period"], "sine.period")
+        if period <= 0:
+            raise TraceError("sine.period must be positive")
+        return Trace("sine", (_num(body["mean"], "sine.mean"), _num(body["amplitude"], "sine.amplitude"), period, _dur(body.get("phase", 0), "sine.phase")))
+    if kind == "replay":
+        path = os.path.join(base_dir, str(body))
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
+        except OSError as exc:
+            raise TraceError(f"replay: cannot read {path}: {exc.strerror}") from None
+        points = []
+        for n, row in enumerate(rows, 1):
+            try:
+                points.append((float(row[0]), float(row[1])))
+            except (ValueError, IndexError):
+                raise TraceError(f"replay: {path}:{n}: expected 'seconds,value'") from None
+        if not points:
+            raise TraceError(f"replay: {path} has no rows")
+        points.sort()
+        loop = spec.get("loop", False)
+        if not isinstance(loop, bool):
+            raise TraceError("replay.loop must be true or false")
+        return Trace("replay", (tuple(p[0] for p in points), tuple(p[1] for p in points), loop))
+    raise TraceError(f"unknown trace kind {kind!r} (one of constant, step, ramp, sine, replay)")

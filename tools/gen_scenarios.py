@@ -1,0 +1,155 @@
+"""Writes the built-in scenarios (agent/sim/scenarios/*.yaml) from compact descriptions.
+
+The YAML files are the reviewable data; run this only to regenerate them:
+    .venv/bin/python tools/gen_scenarios.py
+"""
+
+import os
+
+import yaml
+
+OUT = os.path.join(os.path.dirname(__file__), "..", "agent", "sim", "scenarios")
+
+
+def sine(mean, amp, period, phase=0):
+    return {"sine": {"mean": round(mean, 3), "amplitude": round(amp, 3), "period": f"{period}s", "phase": f"{phase}s"}}
+
+
+def vllm(model, i):
+    return {"server": "vllm", "model": model,
+            "queue_depth": sine(6 + (i % 5) * 3, 4 + i % 3, 60 + 7 * i, i),
+            "running_requests": sine(12 + i % 7, 3, 45 + 5 * i),
+            "kv_cache_usage": sine(0.45 + 0.04 * (i % 6), 0.1, 90 + 3 * i)}
+
+
+def reference():
+    pods = []
+    for g in range(4):
+        for m in range(7):
+            i = g * 7 + m
+            pods.append({"namespace": "llm", "name": f"vllm-llama-8b-{i:02d}",
+                         "labels": {"app": "vllm-llama-8b"},
+                         "containers": [{"name": "vllm", "devices": [{"gpu": g, "mig": m}],
+                                         "processes": [{"memory_mib": 7000 + 250 * (i % 9),
+                                                        "utilization": sine(0.25 + 0.09 * (i % 8), 0.1, 30 + 5 * m, i)}]}],
+                         "workload": vllm("meta-llama/Llama-3.1-8B-Instruct", i)})
+    for g in range(4, 8):
+        for r in range(9):
+            i = (g - 4) * 9 + r
+            ns = ("research", "batch", "serving")[r % 3]
+            name = {"research": f"notebook-{i:02d}", "batch": f"embed-job-{i:02d}", "serving": f"vllm-qwen-{i:02d}"}[ns]
+            pod = {"namespace": ns, "name": name,
+                   "containers": [{"name": "main", "devices": [{"gpu": g, "replica": r}],
+                                   "processes": [{"memory_mib": 2000 + 600 * r,
+                                                  "utilization": sine(0.02 + 0.012 * r + 0.005 * (g - 4), 0.01, 20 + 3 * r, r)}]}]}
+            if ns == "serving":
+                pod["labels"] = {"app": "vllm-qwen"}
+                pod["workload"] = vllm("Qwen/Qwen2.5-1.5B-Instruct", i)
+            pods.append(pod)
+    return {
+        "name": "reference",
+        "description": "DESIGN reference node: 8 x H100 80GB HBM3 on AWS p5.48xlarge; GPUs 0-3 in MIG with 7 x 1g.10gb each (28 vLLM pods), GPUs 4-7 time-sliced with 9 replicas each (36 pods); 64 pods whose loads differ; one host process on GPU 4 that belongs to no pod.",
+        "node": {"name": "ip-10-0-12-34.ec2.internal",
+                 "provider_id": "aws:///us-east-1a/i-0abc1234def567890",
+                 "dmi": {"sys_vendor": "Amazon EC2", "product_name": "p5.48xlarge", "board_asset_tag": "i-0abc1234def567890"},
+                 "labels": {"node.kubernetes.io/instance-type": "p5.48xlarge",
+                            "topology.kubernetes.io/region": "us-east-1", "topology.kubernetes.io/zone": "us-east-1a",
+                            "karpenter.k8s.aws/instance-gpu-name": "h100", "karpenter.k8s.aws/instance-gpu-count": "8",
+                            "nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}},
+        "driver": {"version": "550.90.07", "cuda_version": 12040, "nvml_version": "12.550.90.07"},
+        "cgroup": {"version": 2, "driver": "systemd", "runtime": "containerd"},
+        "gpus": [{"model": "H100-SXM5-80GB", "count": 4, "mig": {"instances": [{"profile": "1g.10gb", "count": 7}]}},
+                 {"model": "H100-SXM5-80GB", "count": 4, "sharing": {"mode": "time-slicing", "replicas": 9}}],
+        "pods": pods,
+        "host_processes": [{"pid": 4242, "gpu": 4, "memory_mib": 512, "utilization": 0.03}],
+    }
+
+
+def g5_timeslice():
+    servers = [("tgi", "mistralai/Mistral-7B-Instruct-v0.3"), ("triton", "ensemble"), ("vllm", "meta-llama/Llama-3.2-3B-Instruct"), ("trtllm", "llama3-8b-trtllm")]
+    pods = []
+    for g in range(4):
+        for r in range(4):
+            i = g * 4 + r
+            server, model = servers[r]
+            pods.append({"namespace": "inference", "name": f"{server}-{i:02d}", "labels": {"app": server},
+                         "containers": [{"name": "server", "devices": [{"gpu": g, "replica": r}],
+                                         "processes": [{"memory_mib": 4000 + 300 * r,
+                                                        "utilization": sine(0.08 + 0.04 * r, 0.03, 40 + 4 * i, i)}]}],
+                         "workload": {"server": server, "model": model,
+                                      "queue_depth": sine(4 + r * 2, 3, 50 + i, i),
+                                      "running_requests": sine(6 + r, 2, 30 + i),
+                                      **({"kv_cache_usage": sine(0.5, 0.2, 70)} if server in ("tgi", "vllm", "trtllm") else {})}})
+    return {
+        "name": "g5-timeslice",
+        "description": "AWS g5.12xlarge: 4 x A10G, each time-sliced into 4 replicas; TGI, Triton, vLLM and Triton+TensorRT-LLM pods side by side.",
+        "node": {"name": "ip-10-0-40-7.us-west-2.compute.internal", "provider_id": "aws:///us-west-2b/i-0fedcba9876543210",
+                 "dmi": {"sys_vendor": "Amazon EC2", "product_name": "g5.12xlarge"},
+                 "labels": {"node.kubernetes.io/instance-type": "g5.12xlarge", "topology.kubernetes.io/region": "us-west-2",
+                            "topology.kubernetes.io/zone": "us-west-2b", "karpenter.k8s.aws/instance-gpu-name": "a10g",
+                            "nvidia.com/gpu.product": "NVIDIA-A10G-SHARED"}},
+        "driver": {"version": "535.183.01", "cuda_version": 12020, "nvml_version": "12.535.183.01"},
+        "cgroup": {"version": 2, "driver": "systemd", "runtime": "containerd"},
+        "gpus": [{"model": "A10G", "count": 4, "sharing": {"mode": "time-slicing", "replicas": 4}}],
+        "pods": pods,
+    }
+
+
+def a100_mig_mixed():
+    layouts = [[("1g.10gb", 7)]] * 2 + [[("2g.20gb", 3), ("1g.10gb", 1)]] * 2 + [[("3g.40gb", 2)]] * 2 + [[("7g.80gb", 1)]]
+    gpus = [{"model": "A100-SXM4-80GB", "mig": {"instances": [{"profile": p, "count": n} for p, n in lay]}} for lay in layouts]
+    gpus.append({"model": "A100-SXM4-80GB"})
+    pods = []
+    sizes = {"1g.10gb": 1, "2g.20gb": 2, "3g.40gb": 3, "7g.80gb": 7}
+    for g, lay in enumerate(layouts):
+        m = 0
+        for prof, n in lay:
+            for _ in range(n):
+                i = len(pods)
+                pods.append({"namespace": "ml", "name": f"train-{prof.replace('.', '-')}-{i:02d}",
+                             "containers": [{"name": "trainer", "devices": [{"gpu": g, "mig": m}],
+                                             "processes": [{"memory_mib": 1000 * sizes[prof] * 1.2,
+                                                            "utilization": sine(0.3 + 0.08 * (i % 7), 0.15, 25 + i, i)}]}]})
+                m += 1
+    pods.append({"namespace": "ml", "name": "train-full-gpu", "containers": [{"name": "trainer", "devices": [{"gpu": 7}],
+                 "processes": [{"memory_mib": 60000, "utilization": sine(0.85, 0.1, 33)}]}]})
+    return {
+        "name": "a100-mig-mixed",
+        "description": "GCP a2-ultragpu-8g: 8 x A100-SXM4-80GB with mixed MIG profiles (7x1g.10gb, 3x2g.20gb+1g.10gb, 2x3g.40gb, 7g.80gb) and one GPU without MIG.",
+        "node": {"name": "gke-ml-a2-ultra-pool-3f9c2d1e-x7kq", "provider_id": "gce://ml-prod/us-central1-c/gke-ml-a2-ultra-pool-3f9c2d1e-x7kq",
+                 "dmi": {"sys_vendor": "Google", "product_name": "Google Compute Engine"},
+                 "labels": {"node.kubernetes.io/instance-type": "a2-ultragpu-8g", "topology.kubernetes.io/region": "us-central1",
+                            "topology.kubernetes.io/zone": "us-central1-c", "cloud.google.com/gke-accelerator": "nvidia-a100-80gb",
+                            "cloud.google.com/gke-gpu-partition-size": "1g.10gb"}},
+        "driver": {"version": "535.183.01", "cuda_version": 12020, "nvml_version": "12.535.183.01"},
+        "cgroup": {"version": 2, "driver": "systemd", "runtime": "containerd"},
+        "gpus": gpus,
+        "pods": pods,
+    }
+
+
+def t4_legacy():
+    return {
+        "name": "t4-legacy",
+        "description": "GKE n1-standard-8 with 2 x Tesla T4 on an older driver: several fields unsupported, cgroup v1 with the cgroupfs driver and Docker.",
+        "node": {"name": "gke-legacy-t4-pool-8a7b6c5d-q2w3", "provider_id": "gce://legacy-proj/europe-west4-a/gke-legacy-t4-pool-8a7b6c5d-q2w3",
+                 "dmi": {"sys_vendor": "Google", "product_name": "Google Compute Engine"},
+                 "labels": {"node.kubernetes.io/instance-type": "n1-standard-8", "topology.kubernetes.io/region": "europe-west4",
+                            "topology.kubernetes.io/zone": "europe-west4-a", "cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}},
+        "driver": {"version": "470.256.02", "cuda_version": 11040, "nvml_version": "11.470.256.02"},
+        "cgroup": {"version": 1, "driver": "cgroupfs", "runtime": "docker"},
+        "gpus": [{"model": "T4", "count": 2}],
+        "pods": [{"namespace": "vision", "name": "resnet-server-0", "containers": [{"name": "server", "devices": [{"gpu": 0}],
+                  "processes": [{"memory_mib": 3000, "utilization": sine(0.4, 0.2, 40)}]}],
+                  "workload": {"server": "triton", "model": "resnet50", "queue_depth": sine(3, 2, 30), "running_requests": 2}},
+                 {"namespace": "vision", "name": "batch-ocr-0", "qos": "besteffort", "containers": [{"name": "worker", "devices": [{"gpu": 1}],
+                  "processes": [{"memory_mib": 5000, "utilization": 0.7}]}]}],
+    }
+
+
+for scen in (reference(), g5_timeslice(), a100_mig_mixed(), t4_legacy()):
+    path = os.path.join(OUT, scen["name"] + ".yaml")
+    with open(path, "w") as fh:
+        fh.write("# Built-in scenario; generated by tools/gen_scenarios.py. Edit there and regenerate.\n")
+        yaml.safe_dump(scen, fh, sort_keys=False, width=120)
+    print(path)
