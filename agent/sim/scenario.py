@@ -22,7 +22,8 @@ from .traces import Trace, TraceError, parse_trace
 
 BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "scenarios")
 SHARING_MODES = ("exclusive", "time-slicing", "mps")
-FAULT_KINDS = ("xid", "unsupported", "lost", "nvml_error", "stall", "init_failure")
+FAULT_KINDS = ("xid", "unsupported", "lost", "nvml_error", "stall", "init_failure", "throttle", "ecc", "row_remap")
+THROTTLE_REASONS = ("sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown")
 FAULT_FIELDS = ("utilization", "memory", "power", "power_instant", "energy", "temperature",
                 "memory_temperature", "clocks", "fan", "encoder", "decoder", "clock_events",
                 "ecc", "remapped_rows", "pcie_bytes", "pcie_replay", "nvlink", "processes",
@@ -225,6 +226,7 @@ class FaultSpec:
     error: str = "UNKNOWN"
     seconds: float = 0.0
     until: float = 0.0
+    count: int = 1
 
 
 @dataclass(frozen=True)
@@ -560,18 +562,21 @@ def _workload(ctx, w, path, parent) -> WorkloadSpec:
 
 def _fault(ctx, f, path, gpus) -> FaultSpec:
     ctx.mapping(f, path, {"at": True, "kind": True, "gpu": False, "field": False, "xid": False, "function": False,
-                          "error": False, "seconds": False, "until": False}, None, "faults")
+                          "error": False, "seconds": False, "until": False, "count": False}, None, "faults")
     kind = ctx.typed(f, "kind", str, f"{path}.kind")
     if kind not in FAULT_KINDS:
         raise ctx.fail(f, "kind", f"unknown fault {kind!r} (one of {', '.join(FAULT_KINDS)})", f"{path}.kind")
     gpu = ctx.typed(f, "gpu", int, f"{path}.gpu")
     if gpu is not None and not 0 <= gpu < len(gpus):
         raise ctx.fail(f, "gpu", f"no GPU {gpu}", f"{path}.gpu")
-    if kind in ("xid", "unsupported", "lost") and gpu is None:
+    if kind in ("xid", "unsupported", "lost", "throttle", "ecc", "row_remap") and gpu is None:
         raise ctx.fail(f, "kind", f"a {kind} fault needs gpu:", path)
     fld = ctx.typed(f, "field", str, f"{path}.field", "")
     if kind == "unsupported" and fld not in FAULT_FIELDS:
         raise ctx.fail(f, "field", f"unknown field {fld!r} (one of {', '.join(FAULT_FIELDS)})", f"{path}.field")
+    allowed_fields = {"throttle": THROTTLE_REASONS, "ecc": ("correctable", "uncorrectable"), "row_remap": ("failure",)}
+    if kind in allowed_fields and fld not in allowed_fields[kind]:
+        raise ctx.fail(f, "field", f"a {kind} fault needs field: one of {', '.join(allowed_fields[kind])}", f"{path}.field")
     xid = ctx.typed(f, "xid", int, f"{path}.xid", 0)
     if kind == "xid" and xid <= 0:
         raise ctx.fail(f, "xid", "an xid fault needs a positive xid:", f"{path}.xid")
@@ -580,4 +585,5 @@ def _fault(ctx, f, path, gpus) -> FaultSpec:
         raise ctx.fail(f, "function", "needs the NVML function name, e.g. nvmlDeviceGetPowerUsage", f"{path}.function")
     return FaultSpec(ctx.duration(f, "at", f"{path}.at"), kind, gpu, fld, xid, function,
                      ctx.typed(f, "error", str, f"{path}.error", "UNKNOWN"),
-                     ctx.duration(f, "seconds", f"{path}.seconds"), ctx.duration(f, "until", f"{path}.until"))
+                     ctx.duration(f, "seconds", f"{path}.seconds"), ctx.duration(f, "until", f"{path}.until"),
+                     ctx.typed(f, "count", int, f"{path}.count", 1))
