@@ -1,6 +1,7 @@
-"""Builds ext/*.pyx into agent._<name> when Cython and a C compiler are available.
+"""Builds ext/*.pyx into agent._<name> when Cython and a C++17 compiler are available.
 
 Without them the package still installs: agent.kernels falls back to the pure twins.
+C++ because the encoder formats doubles with std::to_chars (shortest round-trip, no locale).
 """
 
 import glob
@@ -16,7 +17,15 @@ if os.environ.get("GPULSE_NO_EXTENSIONS", "") in ("", "0"):
 
         sources = sorted(glob.glob("ext/_*.pyx"))
         ext_modules = cythonize(
-            [Extension("agent." + os.path.basename(p)[:-4], [p], extra_compile_args=["-O2"]) for p in sources],
+            [
+                Extension(
+                    "agent." + os.path.basename(p)[:-4],
+                    [p],
+                    language="c++",
+                    extra_compile_args=["-O2", "-std=c++17"],
+                )
+                for p in sources
+            ],
             language_level=3,
             quiet=True,
         )

@@ -1,95 +1,141 @@
-"""Exposition encoder, pure-Python twin of ext/_expo.pyx (identical output).
+"""Exposition encoder, pure-Python twin of ext/_expo.pyx (byte-identical output).
 
 Each series' `name{labels} ` prefix is escaped and encoded once and kept while the
 series lives; a render only formats values. Empty label values are not written
 (Prometheus treats an empty label as an absent one), so one family can carry MIG
 labels on MIG series only.
+
+Values: NaN, +Inf, -Inf; integral values below 1e15 as integers; anything else as
+Python's repr() (shortest digits that read back to the same double).
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_TYPES = ("gauge", "counter", "info")
 
 
 def escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def escape_help(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("\n", "\\n")
-
-
 def format_value(v: float) -> str:
+    """The text of one sample value, as a render writes it."""
     if v != v:
         return "NaN"
     if v == math.inf:
         return "+Inf"
     if v == -math.inf:
         return "-Inf"
-    if v.is_integer() and -1e15 < v < 1e15:
+    if -1e15 < v < 1e15 and v.is_integer():
         return "%d" % v
     return repr(v)
 
 
-def series_prefix(name: str, labelnames, labelvalues) -> bytes:
-    pairs = [f'{k}="{escape_label_value(v)}"' for k, v in zip(labelnames, labelvalues) if v != ""]
+def _as_float(name, value) -> float:
+    if value is None or isinstance(value, (str, bytes, bytearray)):
+        raise TypeError(f"{name}: sample value {value!r} is not a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: sample value {value!r} is not a number") from None
+
+
+def _series_prefix(name, labelnames, labelvalues) -> bytes:
+    if type(labelvalues) is not tuple:
+        raise TypeError(f"{name}: label values must be a tuple, got {type(labelvalues).__name__}")
+    if len(labelvalues) != len(labelnames):
+        raise ValueError(f"{name}: {len(labelvalues)} label values for {len(labelnames)} label names {labelnames}")
+    pairs = []
+    for k, v in zip(labelnames, labelvalues):
+        if type(v) is not str:
+            raise TypeError(f"{name}: label {k} value {v!r} is not a str")
+        if v != "":
+            pairs.append(f'{k}="{escape_label_value(v)}"')
     if pairs:
         return f"{name}{{{','.join(pairs)}}} ".encode()
     return f"{name} ".encode()
 
 
-def _om_family_name(name: str, type_: str) -> str:
-    if type_ == "counter" and name.endswith("_total"):
-        return name[:-6]
-    if type_ == "info" and name.endswith("_info"):
-        return name[:-5]
-    return name
+def _header(name, type_, help_, labelnames, openmetrics: bool) -> bytes:
+    if not _METRIC_NAME.match(name):
+        raise ValueError(f"invalid metric name {name!r}")
+    if type_ not in _TYPES:
+        raise ValueError(f"{name}: unknown metric type {type_!r} (expected gauge, counter or info)")
+    for k in labelnames:
+        if not isinstance(k, str) or not _LABEL_NAME.match(k) or k.startswith("__"):
+            raise ValueError(f"{name}: invalid label name {k!r}")
+    if openmetrics:
+        if type_ == "counter" and name.endswith("_total"):
+            name = name[:-6]
+        elif type_ == "info" and name.endswith("_info"):
+            name = name[:-5]
+        text = help_.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    else:
+        if type_ == "info":
+            type_ = "gauge"
+        text = help_.replace("\\", "\\\\").replace("\n", "\\n")
+    return f"# HELP {name} {text}\n# TYPE {name} {type_}\n".encode()
 
 
 class ExpositionEncoder:
-    """Renders families to text 0.0.4 (default) or OpenMetrics 1.0 bytes."""
+    """Renders families to text 0.0.4 (default) or OpenMetrics 1.0.
+
+    render() returns bytes; render_view() a read-only memoryview that stays valid for as
+    long as the caller holds it (the compiled encoder serves it from a pooled buffer).
+    """
 
     def __init__(self, openmetrics: bool = False):
-        self.openmetrics = openmetrics
+        self.openmetrics = bool(openmetrics)
         self._prefixes: dict = {}
         self._headers: dict = {}
 
+    @property
+    def series_cached(self) -> int:
+        return len(self._prefixes)
+
+    def render_view(self, families) -> memoryview:
+        return memoryview(self.render(families)).toreadonly()
+
     def render(self, families) -> bytes:
         out = []
-        seen = {}
+        seen_prefixes = {}
+        seen_headers = {}
         prefixes = self._prefixes
         for fam in families:
-            if not fam.samples:
+            samples = fam.samples
+            if not samples:
                 continue
-            header = self._headers.get((fam.name, fam.type, fam.help))
-            if header is None:
-                header = self._header(fam)
-                self._headers[(fam.name, fam.type, fam.help)] = header
-            out.append(header)
             name, labelnames = fam.name, fam.labelnames
-            for labelvalues, value in fam.samples:
+            hkey = (name, fam.type, fam.help, labelnames)
+            header = self._headers.get(hkey)
+            if header is None:
+                header = _header(name, fam.type, fam.help, labelnames, self.openmetrics)
+            seen_headers[hkey] = header
+            out.append(header)
+            for labelvalues, value in samples:
+                if type(value) is not float:
+                    value = _as_float(name, value)
+                if type(labelvalues) is not tuple:
+                    _series_prefix(name, labelnames, labelvalues)
                 key = (name, labelnames, labelvalues)
                 prefix = prefixes.get(key)
                 if prefix is None:
-                    prefix = series_prefix(name, labelnames, labelvalues)
-                seen[key] = prefix
+                    prefix = _series_prefix(name, labelnames, labelvalues)
+                seen_prefixes[key] = prefix
                 out.append(prefix)
                 out.append(format_value(value).encode())
                 out.append(b"\n")
         if self.openmetrics:
             out.append(b"# EOF\n")
-        # Series that were not rendered this time are gone: forget their prefixes.
-        self._prefixes = seen
+        # Series and families not rendered this time are gone: forget them.
+        self._prefixes = seen_prefixes
+        self._headers = seen_headers
         return b"".join(out)
-
-    def _header(self, fam) -> bytes:
-        if self.openmetrics:
-            name = _om_family_name(fam.name, fam.type)
-            type_ = fam.type
-        else:
-            name = fam.name
-            type_ = "gauge" if fam.type == "info" else fam.type
-        return f"# HELP {name} {escape_help(fam.help)}\n# TYPE {name} {type_}\n".encode()

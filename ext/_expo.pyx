@@ -1,0 +1,327 @@
+# cython: language_level=3, boundscheck=False, initializedcheck=False
+# distutils: language = c++
+"""Exposition encoder, compiled twin of agent/_expo_py.py (byte-identical output).
+
+Each series' `name{labels} ` prefix is escaped and encoded once and kept while the series
+lives; a render walks the samples, matches each label tuple against the same position of
+the previous render (a pointer compare when the collector reuses its tuples), copies the
+prefix and formats the value with std::to_chars into a pooled buffer.
+"""
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.object cimport Py_EQ, PyObject_RichCompareBool
+from cpython.ref cimport PyObject
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from libc.string cimport memcpy
+
+cdef extern from "Python.h":
+    Py_ssize_t Py_REFCNT(PyObject *o)
+
+cdef extern from *:
+    """
+    #include <charconv>
+    #include <cmath>
+    #include <cstring>
+
+    /* Writes v the way agent/_expo_py.format_value does: NaN, +Inf, -Inf; integral values
+       below 1e15 as integers; everything else as Python's repr() (shortest round-trip digits,
+       exponent form when the decimal point falls outside (-4, 16]). Needs 32 bytes. */
+    static int gp_format_double(char *out, double v) {
+        if (std::isnan(v)) { std::memcpy(out, "NaN", 3); return 3; }
+        if (std::isinf(v)) { std::memcpy(out, v > 0 ? "+Inf" : "-Inf", 4); return 4; }
+        if (v > -1e15 && v < 1e15) {
+            long long i = (long long)v;
+            if ((double)i == v) {
+                char *p = out;
+                unsigned long long u;
+                if (i < 0) { *p++ = '-'; u = (unsigned long long)(-i); } else { u = (unsigned long long)i; }
+                char tmp[24]; int n = 0;
+                do { tmp[n++] = (char)('0' + u % 10); u /= 10; } while (u);
+                while (n) *p++ = tmp[--n];
+                return (int)(p - out);
+            }
+        }
+        char sci[40];
+        auto res = std::to_chars(sci, sci + sizeof(sci), v, std::chars_format::scientific);
+        const char *s = sci, *end = res.ptr;
+        char *p = out;
+        if (*s == '-') { *p++ = '-'; s++; }
+        char digits[20]; int nd = 0;
+        while (s < end && *s != 'e') { if (*s != '.') digits[nd++] = *s; s++; }
+        int exp10 = 0; s++;  /* skip 'e' */
+        int neg = (*s == '-'); s++;
+        while (s < end) exp10 = exp10 * 10 + (*s++ - '0');
+        if (neg) exp10 = -exp10;
+        int decpt = exp10 + 1;
+        if (decpt > -4 && decpt <= 16) {
+            if (decpt <= 0) {
+                *p++ = '0'; *p++ = '.';
+                for (int k = 0; k < -decpt; k++) *p++ = '0';
+                std::memcpy(p, digits, nd); p += nd;
+            } else if (decpt >= nd) {
+                std::memcpy(p, digits, nd); p += nd;
+                for (int k = nd; k < decpt; k++) *p++ = '0';
+                *p++ = '.'; *p++ = '0';
+            } else {
+                std::memcpy(p, digits, decpt); p += decpt;
+                *p++ = '.';
+                std::memcpy(p, digits + decpt, nd - decpt); p += nd - decpt;
+            }
+        } else {
+            *p++ = digits[0];
+            if (nd > 1) { *p++ = '.'; std::memcpy(p, digits + 1, nd - 1); p += nd - 1; }
+            *p++ = 'e';
+            int e = exp10;
+            if (e < 0) { *p++ = '-'; e = -e; } else { *p++ = '+'; }
+            if (e >= 100) { *p++ = (char)('0' + e / 100); e %= 100; *p++ = (char)('0' + e / 10); *p++ = (char)('0' + e % 10); }
+            else { *p++ = (char)('0' + e / 10); *p++ = (char)('0' + e % 10); }
+        }
+        return (int)(p - out);
+    }
+    """
+    int gp_format_double(char *out, double v) nogil
+
+import re as _re
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+# Room for one formatted value plus the newline (gp_format_double needs at most 25 bytes).
+DEF VALUE_ROOM = 40
+# Buffers still referenced by a caller are never reused; past this many, renders allocate.
+DEF POOL_LIMIT = 4
+
+_METRIC_NAME = _re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
+_LABEL_NAME = _re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
+_TYPES = ("gauge", "counter", "info")
+
+
+def format_value(double v):
+    """The text of one sample value, as a render writes it."""
+    cdef char out[VALUE_ROOM]
+    cdef int n = gp_format_double(out, v)
+    return out[:n].decode("ascii")
+
+
+def escape_label_value(value):
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _as_float(name, value):
+    if value is None or isinstance(value, (str, bytes, bytearray)):
+        raise TypeError(f"{name}: sample value {value!r} is not a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: sample value {value!r} is not a number") from None
+
+
+def _series_prefix(name, labelnames, labelvalues):
+    if type(labelvalues) is not tuple:
+        raise TypeError(f"{name}: label values must be a tuple, got {type(labelvalues).__name__}")
+    if len(labelvalues) != len(labelnames):
+        raise ValueError(f"{name}: {len(labelvalues)} label values for {len(labelnames)} label names {labelnames}")
+    pairs = []
+    for k, v in zip(labelnames, labelvalues):
+        if type(v) is not str:
+            raise TypeError(f"{name}: label {k} value {v!r} is not a str")
+        if v != "":
+            pairs.append(f'{k}="{escape_label_value(v)}"')
+    if pairs:
+        return f"{name}{{{','.join(pairs)}}} ".encode()
+    return f"{name} ".encode()
+
+
+def _header(name, type_, help_, labelnames, bint openmetrics):
+    if not _METRIC_NAME.match(name):
+        raise ValueError(f"invalid metric name {name!r}")
+    if type_ not in _TYPES:
+        raise ValueError(f"{name}: unknown metric type {type_!r} (expected gauge, counter or info)")
+    for k in labelnames:
+        if not isinstance(k, str) or not _LABEL_NAME.match(k) or k.startswith("__"):
+            raise ValueError(f"{name}: invalid label name {k!r}")
+    if openmetrics:
+        if type_ == "counter" and name.endswith("_total"):
+            name = name[:-6]
+        elif type_ == "info" and name.endswith("_info"):
+            name = name[:-5]
+        text = help_.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    else:
+        if type_ == "info":
+            type_ = "gauge"
+        text = help_.replace("\\", "\\\\").replace("\n", "\\n")
+    return f"# HELP {name} {text}\n# TYPE {name} {type_}\n".encode()
+
+
+cdef class _FamilyState:
+    """What a render keeps of one family: its header and, in sample order, the label
+    tuples and encoded prefixes of its live series."""
+    cdef object key  # (type, help, labelnames): a change re-renders everything
+    cdef bytes header
+    cdef list keys
+    cdef list prefixes
+    cdef unsigned long long generation
+
+
+cdef class ExpositionEncoder:
+    """Renders families to text 0.0.4 (default) or OpenMetrics 1.0.
+
+    render() returns fresh bytes. render_view() returns a read-only memoryview of a pooled
+    buffer with no copy; that buffer is reused only once nothing references the view any
+    more, so a caller may keep serving it while later renders run.
+    """
+
+    cdef readonly bint openmetrics
+    cdef dict _families
+    cdef list _pool
+    cdef unsigned long long _generation
+    cdef Py_ssize_t _last_used
+
+    def __init__(self, bint openmetrics=False):
+        self.openmetrics = openmetrics
+        self._families = {}
+        self._pool = []
+        self._generation = 0
+
+    @property
+    def series_cached(self):
+        """How many series prefixes are kept (the series of the last render)."""
+        return sum(len((<_FamilyState>st).keys) for st in self._families.values())
+
+    def render(self, families):
+        cdef Py_ssize_t used
+        buf = self._render(families)
+        used = self._last_used
+        return PyBytes_FromStringAndSize(PyByteArray_AS_STRING(buf), used)
+
+    def render_view(self, families):
+        buf = self._render(families)
+        return memoryview(buf)[:self._last_used].toreadonly()
+
+    cdef bytearray _take_buffer(self):
+        cdef Py_ssize_t i
+        for i in range(PyList_GET_SIZE(self._pool)):
+            # 1 = only the pool holds it: no view or caller can see it any more.
+            if Py_REFCNT(PyList_GET_ITEM(self._pool, i)) == 1:
+                return <bytearray>PyList_GET_ITEM(self._pool, i)
+        buf = bytearray(1 << 16)
+        if PyList_GET_SIZE(self._pool) < POOL_LIMIT:
+            self._pool.append(buf)
+        return buf
+
+    cdef bytearray _render(self, families):
+        cdef bytearray buf = self._take_buffer()
+        cdef char *out = PyByteArray_AS_STRING(buf)
+        cdef Py_ssize_t cap = PyByteArray_GET_SIZE(buf)
+        cdef Py_ssize_t used = 0, i, n, nprev, plen
+        cdef bint rebuilding
+        cdef bytes pref, header
+        cdef list samples, prev_keys, prev_prefixes, new_keys, new_prefixes
+        cdef dict index
+        cdef _FamilyState st
+        cdef PyObject *item
+        cdef PyObject *vobj
+        cdef double v
+        cdef bint openmetrics = self.openmetrics
+
+        self._generation += 1
+        generation = self._generation
+        for fam in families:
+            samples = fam.samples
+            n = PyList_GET_SIZE(samples)
+            if n == 0:
+                continue
+            name = fam.name
+            labelnames = fam.labelnames
+            key = (fam.type, fam.help, labelnames)
+            st = self._families.get(name)
+            if st is None or st.key != key:
+                st = _FamilyState()
+                st.key = key
+                st.header = _header(name, fam.type, fam.help, labelnames, openmetrics)
+                st.keys = []
+                st.prefixes = []
+                self._families[name] = st
+            st.generation = generation
+            header = st.header
+            plen = PyBytes_GET_SIZE(header)
+            if used + plen > cap:
+                cap = _grow(buf, used + plen)
+                out = PyByteArray_AS_STRING(buf)
+            memcpy(out + used, PyBytes_AS_STRING(header), plen)
+            used += plen
+
+            prev_keys = st.keys
+            prev_prefixes = st.prefixes
+            nprev = PyList_GET_SIZE(prev_keys)
+            rebuilding = False
+            new_keys = new_prefixes = None
+            index = None
+            for i in range(n):
+                item = PyList_GET_ITEM(samples, i)
+                if type(<object>item) is tuple and PyTuple_GET_SIZE(<object>item) == 2:
+                    lv = <object>PyTuple_GET_ITEM(<object>item, 0)
+                    vobj = PyTuple_GET_ITEM(<object>item, 1)
+                else:
+                    lv, vtmp = <object>item
+                    vobj = <PyObject*>vtmp
+                if type(<object>vobj) is float:
+                    v = PyFloat_AS_DOUBLE(<object>vobj)
+                else:
+                    v = _as_float(name, <object>vobj)
+                if not rebuilding:
+                    if i < nprev and PyObject_RichCompareBool(lv, <object>PyList_GET_ITEM(prev_keys, i), Py_EQ):
+                        pref = <bytes>PyList_GET_ITEM(prev_prefixes, i)
+                    else:
+                        # The series set changed: from here on, look prefixes up by labels.
+                        rebuilding = True
+                        index = dict(zip(prev_keys, prev_prefixes))
+                        new_keys = prev_keys[:i]
+                        new_prefixes = prev_prefixes[:i]
+                if rebuilding:
+                    if type(lv) is not tuple:
+                        _series_prefix(name, labelnames, lv)  # raises the clear error
+                    p = index.get(lv)
+                    if p is None:
+                        p = _series_prefix(name, labelnames, lv)
+                    pref = <bytes>p
+                    new_keys.append(lv)
+                    new_prefixes.append(pref)
+                plen = PyBytes_GET_SIZE(pref)
+                if used + plen + VALUE_ROOM > cap:
+                    cap = _grow(buf, used + plen + VALUE_ROOM)
+                    out = PyByteArray_AS_STRING(buf)
+                memcpy(out + used, PyBytes_AS_STRING(pref), plen)
+                used += plen
+                used += gp_format_double(out + used, v)
+                out[used] = b'\n'
+                used += 1
+            if rebuilding:
+                st.keys = new_keys
+                st.prefixes = new_prefixes
+            elif n < nprev:
+                st.keys = prev_keys[:n]
+                st.prefixes = prev_prefixes[:n]
+        if openmetrics:
+            if used + 6 > cap:
+                cap = _grow(buf, used + 6)
+                out = PyByteArray_AS_STRING(buf)
+            memcpy(out + used, b"# EOF\n", 6)
+            used += 6
+        # Families not rendered this time are gone, and so are their series.
+        stale = [k for k, s in self._families.items() if (<_FamilyState>s).generation != generation]
+        for k in stale:
+            del self._families[k]
+        self._last_used = used
+        return buf
+
+
+cdef Py_ssize_t _grow(bytearray buf, Py_ssize_t need) except -1:
+    cdef Py_ssize_t size = PyByteArray_GET_SIZE(buf)
+    while size < need:
+        size = size + (size >> 1) + 4096
+    PyByteArray_Resize(buf, size)
+    return size
