@@ -1,0 +1,374 @@
+"""A small Kubernetes API client: this node's pods (list + watch) and its Node object.
+
+Why the standard library's http.client and not the `kubernetes` package: a DaemonSet runs
+on every node, so its memory and start-up are paid N times. The official client pulls in
+its generated models for the whole API (thousands of modules), urllib3, requests-oauthlib
+and google-auth, costs tens of MiB of RSS and about a second of import time, and the
+agent needs three calls: list pods, watch pods, get one node. http.client is already
+loaded by the agent's own HTTP server, handles chunked watch streams, and with
+ssl.create_default_context(cafile=...) does the in-cluster TLS the service account needs.
+
+Configuration (`KubeConfig.load`):
+  - config.kube_apiserver set: that URL; a service-account token and CA are still used
+    when their files exist (a URL with https to a real cluster needs them);
+  - otherwise in-cluster: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT with
+    /var/run/secrets/kubernetes.io/serviceaccount/{token,ca.crt}. The token is re-read
+    every minute: projected service-account tokens rotate.
+
+Shared interface (used by workload discovery and by pod attribution):
+
+  PodIndex  - thread-safe view of the pods on this node, kept current by PodWatcher.
+    .by_uid(uid) -> PodInfo | None       pod UID (as in /proc/<pid>/cgroup) -> pod
+    .by_name(namespace, name) -> PodInfo | None
+    .pods() -> tuple[PodInfo]            every pod on the node, any phase
+    .synced -> bool                      True once the first list has completed
+    .version -> int                      bumps on every change (cheap change detection)
+    .subscribe(fn)                       fn(index) after every change, on the watch thread
+  PodInfo   - frozen: uid, namespace, name, node, phase, ip, annotations, labels
+  PodWatcher(client, node_name, index=None).start()/.stop(); .index; .status() -> (up, error)
+  KubeClient(KubeConfig).list_pods(node) / .watch_pods(node, rv) / .get_node(name)
+
+Watch protocol: list with fieldSelector=spec.nodeName=<node> gives a resourceVersion;
+watch from it (allowWatchBookmarks) applying ADDED/MODIFIED/DELETED and advancing the
+version on BOOKMARKs; a 410 Gone (as HTTP status or as an ERROR event) means the version
+was compacted away, and the watcher re-lists. Other failures back off (1 s doubling to 30 s).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Callable, Iterator, Mapping, Optional
+from urllib.parse import quote, urlsplit
+
+log = logging.getLogger(__name__)
+
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+TOKEN_REFRESH_SECONDS = 60.0
+WATCH_TIMEOUT_SECONDS = 300  # the API server ends a watch after this; the watcher resumes
+_EMPTY: Mapping = MappingProxyType({})
+
+
+class KubeError(Exception):
+    """A failed API call; str() is one line naming the request."""
+
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status
+
+
+class Gone(KubeError):
+    """410: the resourceVersion is too old; list again."""
+
+
+@dataclass(frozen=True)
+class KubeConfig:
+    url: str
+    token_path: str = ""
+    ca_path: str = ""
+
+    @classmethod
+    def load(cls, config, environ: Optional[Mapping] = None,
+             sa_dir: str = SERVICE_ACCOUNT_DIR) -> "KubeConfig":
+        environ = os.environ if environ is None else environ
+        token = os.path.join(sa_dir, "token")
+        ca = os.path.join(sa_dir, "ca.crt")
+        token = token if os.path.isfile(token) else ""
+        ca = ca if os.path.isfile(ca) else ""
+        url = (getattr(config, "kube_apiserver", "") or "").rstrip("/")
+        if url:
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise KubeError(f"kube.apiserver: {url!r} is not an http(s) URL")
+            return cls(url, token, ca)
+        host = environ.get("KUBERNETES_SERVICE_HOST", "")
+        port = environ.get("KUBERNETES_SERVICE_PORT", "443")
+        if not host:
+            raise KubeError("kube.apiserver is empty and KUBERNETES_SERVICE_HOST is not set "
+                            "(not in a cluster): set --kube.apiserver or --kube.enabled=false")
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # IPv6 service IP
+        return cls(f"https://{host}:{port}", token, ca)
+
+
+@dataclass(frozen=True)
+class PodInfo:
+    uid: str
+    namespace: str
+    name: str
+    node: str = ""
+    phase: str = ""
+    ip: str = ""
+    resource_version: str = ""
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+    @classmethod
+    def from_object(cls, obj: dict) -> "PodInfo":
+        meta = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        return cls(uid=meta.get("uid", ""), namespace=meta.get("namespace", ""), name=meta.get("name", ""),
+                   node=spec.get("nodeName", "") or "", phase=status.get("phase", "") or "",
+                   ip=status.get("podIP", "") or "", resource_version=meta.get("resourceVersion", ""),
+                   annotations=MappingProxyType(dict(meta.get("annotations") or {})),
+                   labels=MappingProxyType(dict(meta.get("labels") or {})))
+
+
+class KubeClient:
+    """Three API calls over http.client; one connection per call (calls are rare)."""
+
+    def __init__(self, kube: KubeConfig, timeout: float = 10.0):
+        self.kube = kube
+        self.timeout = timeout
+        parts = urlsplit(kube.url)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname or ""
+        self._port = parts.port or (443 if self._https else 80)
+        self._prefix = parts.path.rstrip("/")
+        self._ssl = None
+        if self._https:
+            self._ssl = ssl.create_default_context(cafile=kube.ca_path or None)
+        self._token, self._token_read_at = "", -1e18
+        self._token_lock = threading.Lock()
+
+    # --- plumbing ---
+
+    def _bearer(self) -> str:
+        if not self.kube.token_path:
+            return ""
+        with self._token_lock:
+            now = time.monotonic()
+            if now - self._token_read_at >= TOKEN_REFRESH_SECONDS:
+                try:
+                    with open(self.kube.token_path, encoding="utf-8") as fh:
+                        self._token = fh.read().strip()
+                    self._token_read_at = now
+                except OSError as exc:
+                    log.warning("kube: cannot read service-account token %s: %s", self.kube.token_path, exc.strerror)
+            return self._token
+
+    def _connect(self, timeout: float) -> http.client.HTTPConnection:
+        if self._https:
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def _open(self, path: str, timeout: float):
+        conn = self._connect(timeout)
+        headers = {"Accept": "application/json", "User-Agent": "gpulse"}
+        token = self._bearer()
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        try:
+            conn.request("GET", self._prefix + path, headers=headers)
+            resp = conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise KubeError(f"GET {path}: {exc}") from None
+        if resp.status != 200:
+            body = resp.read(2048)
+            conn.close()
+            reason = _status_message(body) or resp.reason
+            cls = Gone if resp.status == 410 else KubeError
+            raise cls(f"GET {path}: HTTP {resp.status}: {reason}", resp.status)
+        return conn, resp
+
+    def _get_json(self, path: str) -> dict:
+        conn, resp = self._open(path, self.timeout)
+        try:
+            return json.loads(resp.read())
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise KubeError(f"GET {path}: unreadable response: {exc}") from None
+        finally:
+            conn.close()
+
+    # --- the calls ---
+
+    @staticmethod
+    def _pods_path(node: str, extra: str = "") -> str:
+        return "/api/v1/pods?fieldSelector=" + quote(f"spec.nodeName={node}", safe="") + extra
+
+    def list_pods(self, node: str) -> tuple:
+        """-> (pods as PodInfo tuple, list resourceVersion)."""
+        data = self._get_json(self._pods_path(node))
+        items = data.get("items") or []
+        rv = (data.get("metadata") or {}).get("resourceVersion", "")
+        return tuple(PodInfo.from_object(o) for o in items), rv
+
+    def watch_pods(self, node: str, resource_version: str,
+                   on_connection: Optional[Callable] = None) -> Iterator[tuple]:
+        """Yields (event type, object dict) until the server ends the watch."""
+        path = self._pods_path(node, f"&watch=1&allowWatchBookmarks=true&timeoutSeconds={WATCH_TIMEOUT_SECONDS}"
+                                     f"&resourceVersion={quote(resource_version, safe='')}")
+        conn, resp = self._open(path, WATCH_TIMEOUT_SECONDS + 30.0)
+        if on_connection:
+            on_connection(conn)
+        try:
+            while True:
+                try:
+                    line = resp.readline()
+                except (OSError, http.client.HTTPException, ValueError) as exc:
+                    raise KubeError(f"watch pods: stream broke: {exc}") from None
+                if not line:
+                    return
+                if not line.strip():
+                    continue
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    raise KubeError(f"watch pods: undecodable event {line[:80]!r}") from None
+                kind, obj = event.get("type", ""), event.get("object") or {}
+                if kind == "ERROR":
+                    code = obj.get("code", 0)
+                    msg = f"watch pods: {obj.get('message', 'error event')} (code {code})"
+                    raise (Gone if code == 410 else KubeError)(msg, code)
+                yield kind, obj
+        finally:
+            conn.close()
+
+    def get_node(self, name: str) -> dict:
+        """The Node object as a dict (metadata.labels, spec.providerID, status...)."""
+        return self._get_json("/api/v1/nodes/" + quote(name, safe=""))
+
+
+def _status_message(body: bytes) -> str:
+    try:
+        return str(json.loads(body).get("message", ""))[:200]
+    except (ValueError, AttributeError):
+        return body[:200].decode("utf-8", "replace").strip()
+
+
+class PodIndex:
+    """Pods on this node by UID and by namespace/name; replaced wholesale on change."""
+
+    def __init__(self):
+        self._by_uid: Mapping[str, PodInfo] = _EMPTY
+        self._by_name: Mapping[tuple, PodInfo] = _EMPTY
+        self._lock = threading.Lock()
+        self._subscribers: list = []
+        self.synced = False
+        self.version = 0
+
+    def by_uid(self, uid: str) -> Optional[PodInfo]:
+        return self._by_uid.get(uid)
+
+    def by_name(self, namespace: str, name: str) -> Optional[PodInfo]:
+        return self._by_name.get((namespace, name))
+
+    def pods(self) -> tuple:
+        return tuple(self._by_uid.values())
+
+    def subscribe(self, fn: Callable) -> None:
+        self._subscribers.append(fn)
+
+    # --- writers (the watch thread) ---
+
+    def replace(self, pods) -> None:
+        self._publish({p.uid: p for p in pods if p.uid})
+        self.synced = True
+
+    def apply(self, kind: str, pod: PodInfo) -> None:
+        with self._lock:
+            current = dict(self._by_uid)
+        if kind == "DELETED":
+            current.pop(pod.uid, None)
+        else:
+            current[pod.uid] = pod
+        self._publish(current)
+
+    def _publish(self, by_uid: dict) -> None:
+        with self._lock:
+            self._by_uid = MappingProxyType(by_uid)
+            self._by_name = MappingProxyType({(p.namespace, p.name): p for p in by_uid.values()})
+            self.version += 1
+        for fn in list(self._subscribers):
+            try:
+                fn(self)
+            except Exception:  # a subscriber's bug must not stop the watch
+                log.exception("kube: pod index subscriber failed")
+
+
+class PodWatcher:
+    """Keeps a PodIndex current from list + watch on its own daemon thread."""
+
+    def __init__(self, client: KubeClient, node_name: str, index: Optional[PodIndex] = None):
+        if not node_name:
+            raise KubeError("node.name is empty: set NODE_NAME from the downward API (spec.nodeName)")
+        self.client = client
+        self.node_name = node_name
+        self.index = index or PodIndex()
+        self.relists = 0
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+        self._conn = None
+        self._error = ""
+        self._up = False
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gpulse-pod-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        conn = self._conn
+        if conn is not None and conn.sock is not None:
+            try:  # wakes the blocked readline; close() alone does not
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread:
+            self._thread.join(timeout=5)
+
+    def status(self) -> tuple:
+        return self._up, self._error
+
+    def wait_synced(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not self.index.synced and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return self.index.synced
+
+    def _set_conn(self, conn) -> None:
+        self._conn = conn
+        if self._stop.is_set():
+            self.stop()
+
+    def _run(self) -> None:
+        backoff, rv = 1.0, ""
+        while not self._stop.is_set():
+            try:
+                if not rv:
+                    pods, rv = self.client.list_pods(self.node_name)
+                    self.index.replace(pods)
+                    self.relists += 1
+                    self._up, self._error = True, ""
+                started, events = time.monotonic(), 0
+                for kind, obj in self.client.watch_pods(self.node_name, rv, self._set_conn):
+                    events += 1
+                    meta = obj.get("metadata") or {}
+                    rv = meta.get("resourceVersion", rv) or rv
+                    if kind in ("ADDED", "MODIFIED", "DELETED"):
+                        self.index.apply(kind, PodInfo.from_object(obj))
+                    backoff = 1.0
+                    self._up, self._error = True, ""
+                if not events and time.monotonic() - started < 1.0:
+                    self._stop.wait(1.0)  # a server that ends watches at once must not make us spin
+            except Gone as exc:
+                log.info("kube: %s; listing pods again", exc)
+                rv = ""
+            except KubeError as exc:
+                if self._stop.is_set():
+                    break
+                self._up, self._error = False, str(exc)
+                log.warning("kube: %s (retrying in %.0fs)", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 30.0)
+            finally:
+                self._conn = None

@@ -1,0 +1,136 @@
+"""A fake kubelet: a real grpcio PodResources v1 server on a Unix socket.
+
+It serves the scenario's pods the way the NVIDIA device plugin names devices:
+`GPU-<uuid>` for a whole GPU, `GPU-<uuid>::<replica>` for a time-sliced or MPS share,
+`MIG-<uuid>` for a MIG instance. Tests change what it serves mid-run with
+set_pods(), add raw entries with set_extra(), slow it with set_delay(), and stop or
+restart it; the agent's real client talks to it unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent import futures
+
+import grpc
+
+from ..kube import podresources_pb2 as pb
+from ..kube import podresources_pb2_grpc as pb_grpc
+
+
+def device_id(gpus, ref) -> str:
+    gpu = gpus[ref.gpu]
+    if ref.mig is not None:
+        return gpu.mig_instances[ref.mig].uuid + (f"::{ref.replica}" if ref.replica is not None else "")
+    if ref.replica is not None:
+        return f"{gpu.uuid}::{ref.replica}"
+    return gpu.uuid
+
+
+def list_response(gpus, pods, extra=()) -> pb.ListPodResourcesResponse:
+    """extra: (namespace, pod, container, resource, [device ids]) served verbatim."""
+    resp = pb.ListPodResourcesResponse()
+    for pod in pods:
+        pr = resp.pod_resources.add(name=pod.name, namespace=pod.namespace)
+        for c in pod.containers:
+            cr = pr.containers.add(name=c.name)
+            by_resource: dict = {}
+            for ref in c.devices:
+                by_resource.setdefault(ref.resource, []).append(device_id(gpus, ref))
+            for resource, ids in by_resource.items():
+                cr.devices.add(resource_name=resource, device_ids=ids)
+    for ns, name, container, resource, ids in extra:
+        pr = resp.pod_resources.add(name=name, namespace=ns)
+        pr.containers.add(name=container).devices.add(resource_name=resource, device_ids=list(ids))
+    return resp
+
+
+def allocatable_response(gpus) -> pb.AllocatableResourcesResponse:
+    resp = pb.AllocatableResourcesResponse()
+    for gpu in gpus:
+        if gpu.mig_enabled:
+            for inst in gpu.mig_instances:
+                resp.devices.add(resource_name="nvidia.com/mig-" + inst.profile, device_ids=[inst.uuid])
+        elif gpu.sharing != "exclusive":
+            resp.devices.add(resource_name="nvidia.com/gpu",
+                             device_ids=[f"{gpu.uuid}::{r}" for r in range(gpu.replicas)])
+        else:
+            resp.devices.add(resource_name="nvidia.com/gpu", device_ids=[gpu.uuid])
+    return resp
+
+
+class _Lister(pb_grpc.PodResourcesListerServicer):
+    def __init__(self, handle: "FakeKubelet"):
+        self.handle = handle
+
+    def List(self, request, context):  # noqa: N802 - gRPC method name
+        self.handle._pause()
+        return self.handle._list
+
+    def GetAllocatableResources(self, request, context):  # noqa: N802
+        self.handle._pause()
+        return self.handle._allocatable
+
+
+class FakeKubelet:
+    def __init__(self, scenario, socket_path: str):
+        self.scenario = scenario
+        self.socket_path = socket_path
+        self._pods = tuple(scenario.pods)
+        self._extra: tuple = ()
+        self._delay = 0.0
+        self._list = list_response(scenario.gpus, self._pods)
+        self._allocatable = allocatable_response(scenario.gpus)
+        self._server = None
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def _pause(self) -> None:
+        with self._lock:
+            self.calls += 1
+        if self._delay:
+            time.sleep(self._delay)
+
+    def start(self) -> "FakeKubelet":
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="fake-kubelet"))
+        pb_grpc.add_PodResourcesListerServicer_to_server(_Lister(self), server)
+        if server.add_insecure_port("unix:" + self.socket_path) == 0:
+            raise OSError(f"fake kubelet: cannot listen on {self.socket_path}")
+        server.start()
+        self._server = server
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=None).wait(2.0)
+            self._server = None
+        if os.path.exists(self.socket_path):
+            os.unlink(self.socket_path)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def pods(self) -> tuple:
+        return self._pods
+
+    def set_pods(self, pods) -> None:
+        self._pods = tuple(pods)
+        self._list = list_response(self.scenario.gpus, self._pods, self._extra)
+
+    def set_extra(self, extra) -> None:
+        self._extra = tuple(extra)
+        self._list = list_response(self.scenario.gpus, self._pods, self._extra)
+
+    def set_delay(self, seconds: float) -> None:
+        self._delay = float(seconds)
+
+
+def start_fake_kubelet(scenario, socket_path: str) -> FakeKubelet:
+    """Serve `scenario`'s pods on `socket_path` until handle.stop()."""
+    return FakeKubelet(scenario, socket_path).start()

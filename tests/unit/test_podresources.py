@@ -1,0 +1,188 @@
+"""The PodResources client and PodSource against the fake kubelet (a real gRPC server)."""
+
+import dataclasses
+import filecmp
+import logging
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+
+from agent import config as cfgmod
+from agent.kube import genproto
+from agent.kube.podresources import Backoff, PodResourcesClient, PodResourcesError
+from agent.kube.source import PodSource, as_identity, PodIdentity
+from agent.sim import scenario as scen
+from agent.sim.kubelet import start_fake_kubelet
+
+U = "a1b2c3d4-e5f6-4789-8abc-def012345678"
+
+
+@pytest.fixture
+def sockdir():
+    d = tempfile.mkdtemp(prefix="gk", dir="/tmp")  # Unix socket paths must stay short
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _config(sock, **kw):
+    base = cfgmod.load(None, environ={})
+    return dataclasses.replace(base, kubelet_pod_resources_socket=sock, kubelet_refresh_interval=0.2,
+                               path_procfs="/nonexistent", **kw)
+
+
+def _wait(cond, seconds=10.0):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def test_happy_path_reference(sockdir):
+    sc = scen.load("reference")
+    sock = os.path.join(sockdir, "kubelet.sock")
+    kubelet = start_fake_kubelet(sc, sock)
+    try:
+        src = PodSource(_config(sock))
+        assert not src.current().up
+        assert src.refresh()
+        view = src.current()
+        assert view.up and view.error == "" and view.age_seconds is not None
+        pods = {(a.namespace, a.pod) for a in view.allocations}
+        assert len(pods) == 64
+        migs = [a for a in view.allocations if a.device.mig_uuid]
+        shared = [a for a in view.allocations if a.device.replica is not None]
+        assert len(migs) == 28 and len(shared) == 36
+        assert {a.resource for a in migs} == {"nvidia.com/mig-1g.10gb"}
+        # allocatable lists every MIG instance and every replica of the shared GPUs
+        assert len(view.allocatable) == 28 + 4 * 9
+    finally:
+        kubelet.stop()
+        src.stop()
+
+
+def test_socket_missing_at_start_then_appears(sockdir):
+    sc = scen.load("g5-timeslice")
+    sock = os.path.join(sockdir, "kubelet.sock")
+    src = PodSource(_config(sock))
+    src.start()
+    kubelet = None
+    try:
+        assert _wait(lambda: src.refreshes >= 2)
+        view = src.current()
+        assert not view.up and "UNAVAILABLE" in view.error and view.allocations == ()
+        kubelet = start_fake_kubelet(sc, sock)
+        assert _wait(lambda: src.current().up)
+        assert len(src.current().allocations) == 16
+    finally:
+        src.stop()
+        if kubelet:
+            kubelet.stop()
+
+
+def test_server_restart_keeps_last_good_mapping(sockdir):
+    sc = scen.load("g5-timeslice")
+    sock = os.path.join(sockdir, "kubelet.sock")
+    kubelet = start_fake_kubelet(sc, sock)
+    src = PodSource(_config(sock))
+    try:
+        assert src.refresh()
+        good = src.current().allocations
+        kubelet.stop()
+        assert not src.refresh()
+        view = src.current()
+        assert not view.up and view.error.startswith("kubelet List on ")
+        assert view.allocations == good  # the last good mapping is kept
+        kubelet.set_pods(sc.pods[:3])
+        kubelet.start()
+        assert _wait(src.refresh)
+        view = src.current()
+        assert view.up and {a.pod for a in view.allocations} == {p.name for p in sc.pods[:3]}
+    finally:
+        kubelet.stop()
+        src.stop()
+
+
+def test_deadline_exceeded(sockdir):
+    sc = scen.load("t4-legacy")
+    sock = os.path.join(sockdir, "kubelet.sock")
+    kubelet = start_fake_kubelet(sc, sock)
+    client = PodResourcesClient(sock, timeout_seconds=0.2)
+    src = PodSource(_config(sock), client=client)
+    try:
+        assert src.refresh()
+        kubelet.set_delay(1.0)
+        assert not src.refresh()
+        view = src.current()
+        assert "DEADLINE_EXCEEDED" in view.error and not view.up
+        assert len(view.allocations) == 2
+        kubelet.set_delay(0)
+        assert _wait(src.refresh)
+    finally:
+        kubelet.stop()
+        src.stop()
+
+
+def test_malformed_ids_skipped_and_logged_once(sockdir, caplog):
+    sc = scen.load("t4-legacy")
+    sock = os.path.join(sockdir, "kubelet.sock")
+    kubelet = start_fake_kubelet(sc, sock)
+    kubelet.set_extra([
+        ("bad", "pod-a", "c", "nvidia.com/gpu", ["GPU-not-a-uuid", f"GPU-{U}::1"]),
+        ("bad", "pod-b", "c", "nvidia.com/gpu", ["0000:3b:00.0"]),
+        ("other", "pod-c", "c", "example.com/fpga", ["fpga0"]),  # not a GPU resource: ignored silently
+        ("extra", "pod-d", "c", "nvidia.com/a100", [f"GPU-{U}"]),
+    ])
+    src = PodSource(_config(sock, kubelet_resource_names=("nvidia.com/a100",)))
+    try:
+        with caplog.at_level(logging.WARNING, logger="gpulse.kube"):
+            assert src.refresh() and src.refresh()
+        lines = [r.getMessage() for r in caplog.records if "not a known form" in r.getMessage()]
+        assert len(lines) == 2  # one per malformed id, not one per refresh
+        assert any("GPU-not-a-uuid" in x and "bad/pod-a/c" in x for x in lines)
+        pods = {a.pod: a for a in src.current().allocations}
+        assert "pod-b" not in pods and "pod-c" not in pods
+        assert pods["pod-a"].device.replica == 1
+        assert pods["pod-d"].resource == "nvidia.com/a100"
+    finally:
+        kubelet.stop()
+        src.stop()
+
+
+def test_backoff_grows_and_caps():
+    b = Backoff(base=0.5, ceiling=4.0)
+    delays = [b.next_delay() for _ in range(8)]
+    assert delays[0] < 1.0 and delays[3] > delays[0]
+    assert max(delays) <= 4.0 * 1.2
+    b.reset()
+    assert b.next_delay() < 1.0
+
+
+def test_client_error_is_one_line(sockdir):
+    client = PodResourcesClient(os.path.join(sockdir, "missing.sock"), timeout_seconds=0.5)
+    with pytest.raises(PodResourcesError) as err:
+        client.list()
+    assert "\n" not in str(err.value) and "missing.sock" in str(err.value)
+    client.close()
+
+
+def test_directory_answers_are_normalized():
+    assert as_identity(None) is None
+    ident = as_identity(("ns", "p", {"containerd://" + "ab" * 32: "main"}))
+    assert ident == PodIdentity("ns", "p", ident.containers)
+    assert ident.containers == {"ab" * 32: "main"}
+    with pytest.raises(TypeError):
+        as_identity("ns/p")
+
+
+def test_committed_stubs_are_current(tmp_path):
+    pytest.importorskip("grpc_tools")
+    genproto.generate(str(tmp_path))
+    for name in genproto.STUBS:
+        committed = os.path.join(genproto.KUBE_DIR, name)
+        assert filecmp.cmp(committed, str(tmp_path / name), shallow=False), \
+            f"{committed} is stale: run `make proto`"
