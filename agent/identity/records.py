@@ -1,0 +1,88 @@
+"""The canonical identity records (DESIGN section 6)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+
+@dataclass(frozen=True)
+class GpuRecord:
+    vendor: str  # "nvidia"
+    family: str  # from compute capability: "hopper", ... ("" when unknown)
+    chip: str  # "GH100"
+    model: str  # "H100", "RTX-6000-Ada"; "" when unknown
+    sku: str  # "H100-SXM5-80GB"; "<model>-<GB>GB" when the form factor is not known
+    form_factor: str  # sxm | pcie | nvl | superchip | ""
+    memory_gb: Optional[int]  # nominal size of the physical part
+    memory_mib: Optional[int]  # as reported (a vGPU guest sees its framebuffer)
+    compute_capability: str  # "9.0"
+    pci_device_id: str  # "0x2330"
+    virtualization: str  # none | passthrough | vgpu
+    vgpu_profile: str  # "A10-4Q"
+    mig_capable: bool
+    mig_enabled: bool
+    mig_profiles: tuple  # ((canonical profile, count), ...) present on the GPU, sorted
+    source: str  # pciid | name | fallback: what decided
+    raw_name: str  # as NVML said it
+
+    @property
+    def unknown(self) -> bool:
+        return self.source == "fallback"
+
+    def as_json(self) -> dict:
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d["mig_profiles"] = dict(self.mig_profiles)
+        return d
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A node label (or the instance type) whose GPU identity disagrees with NVML."""
+    label: str  # label key, or "dmi:product_name" for an instance type read from DMI
+    label_value: str
+    field: str  # model | memory_gb | form_factor | vendor | count
+    expected: str  # what the label implies for that field
+    nvml_value: str  # what NVML shows (the GPU's sku, or the count)
+
+    def as_json(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class CloudGpuLabel:
+    """A cloud's own GPU label, normalized."""
+    label: str
+    value: str
+    model: str  # "" when the value is not in the vocabulary
+    sku: str
+    memory_gb: Optional[int]
+    form_factor: str
+    recognized: bool
+
+    def as_json(self) -> dict:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    name: str
+    cloud: str  # aws | gcp | azure | oci | coreweave | ... | onprem | unknown
+    cloud_source: str  # providerID | dmi | labels | none
+    region: str
+    zone: str
+    instance_type: str
+    instance_type_source: str  # dmi | labels | ""
+    expected_sku: str  # what the instance type table says the node carries
+    expected_gpu_count: Optional[int]
+    gpu_model: str  # one model, "mixed", or "" without GPUs
+    gpu_sku: str
+    gpu_count: int
+    driver_version: str
+    cuda_version: str  # "12.4"
+    cloud_gpu_labels: tuple = ()  # CloudGpuLabel
+
+    def as_json(self) -> dict:
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d["cloud_gpu_labels"] = [c.as_json() for c in self.cloud_gpu_labels]
+        return d

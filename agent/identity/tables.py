@@ -1,0 +1,305 @@
+"""Load and check the identity data tables under agent/identity/data/.
+
+All knowledge about parts, clouds and names lives in those files; this module only reads
+them, checks every cross-reference once (a bad row is a one-line TableError naming the file
+and row) and builds the lookup indexes the resolver uses. Loaded once per process.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from typing import Optional
+
+import yaml
+
+
+class TableError(Exception):
+    """A data table that cannot be used; str() names the file and the row."""
+
+
+@dataclass(frozen=True)
+class Sku:
+    sku: str
+    model: str
+    chip: str
+    form_factor: str  # sxm | pcie | nvl | superchip | "" (not stated)
+    memory_gb: int
+    compute_capability: str
+    mig_table: str  # key into mig tables, "" when the part has no MIG
+
+
+@dataclass(frozen=True)
+class PciRow:
+    device_id: int
+    subsystem_id: Optional[int]  # subsystem device id (high 16 bits of NVML's value)
+    sku: str
+    nvml_name: str
+    pciids_name: str
+
+
+@dataclass(frozen=True)
+class MigProfile:
+    name: str
+    max: int
+    slices: int
+    memory_mib: tuple = ()  # what NVML reports per instance; several where drivers differ
+
+
+@dataclass(frozen=True)
+class MigTable:
+    key: str
+    model: str
+    memory_gb: int
+    min_driver: str
+    profiles: dict  # canonical name -> MigProfile
+    aliases: dict  # driver/board-dependent name -> canonical name
+
+    def canonical(self, profile: str) -> str:
+        return self.aliases.get(profile, profile)
+
+
+@dataclass(frozen=True)
+class PartSpec:
+    """What a cloud name or instance type says about a part: a SKU, or a model with
+    whatever size / form factor the vocabulary states."""
+    sku: str = ""
+    model: str = ""
+    memory_gb: Optional[int] = None
+    form_factor: str = ""
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    cloud: str
+    name: str
+    part: PartSpec
+    count: int
+    fractional: bool = False
+
+
+@dataclass(frozen=True)
+class LabelVocabulary:
+    key: str  # label key, or "catalog:<cloud>" for names that are not labels
+    kind: str  # vocabulary | nvml-name | vendor | memory-mib
+    cloud: str = ""
+    case_insensitive: bool = False
+    memory_label: str = ""
+    values: dict = field(default_factory=dict)  # value (folded when case-insensitive) -> PartSpec
+    strip_suffixes: tuple = ()  # compiled regexes
+
+    def lookup(self, value: str) -> Optional[PartSpec]:
+        return self.values.get(value.lower() if self.case_insensitive else value)
+
+
+@dataclass(frozen=True)
+class Tables:
+    skus: dict  # sku -> Sku
+    pci: dict  # device id -> (PciRow, ...)
+    names: dict  # name key -> (sku, ...)
+    model_keys: tuple  # (name key of a model, model), longest key first
+    mig: dict  # table key -> MigTable
+    instance_types: dict  # cloud -> {folded name -> InstanceType}
+    labels: dict  # label key -> LabelVocabulary
+    clouds: dict  # clouds.yaml, regexes compiled
+    grammar: dict  # names.yaml, regexes compiled
+
+    def skus_matching(self, part: PartSpec) -> list:
+        """The SKUs a PartSpec can mean, in table order."""
+        if part.sku:
+            return [self.skus[part.sku]]
+        return [s for s in self.skus.values()
+                if s.model == part.model
+                and (part.memory_gb is None or s.memory_gb == part.memory_gb)
+                and (not part.form_factor or s.form_factor == part.form_factor)]
+
+    def name_key(self, name: str) -> str:
+        """Upper-case words without punctuation or leading brand words:
+        'Tesla-T4' and 'NVIDIA T4' both give 'T4'."""
+        words = re.sub(r"[^A-Z0-9]+", " ", name.upper()).split()
+        brands = self.grammar["brand_words"]
+        while len(words) > 1 and words[0] in brands:
+            words.pop(0)
+        return " ".join(words)
+
+
+_DATA = "data"
+
+
+def _read(name: str) -> str:
+    try:
+        return resources.files("agent.identity").joinpath(_DATA, name).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TableError(f"identity/data/{name}: cannot read: {exc}") from None
+
+
+def _csv_rows(name: str):
+    """(line number, row dict) of a CSV file whose '#' lines are comments."""
+    text = _read(name)
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), 1)
+             if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise TableError(f"identity/data/{name}: empty")
+    reader = csv.DictReader(io.StringIO("\n".join(line for _, line in lines)))
+    for (lineno, _), row in zip(lines[1:], reader):
+        yield lineno, {k: (v or "").strip() for k, v in row.items()}
+
+
+def _yaml(name: str) -> dict:
+    try:
+        data = yaml.safe_load(_read(name))
+    except yaml.YAMLError as exc:
+        raise TableError(f"identity/data/{name}: invalid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise TableError(f"identity/data/{name}: expected a mapping")
+    return data
+
+
+def _hex(text: str, where: str) -> int:
+    try:
+        return int(text, 16)
+    except ValueError:
+        raise TableError(f"{where}: invalid hex id {text!r}") from None
+
+
+def _part(spec, skus: dict, where: str) -> PartSpec:
+    if not isinstance(spec, dict):
+        raise TableError(f"{where}: expected a mapping with sku or model")
+    part = PartSpec(sku=str(spec.get("sku", "")), model=str(spec.get("model", "")),
+                    memory_gb=spec.get("memory_gb"), form_factor=str(spec.get("form_factor", "")))
+    if part.sku and part.sku not in skus:
+        raise TableError(f"{where}: unknown sku {part.sku!r}")
+    if not part.sku and not any(s.model == part.model for s in skus.values()):
+        raise TableError(f"{where}: unknown model {part.model!r}")
+    return part
+
+
+def _load_skus() -> dict:
+    skus = {}
+    for n, row in _csv_rows("skus.csv"):
+        where = f"identity/data/skus.csv:{n}"
+        try:
+            sku = Sku(row["sku"], row["model"], row["chip"], row["form_factor"],
+                      int(row["memory_gb"]), row["compute_capability"], row["mig_table"])
+        except (KeyError, ValueError) as exc:
+            raise TableError(f"{where}: bad row ({exc})") from None
+        if sku.sku in skus:
+            raise TableError(f"{where}: duplicate sku {sku.sku!r}")
+        if sku.form_factor not in ("", "sxm", "pcie", "nvl", "superchip"):
+            raise TableError(f"{where}: unknown form_factor {sku.form_factor!r}")
+        skus[sku.sku] = sku
+    return skus
+
+
+def _load_mig() -> dict:
+    tables = {}
+    for key, spec in _yaml("mig_profiles.yaml").items():
+        where = f"identity/data/mig_profiles.yaml: {key}"
+        profiles = {}
+        for pname, p in (spec.get("profiles") or {}).items():
+            mem = p.get("memory_mib", ())
+            mem = tuple(mem) if isinstance(mem, list) else ((mem,) if mem else ())
+            profiles[pname] = MigProfile(pname, int(p["max"]), int(p["slices"]), mem)
+        aliases = {}
+        for alias, a in (spec.get("aliases") or {}).items():
+            if a.get("canonical") not in profiles:
+                raise TableError(f"{where}: alias {alias!r} names unknown profile {a.get('canonical')!r}")
+            aliases[alias] = a["canonical"]
+        tables[key] = MigTable(key, str(spec["model"]), int(spec["memory_gb"]),
+                               str(spec.get("min_driver", "")), profiles, aliases)
+    return tables
+
+
+def _load_instance_types(skus: dict) -> dict:
+    out: dict = {}
+    for cloud, spec in _yaml("instance_types.yaml").items():
+        types = out.setdefault(cloud, {})
+        for family, fam in (spec.get("families") or {}).items():
+            where = f"identity/data/instance_types.yaml: {cloud}.{family}"
+            part = _part(fam, skus, where)
+            for size, count in fam["sizes"].items():
+                name = f"{family}.{size}"
+                types[name.lower()] = InstanceType(cloud, name, part, int(count), bool(fam.get("fractional")))
+        for name, t in (spec.get("types") or {}).items():
+            where = f"identity/data/instance_types.yaml: {cloud}.{name}"
+            types[name.lower()] = InstanceType(cloud, name, _part(t, skus, where), int(t["count"]),
+                                               bool(t.get("fractional")))
+    return out
+
+
+def _load_labels(skus: dict) -> dict:
+    out = {}
+    for key, spec in _yaml("cloud_labels.yaml").items():
+        where = f"identity/data/cloud_labels.yaml: {key}"
+        kind = spec.get("kind")
+        if kind not in ("vocabulary", "nvml-name", "vendor", "memory-mib"):
+            raise TableError(f"{where}: unknown kind {kind!r}")
+        ci = bool(spec.get("case_insensitive"))
+        values = {(v.lower() if ci else str(v)): _part(p, skus, f"{where}: {v}")
+                  for v, p in (spec.get("values") or {}).items()}
+        out[key] = LabelVocabulary(key, kind, str(spec.get("cloud", "")), ci,
+                                   str(spec.get("memory_label", "")), values,
+                                   tuple(re.compile(s) for s in spec.get("strip_suffixes") or ()))
+    return out
+
+
+def _load_clouds() -> dict:
+    c = _yaml("clouds.yaml")
+    c["provider_id"] = [dict(r, pattern=re.compile(r["pattern"])) for r in c["provider_id"]]
+    c["region_from_zone"] = {k: re.compile(v) for k, v in c["region_from_zone"].items()}
+    c["instance_type_pattern"] = re.compile(c["instance_type_pattern"])
+    return c
+
+
+def _load_grammar(skus: dict) -> dict:
+    g = _yaml("names.yaml")
+    g["brand_words"] = tuple(w.upper() for w in g["brand_words"])
+    g["memory_pattern"] = re.compile(g["memory_pattern"])
+    g["vgpu_patterns"] = [re.compile(p) for p in g["vgpu_patterns"]]
+    g["mig_device_pattern"] = re.compile(g["mig_device_pattern"])
+    g["vgpu_boards"] = {k: _part(v, skus, f"identity/data/names.yaml: vgpu_boards.{k}")
+                        for k, v in g["vgpu_boards"].items()}
+    g["meaningless_names"] = {str(n).strip().upper() for n in g["meaningless_names"]}
+    return g
+
+
+@lru_cache(maxsize=1)
+def tables() -> Tables:
+    skus = _load_skus()
+    mig = _load_mig()
+    for s in skus.values():
+        if s.mig_table and s.mig_table not in mig:
+            raise TableError(f"identity/data/skus.csv: {s.sku}: unknown mig_table {s.mig_table!r}")
+    grammar = _load_grammar(skus)
+    t = Tables(skus, {}, {}, (), mig, _load_instance_types(skus), _load_labels(skus),
+               _load_clouds(), grammar)
+    pci: dict = {}
+    names: dict = {}
+
+    def add_name(name: str, sku: str) -> None:
+        if name:
+            key = t.name_key(name)
+            if sku not in names.setdefault(key, ()):
+                names[key] += (sku,)
+
+    for n, row in _csv_rows("pci_ids.csv"):
+        where = f"identity/data/pci_ids.csv:{n}"
+        if row["sku"] not in skus:
+            raise TableError(f"{where}: unknown sku {row['sku']!r}")
+        sub = _hex(row["subsystem_id"], where) if row["subsystem_id"] else None
+        r = PciRow(_hex(row["device_id"], where), sub, row["sku"], row["nvml_name"], row["pciids_name"])
+        pci.setdefault(r.device_id, ())
+        pci[r.device_id] += (r,)
+        add_name(r.nvml_name, r.sku)
+        add_name(r.pciids_name, r.sku)
+    for n, row in _csv_rows("names.csv"):
+        if row["sku"] not in skus:
+            raise TableError(f"identity/data/names.csv:{n}: unknown sku {row['sku']!r}")
+        add_name(row["name"], row["sku"])
+    models = {t.name_key(s.model.replace("-", " ")): s.model for s in skus.values()}
+    model_keys = tuple(sorted(models.items(), key=lambda kv: (-len(kv[0]), kv[0])))
+    return Tables(skus, pci, names, model_keys, mig, t.instance_types, t.labels, t.clouds, grammar)
