@@ -14,6 +14,10 @@ from typing import Any, Mapping, Optional
 EMPTY: Mapping = MappingProxyType({})
 
 
+def _empty():
+    return field(default_factory=lambda: EMPTY)
+
+
 @dataclass(frozen=True, slots=True)
 class GpuState:
     index: int
@@ -23,12 +27,12 @@ class GpuState:
     up: bool = True
     mig_enabled: bool = False
     # catalog family name -> value, for families labelled (gpu, uuid) only
-    values: Mapping[str, float] = EMPTY
+    values: Mapping[str, float] = _empty()
     # catalog family name -> {extra label values tuple: value}, e.g.
     # "gpulse_gpu_clock_event_active" -> {("sw_power_cap",): 1.0}
-    labeled: Mapping[str, Mapping[tuple, float]] = EMPTY
+    labeled: Mapping[str, Mapping[tuple, float]] = _empty()
     # raw facts identity resolution and `gpulse check` need
-    raw: Mapping[str, Any] = EMPTY
+    raw: Mapping[str, Any] = _empty()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +43,7 @@ class MigState:
     compute_instance: int
     profile: str  # e.g. "1g.10gb"
     mig_uuid: str
-    values: Mapping[str, float] = EMPTY  # catalog family name -> value
+    values: Mapping[str, float] = _empty()  # catalog family name -> value
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +91,11 @@ class Snapshot:
     gpus: tuple = ()  # GpuState
     migs: tuple = ()  # MigState
     pods: tuple = ()  # PodShare
-    unattributed: Mapping[int, float] = EMPTY  # gpu index -> ratio (shared GPUs only)
+    unattributed: Mapping[int, float] = _empty()  # gpu index -> ratio (shared GPUs only)
     workloads: tuple = ()  # WorkloadState
     identity: Any = None  # agent.identity view (gpus by uuid, node, conflicts)
-    sources: Mapping[str, SourceStatus] = EMPTY  # "nvml", "kubelet", "workloads", ...
-    nvml_errors: Mapping[tuple, int] = EMPTY  # (function, reason) -> count
-    nvml_calls: Mapping[str, int] = EMPTY  # function -> count
-    extra: Mapping[str, Any] = EMPTY  # optional inputs, e.g. "dcgm" samples
-    tick: Mapping[str, float] = field(default=EMPTY)  # duration, ticks, missed, ...
+    sources: Mapping[str, SourceStatus] = _empty()  # "nvml", "kubelet", "workloads", ...
+    nvml_errors: Mapping[tuple, int] = _empty()  # (function, reason) -> count
+    nvml_calls: Mapping[str, int] = _empty()  # function -> count
+    extra: Mapping[str, Any] = _empty()  # optional inputs, e.g. "dcgm" samples
+    tick: Mapping[str, float] = _empty()  # duration, ticks, missed, ...
