@@ -1,0 +1,289 @@
+"""The tick loop: read every source once, window, attribute, snapshot, render, swap.
+
+The sampler is the one place that calls sources. A scrape only ever reads the
+`Rendered` bytes of the last tick (see agent.server), so any number of scrapers cost the
+driver nothing. Ticks follow a drift-free cadence: tick n starts at start + n*interval; a
+tick that overruns skips the missed slots and counts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from . import collectors, kernels
+from .snapshot import GpuState, MigState, Snapshot, SourceStatus
+
+log = logging.getLogger("gpulse.sampler")
+_IDENTITY_REFRESH_SECONDS = 300.0
+_NFD_EXPIRY_SECONDS = 3600.0
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One tick's exposition, immutable once published."""
+    text: bytes
+    text_gzip: bytes
+    snapshot: Snapshot
+    encoder_om: object  # renders OpenMetrics on first demand
+    families: tuple
+
+    def openmetrics(self) -> bytes:
+        cached = getattr(self, "_om", None)
+        if cached is None:
+            cached = self.encoder_om.render(self.families)
+            object.__setattr__(self, "_om", cached)
+        return cached
+
+
+class Sampler:
+    def __init__(self, config, lib_loader, *, pod_source=None, attributor=None, workload_source=None,
+                 identity_resolver=None, node_fetcher=None, dcgm_source=None, clock=time.monotonic,
+                 wallclock=time.time, backend_name="real"):
+        from .nvml.reader import NvmlReader
+
+        self.config = config
+        self._reader_cls = NvmlReader
+        self._lib_loader = lib_loader
+        self.reader = None
+        self.pod_source = pod_source
+        self.attributor = attributor
+        self.workload_source = workload_source
+        self.identity_resolver = identity_resolver
+        self.node_fetcher = node_fetcher
+        self.dcgm_source = dcgm_source
+        self.clock = clock
+        self.wallclock = wallclock
+        self.backend_name = backend_name
+        self.windows = kernels.WindowSet(config.collect_window)
+        self.encoder = kernels.ExpositionEncoder()
+        self.current: Rendered | None = None
+        self.ready = False
+        self.nvml_error = ""
+        self.ticks = 0
+        self.missed = 0
+        self.dropped: dict = {}
+        self._identity = None
+        self._identity_key = None
+        self._identity_at = -1e18
+        self._nvml_retry_at = 0.0
+        self._nvml_backoff = 1.0
+        self._last_tick_duration = 0.0
+        self._stop = threading.Event()
+        self._thread = None
+        self._om_lock = threading.Lock()
+
+    # --- lifecycle -------------------------------------------------------------------
+    def start(self) -> None:
+        for src in (self.pod_source, self.workload_source, self.dcgm_source):
+            if src is not None:
+                src.start()
+        self._thread = threading.Thread(target=self._loop, name="gpulse-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        for src in (self.pod_source, self.workload_source, self.dcgm_source):
+            if src is not None:
+                src.stop()
+        if self.reader is not None:
+            self.reader.stop()
+
+    def _loop(self) -> None:
+        interval = self.config.collect_interval
+        start = self.clock()
+        n = 0
+        while not self._stop.is_set():
+            try:
+                self.tick(self.clock())
+            except Exception:  # noqa: BLE001 - a tick must never kill the loop
+                log.exception("tick failed")
+            n += 1
+            next_at = start + n * interval
+            now = self.clock()
+            if now > next_at:  # overran: skip the slots we missed rather than bunch up
+                skipped = int((now - next_at) // interval) + 1
+                self.missed += skipped
+                n += skipped
+                next_at = start + n * interval
+            self._stop.wait(max(0.0, next_at - self.clock()))
+
+    # --- NVML start with backoff ----------------------------------------------------------
+    def _ensure_reader(self, now: float) -> bool:
+        if self.reader is not None:
+            return True
+        if now < self._nvml_retry_at:
+            return False
+        try:
+            lib = self._lib_loader()
+            reader = self._reader_cls(lib, clock=self.clock)
+            reader.start()
+        except Exception as exc:  # noqa: BLE001 - NVML missing or failing: keep serving, retry
+            self.nvml_error = _one_line(exc)
+            self._nvml_retry_at = now + self._nvml_backoff
+            log.warning("NVML not available (retry in %.0fs): %s", self._nvml_backoff, self.nvml_error)
+            self._nvml_backoff = min(self._nvml_backoff * 2, 60.0)
+            return False
+        self.reader, self.nvml_error, self._nvml_backoff = reader, "", 1.0
+        log.info("NVML started: driver %s, %d GPUs", reader.driver_version, len(reader.devices))
+        return True
+
+    # --- one tick -------------------------------------------------------------------------
+    def tick(self, now: float) -> Rendered:
+        t0 = time.perf_counter()
+        sources = {}
+        gpus, migs, pods, unattributed, workloads, extra = (), (), (), {}, (), {}
+        reading = None
+        if self._ensure_reader(now):
+            reading = self.reader.read(now)
+            sources["nvml"] = SourceStatus(up=True, age_seconds=0.0)
+            dcgm = self.dcgm_source.current() if self.dcgm_source is not None else None
+            gpus, migs = self._window(reading, now, dcgm)
+            if self.pod_source is not None and self.attributor is not None:
+                view = self.pod_source.current()
+                sources["kubelet"] = SourceStatus(view.up, view.age_seconds, view.error)
+                pods, unattributed = self.attributor.update(reading, view, now)
+            self._refresh_identity(reading, now)
+        else:
+            sources["nvml"] = SourceStatus(up=False, error=self.nvml_error)
+        if self.workload_source is not None:
+            workloads, status = self.workload_source.current()
+            sources["workloads"] = status
+        reader = self.reader
+        snapshot = Snapshot(
+            timestamp=self.wallclock(), node_name=self.config.node_name, gpus=gpus, migs=migs, pods=tuple(pods),
+            unattributed=MappingProxyType(dict(unattributed)), workloads=tuple(workloads), identity=self._identity,
+            sources=MappingProxyType(sources),
+            nvml_errors=MappingProxyType(dict(reader.errors)) if reader else MappingProxyType({}),
+            nvml_calls=MappingProxyType(dict(reader.calls)) if reader else MappingProxyType({}),
+            extra=MappingProxyType(extra),
+            tick=MappingProxyType({"duration": self._last_tick_duration, "ticks": self.ticks, "missed": self.missed}))
+        families = self._collect(snapshot)
+        text = self.encoder.render(families)
+        rendered = Rendered(text, kernels.compress(text), snapshot, _OpenMetricsRenderer(self), tuple(families))
+        self.current = rendered  # atomic swap: scrapes read whichever object they got
+        self.ticks += 1
+        self.ready = reading is not None
+        self._last_tick_duration = time.perf_counter() - t0
+        return rendered
+
+    def _window(self, reading, now: float, dcgm):
+        w = self.windows
+        live, gpus = [], []
+        for d in reading.devices:
+            values = dict(d.values)
+            gpu_key, mem_key = ("gpu", d.index), ("mem", d.index)
+            if d.utilization is not None:
+                w.observe(gpu_key, now, d.utilization)
+            if d.memory_utilization is not None:
+                w.observe(mem_key, now, d.memory_utilization)
+            live += [gpu_key, mem_key]
+            if d.up:
+                for key, family in ((gpu_key, "gpulse_gpu_utilization_ratio"), (mem_key, "gpulse_gpu_memory_utilization_ratio")):
+                    mean = w.mean(key, now)
+                    if mean is not None:
+                        values[family] = mean
+                peak = w.max(gpu_key, now)
+                if peak is not None:
+                    values["gpulse_gpu_utilization_max_ratio"] = peak
+            gpus.append(GpuState(d.index, d.uuid, d.name, d.pci_bus_id, d.up, d.mig_enabled,
+                                 MappingProxyType(values if d.up else {}),
+                                 MappingProxyType({k: MappingProxyType(v) for k, v in d.labeled.items()} if d.up else
+                                                  {k: v for k, v in d.labeled.items() if k == "gpulse_gpu_xid_errors_total"}),
+                                 MappingProxyType(d.raw)))
+        migs = []
+        for m in reading.migs:
+            key = ("mig", m.gpu, m.gpu_instance)
+            util = m.utilization
+            if util is None and dcgm:
+                util = dcgm.get((m.uuid, m.gpu_instance))
+            if util is not None:
+                w.observe(key, now, util)
+            live.append(key)
+            values = {}
+            mean = w.mean(key, now)
+            if mean is not None:
+                values["gpulse_mig_utilization_ratio"] = mean
+            if m.memory_used_bytes is not None:
+                values["gpulse_mig_memory_used_bytes"] = m.memory_used_bytes
+            if m.memory_total_bytes is not None:
+                values["gpulse_mig_memory_total_bytes"] = m.memory_total_bytes
+            migs.append(MigState(m.gpu, m.uuid, m.gpu_instance, m.compute_instance, m.profile, m.mig_uuid,
+                                 MappingProxyType(values)))
+        w.retain(live)
+        return tuple(gpus), tuple(migs)
+
+    def _refresh_identity(self, reading, now: float) -> None:
+        if self.identity_resolver is None:
+            return
+        key = tuple((d.uuid, d.mig_enabled, tuple(d.raw.get("mig_profiles", ()))) for d in reading.devices)
+        if key == self._identity_key and now - self._identity_at < _IDENTITY_REFRESH_SECONDS:
+            return
+        node = None
+        if self.node_fetcher is not None:
+            try:
+                node = self.node_fetcher()
+            except Exception as exc:  # noqa: BLE001 - identity works without node labels
+                log.warning("node object unavailable for identity: %s", _one_line(exc))
+        try:
+            self._identity = self.identity_resolver.resolve(reading, node)
+        except Exception:  # noqa: BLE001 - keep the last good identity
+            log.exception("identity resolution failed")
+            return
+        self._identity_key, self._identity_at = key, now
+        path = self.config.identity_nfd_file
+        labels = getattr(self._identity, "labels", None)
+        if path and callable(labels):
+            try:
+                from .identity import nfd
+                nfd.write_nfd_features(path, labels(), _NFD_EXPIRY_SECONDS)
+            except (OSError, ImportError) as exc:
+                log.warning("cannot write NFD feature file %s: %s", path, _one_line(exc))
+
+    def _collect(self, snapshot: Snapshot) -> list:
+        families, stats = [], {}
+        limit = self.config.limits_max_series
+        for mod in collectors.ALL:
+            if mod is collectors.self_metrics:
+                continue
+            t0 = time.perf_counter()
+            try:
+                produced = list(mod.collect(snapshot, self.config))
+                ok = True
+            except Exception:  # noqa: BLE001 - one collector must not break the scrape
+                log.exception("collector %s failed", mod.NAME)
+                produced, ok = [], False
+            stats[mod.NAME] = (ok, time.perf_counter() - t0)
+            for fam in produced:
+                if len(fam.samples) > limit:
+                    self.dropped[fam.name] = self.dropped.get(fam.name, 0) + len(fam.samples) - limit
+                    del fam.samples[limit:]
+                families.append(fam)
+        families.extend(collectors.self_metrics.collect(snapshot, self.config, stats=stats, dropped=self.dropped,
+                                                        backend=self.backend_name))
+        return families
+
+    def openmetrics(self, rendered: Rendered) -> bytes:
+        with self._om_lock:
+            return rendered.openmetrics()
+
+
+class _OpenMetricsRenderer:
+    def __init__(self, sampler: Sampler):
+        self._sampler = sampler
+
+    def render(self, families) -> bytes:
+        enc = getattr(self._sampler, "_encoder_om", None)
+        if enc is None:
+            enc = self._sampler._encoder_om = kernels.ExpositionEncoder(openmetrics=True)
+        return enc.render(families)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

@@ -1,0 +1,139 @@
+"""HTTP: /metrics, /livez, /readyz, /identity, /debug/snapshot.
+
+/metrics returns the bytes the last tick rendered (gzip when the scraper accepts it,
+OpenMetrics when it asks for it); nothing here touches NVML, the kubelet or the network.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import MappingProxyType
+
+from . import __version__
+from .kernels import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+
+log = logging.getLogger("gpulse.http")
+
+INDEX = f"""<html><head><title>gpulse</title></head><body><h1>gpulse {__version__}</h1>
+<ul><li><a href="/metrics">/metrics</a></li><li><a href="/identity">/identity</a></li>
+<li><a href="/debug/snapshot">/debug/snapshot</a></li><li><a href="/livez">/livez</a></li>
+<li><a href="/readyz">/readyz</a></li></ul></body></html>
+""".encode()
+
+
+def to_jsonable(obj):
+    """Snapshots and identity views as plain JSON data."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (dict, MappingProxyType)):
+        return {(",".join(map(str, k)) if isinstance(k, tuple) else str(k)): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "as_json"):
+        return obj.as_json()
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return obj
+
+
+def accepts_gzip(header: str) -> bool:
+    """True when Accept-Encoding lists gzip (or *) with a non-zero quality."""
+    for part in header.split(","):
+        token, _, params = part.strip().partition(";")
+        if token.strip().lower() not in ("gzip", "*"):
+            continue
+        q = params.replace(" ", "").lower()
+        if q.startswith("q="):
+            try:
+                return float(q[2:]) > 0
+            except ValueError:
+                return False
+        return True
+    return False
+
+
+def wants_openmetrics(header: str) -> bool:
+    return "application/openmetrics-text" in header
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = f"gpulse/{__version__}"
+    protocol_version = "HTTP/1.1"
+    sampler = None  # set by make_server
+
+    def log_message(self, fmt, *args):  # quiet: Prometheus scrapes every second
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def _send(self, code: int, body: bytes, content_type: str, encoding: str = "") -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+        self.send_header("Vary", "Accept, Accept-Encoding")
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def do_HEAD(self):  # noqa: N802
+        self.do_GET()
+
+    def do_GET(self):  # noqa: N802
+        path = self.path.split("?", 1)[0]
+        sampler = self.sampler
+        if path == "/metrics":
+            rendered = sampler.current
+            if rendered is None:
+                return self._send(503, b"no tick completed yet\n", "text/plain; charset=utf-8")
+            if wants_openmetrics(self.headers.get("Accept", "")):
+                return self._send(200, sampler.openmetrics(rendered), OPENMETRICS_CONTENT_TYPE)
+            if accepts_gzip(self.headers.get("Accept-Encoding", "")):
+                return self._send(200, rendered.text_gzip, TEXT_CONTENT_TYPE, "gzip")
+            return self._send(200, rendered.text, TEXT_CONTENT_TYPE)
+        if path == "/livez":
+            return self._send(200, b"ok\n", "text/plain; charset=utf-8")
+        if path == "/readyz":
+            if sampler.ready:
+                return self._send(200, b"ready\n", "text/plain; charset=utf-8")
+            reason = sampler.nvml_error or "first tick not done"
+            return self._send(503, f"not ready: {reason}\n".encode(), "text/plain; charset=utf-8")
+        if path == "/identity":
+            rendered = sampler.current
+            identity = rendered.snapshot.identity if rendered else None
+            body = to_jsonable(identity) if identity is not None else {"error": "identity not resolved yet"}
+            return self._send(200 if identity is not None else 503, json.dumps(body, indent=2).encode() + b"\n",
+                              "application/json")
+        if path == "/debug/snapshot":
+            rendered = sampler.current
+            if rendered is None:
+                return self._send(503, b'{"error": "no tick completed yet"}\n', "application/json")
+            return self._send(200, json.dumps(to_jsonable(rendered.snapshot)).encode() + b"\n", "application/json")
+        if path == "/":
+            return self._send(200, INDEX, "text/html; charset=utf-8")
+        return self._send(404, b"not found\n", "text/plain; charset=utf-8")
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def parse_listen_address(addr: str):
+    host, _, port = addr.rpartition(":")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def make_server(listen_address: str, sampler) -> ThreadingHTTPServer:
+    handler = type("Handler", (_Handler,), {"sampler": sampler})
+    return _Server(parse_listen_address(listen_address), handler)
+
+
+def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:
+    t = threading.Thread(target=server.serve_forever, name="gpulse-http", daemon=True)
+    t.start()
+    return t
