@@ -164,17 +164,17 @@ cdef bytes _unescape(const char *p, Py_ssize_t n, bint label, Py_ssize_t lineno)
         if c == b'\\' and i + 1 < n:
             c = p[i + 1]
             if c == b'\\' or c == b'"':
-                out.append(c)
+                out.append(<unsigned char>c)
             elif c == b'n':
                 out.append(10)
             elif label:
                 raise ParseError(lineno, f"invalid escape \\{chr(<unsigned char>c)} in label value")
             else:
                 out.append(b'\\')
-                out.append(c)
+                out.append(<unsigned char>c)
             i += 2
         else:
-            out.append(c)
+            out.append(<unsigned char>c)
             i += 1
     return bytes(out)
 
