@@ -1,23 +1,103 @@
-"""Placeholder WorkloadSource until the queue-depth issue lands.
+"""WorkloadSource: discovery + scraping + push, read by the sampler once per tick.
 
-Contract: WorkloadSource(config) with start(), stop() and current() ->
-(tuple[WorkloadState], SourceStatus). Scrapes run off the tick.
+Contract (unchanged from the skeleton): WorkloadSource(config) with start(), stop() and
+current() -> (tuple[WorkloadState], SourceStatus). current() only reads references the
+background threads publish; it never waits on the network.
+
+Pieces, each on its own thread(s):
+  PodWatcher  (agent.kube.apiserver) list+watch of this node's pods -> PodIndex
+  Discovery   PodIndex changes -> scrape targets (gpulse.dev/ annotations)
+  Scraper     targets -> per-endpoint results every workloads.scrape-interval
+  PushServer  gRPC on workloads.push-socket -> PushStore with a TTL
+
+The PodIndex can be shared with pod attribution: pass `pod_watcher=` (already started
+or not) to use one watch for both; otherwise the source creates its own.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+from typing import Optional
+
+from ..kube.apiserver import KubeClient, KubeConfig, KubeError, PodWatcher
 from ..snapshot import SourceStatus
+from .discovery import Discovery
+from .push import PushServer, PushStore
+from .scrape import Scraper
+
+log = logging.getLogger(__name__)
 
 
 class WorkloadSource:
-    def __init__(self, config):
+    def __init__(self, config, pod_watcher: Optional[PodWatcher] = None):
         self.config = config
+        self.enabled = bool(getattr(config, "workloads_enabled", True))
+        self.pod_watcher = pod_watcher
+        self._own_watcher = False
+        self.discovery = Discovery()
+        self.scraper = Scraper(config.workloads_scrape_interval, config.workloads_scrape_timeout,
+                               config.workloads_max_body_bytes, config.workloads_concurrency)
+        self.push_store = PushStore(config.workloads_push_ttl)
+        self.push_server: Optional[PushServer] = None
+        self._error = ""
+        self._started_at: Optional[float] = None
 
     def start(self) -> None:
-        pass
+        self._started_at = time.monotonic()
+        if not self.enabled:
+            return
+        if self.pod_watcher is None and self.config.kube_enabled:
+            try:
+                client = KubeClient(KubeConfig.load(self.config))
+                self.pod_watcher = PodWatcher(client, self.config.node_name)
+                self._own_watcher = True
+            except KubeError as exc:
+                self._error = str(exc)
+                log.warning("workloads: discovery off: %s", exc)
+        if self.pod_watcher is not None:
+            self.pod_watcher.index.subscribe(self._on_pods)
+            if self.pod_watcher.index.synced:
+                self._on_pods(self.pod_watcher.index)
+        self.scraper.start()
+        if self._own_watcher:
+            self.pod_watcher.start()
+        if self.config.workloads_push_socket:
+            server = PushServer(self.config.workloads_push_socket, self.push_store,
+                                self.pod_watcher.index if self.pod_watcher else None)
+            try:
+                server.start()
+                self.push_server = server
+            except (OSError, RuntimeError) as exc:
+                self._error = str(exc)
+                log.warning("workloads: push off: %s", exc)
 
     def stop(self) -> None:
-        pass
+        if self.push_server:
+            self.push_server.stop()
+        if self._own_watcher and self.pod_watcher:
+            self.pod_watcher.stop()
+        self.scraper.stop()
+
+    def _on_pods(self, index) -> None:
+        self.scraper.set_targets(self.discovery.targets(index.pods()))
 
     def current(self):
-        return (), SourceStatus(up=False, error="workload collection not built")
+        if not self.enabled:
+            return (), SourceStatus(up=False, error="workloads.enabled is false")
+        scraped = self.scraper.states()
+        seen = {(s.namespace, s.pod, s.server, s.model) for s in scraped}
+        pushed = tuple(s for s in self.push_store.states()
+                       if (s.namespace, s.pod, s.server, s.model) not in seen)
+        up, error = True, self._error
+        if self.pod_watcher is not None:
+            watch_up, watch_error = self.pod_watcher.status()
+            up = up and watch_up
+            error = watch_error or error
+        elif self.config.kube_enabled:
+            up = False
+        results = self.scraper.results()
+        age = None
+        if results:
+            age = max(0.0, time.monotonic() - min(r.finished_at for r in results))
+        return scraped + pushed, SourceStatus(up=up and not self._error, age_seconds=age, error=error)

@@ -1,0 +1,217 @@
+"""Scraping inference endpoints off the tick, each one bounded.
+
+One scheduler thread wakes every `interval` (drift-free) and hands every target that has
+no scrape in flight to a pool of `concurrency` workers. Each scrape is bounded by
+`timeout` (connect, headers and body share one deadline) and `max_body` bytes, so a hung,
+slow or garbage endpoint costs one worker for at most the timeout and marks only its own
+result down. Results are published as one immutable tuple that `states()` returns without
+locking: the sampler reads it every tick and never waits on a scrape.
+
+A failed scrape publishes scrape_up=0 and no values: a stale queue depth from a dead
+server would mislead an autoscaler more than a gap does.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from ..snapshot import WorkloadState
+from . import adapters, exposition
+from .discovery import ScrapeTarget
+
+log = logging.getLogger(__name__)
+
+ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"  # never OpenMetrics: one format to parse
+_CHUNK = 64 * 1024
+
+
+class ScrapeError(Exception):
+    """One line: why this endpoint's scrape failed."""
+
+
+@dataclass(frozen=True)
+class EndpointResult:
+    target: ScrapeTarget
+    up: bool
+    server: str
+    states: tuple  # WorkloadState, one per model; one scrape_up=0 state when down
+    duration: float
+    error: str = ""
+    finished_at: float = 0.0  # monotonic
+
+
+def fetch(target: ScrapeTarget, timeout: float, max_body: int) -> bytes:
+    """GET the endpoint's body within one deadline and a byte limit."""
+    deadline = time.monotonic() + timeout
+
+    def remaining() -> float:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise ScrapeError(f"timed out after {timeout:g}s")
+        return left
+
+    conn = http.client.HTTPConnection(target.host, target.port, timeout=remaining())
+    try:
+        conn.request("GET", target.path, headers={"Accept": ACCEPT, "User-Agent": "gpulse"})
+        conn.sock.settimeout(remaining())
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise ScrapeError(f"HTTP {resp.status} {resp.reason}".strip())
+        length = resp.getheader("Content-Length")
+        if length and length.isdigit() and int(length) > max_body:
+            raise ScrapeError(f"body of {length} bytes exceeds the {max_body}-byte limit")
+        parts, size = [], 0
+        while True:
+            conn.sock.settimeout(remaining())
+            chunk = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_body:
+                raise ScrapeError(f"body exceeds the {max_body}-byte limit")
+            parts.append(chunk)
+        return b"".join(parts)
+    except socket.timeout:
+        raise ScrapeError(f"timed out after {timeout:g}s") from None
+    except (OSError, http.client.HTTPException) as exc:
+        raise ScrapeError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+    finally:
+        conn.close()
+
+
+def scrape(target: ScrapeTarget, timeout: float, max_body: int,
+           last_server: str = "") -> EndpointResult:
+    """Fetch, parse and map one endpoint; never raises."""
+    started = time.monotonic()
+    server = target.server or last_server
+    try:
+        body = fetch(target, timeout, max_body)
+        try:
+            samples, _types = exposition.parse(body, adapters.ALL_METRICS)
+        except exposition.ExpositionError as exc:
+            raise ScrapeError(f"not Prometheus text: {exc}") from None
+        if target.server:
+            adapter = adapters.BY_SERVER[target.server]
+        else:
+            adapter = adapters.detect(s[0] for s in samples)
+            if adapter is None:
+                raise ScrapeError("no known inference-server metric in the body "
+                                  "(set gpulse.dev/server or check gpulse.dev/port and path)")
+        duration = time.monotonic() - started
+        states = adapters.extract(adapter, samples, target.namespace, target.pod, duration)
+        return EndpointResult(target, True, adapter.server, states, duration, finished_at=time.monotonic())
+    except ScrapeError as exc:
+        duration = time.monotonic() - started
+        down = WorkloadState(target.namespace, target.pod, server or "unknown",
+                             scrape_up=False, scrape_duration_seconds=duration)
+        return EndpointResult(target, False, server, (down,), duration, str(exc), time.monotonic())
+
+
+class Scraper:
+    def __init__(self, interval: float, timeout: float, max_body: int, concurrency: int,
+                 on_result: Optional[Callable] = None):
+        self.interval = interval
+        self.timeout = timeout
+        self.max_body = max_body
+        self.concurrency = concurrency
+        self.on_result = on_result
+        self._targets: dict = {}  # key -> ScrapeTarget
+        self._results: dict = {}  # key -> EndpointResult
+        self._in_flight: set = set()
+        self._lock = threading.Lock()
+        self._published: tuple = ()
+        self._results_view: tuple = ()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._pool: Optional[ThreadPoolExecutor] = None
+        self._thread: Optional[threading.Thread] = None
+        self.rounds = 0
+
+    # --- readers (any thread, lock-free) ---
+
+    def states(self) -> tuple:
+        return self._published
+
+    def results(self) -> tuple:
+        return self._results_view
+
+    # --- control ---
+
+    def set_targets(self, targets) -> None:
+        with self._lock:
+            new = {t.key: t for t in targets}
+            changed = new != self._targets
+            self._targets = new
+            for key in list(self._results):
+                if key not in new or self._results[key].target != new[key]:
+                    del self._results[key]
+            self._republish()
+        if changed:
+            self._wake.set()  # scrape new pods now, not at the next round
+
+    def start(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gpulse-scrape")
+        self._thread = threading.Thread(target=self._run, name="gpulse-scrape-sched", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        if self._pool:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # --- internals ---
+
+    def _run(self) -> None:
+        next_round = time.monotonic()
+        while not self._stop.is_set():
+            self._submit_round()
+            self.rounds += 1
+            next_round += self.interval
+            now = time.monotonic()
+            if next_round < now:  # overran (e.g. suspended): skip, do not burst
+                next_round = now + self.interval
+            self._wake.wait(next_round - now)
+            if self._wake.is_set() and not self._stop.is_set():
+                self._wake.clear()
+                next_round = time.monotonic()
+
+    def _submit_round(self) -> None:
+        with self._lock:
+            due = [t for k, t in self._targets.items() if k not in self._in_flight]
+            self._in_flight.update(t.key for t in due)
+            last = {k: r.server for k, r in self._results.items()}
+        for target in due:
+            try:
+                self._pool.submit(self._scrape_one, target, last.get(target.key, ""))
+            except RuntimeError:  # pool shut down while stopping
+                return
+
+    def _scrape_one(self, target: ScrapeTarget, last_server: str) -> None:
+        result = scrape(target, self.timeout, self.max_body, last_server)
+        with self._lock:
+            self._in_flight.discard(target.key)
+            if self._targets.get(target.key) != target:
+                return  # the pod went away or changed while we scraped
+            previous = self._results.get(target.key)
+            self._results[target.key] = result
+            self._republish()
+        if not result.up and (previous is None or previous.up or previous.error != result.error):
+            log.warning("workloads: scrape of %s/%s at %s failed: %s",
+                        target.namespace, target.pod, target.url, result.error)
+        if self.on_result:
+            self.on_result(result)
+
+    def _republish(self) -> None:
+        results = tuple(self._results[k] for k in sorted(self._results))
+        self._results_view = results
+        self._published = tuple(s for r in results for s in r.states)
