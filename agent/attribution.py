@@ -1,15 +1,338 @@
-"""Placeholder attribution until its issue lands.
+"""Per-pod GPU shares from what the kubelet allocated and what NVML saw each process do.
 
-Contract: Attributor(window_seconds).update(reading: NvmlReading, view: PodView, now)
--> (pods: tuple[PodShare], unattributed: dict[gpu index, ratio]).
+Contract: Attributor(window_seconds).update(reading, view, now[, mig_utilization])
+-> (tuple[PodShare], {gpu index: unattributed ratio}), called once per tick by the sampler.
+
+- A unit is a whole GPU or a MIG instance. A unit held by one container is exclusive:
+  that container gets the unit's windowed utilization (GPU utilization, or the MIG
+  instance's GPM / dcgm-exporter activity) and the memory of the pod processes on it.
+- A unit with replicas (time-slicing or MPS, `GPU-<uuid>::<n>`) is split by NVML's
+  per-process SM utilization: each tick every process's share is tied to a container
+  through its cgroup, the shares are scaled down when they add up to more than the
+  GPU's own utilization (concurrent MPS clients), and whatever no holder can be tied
+  to is unattributed. Every holder and the unattributed rest get exactly one sample
+  per tick, so over the window sum(pods) + unattributed == GPU utilization: one GPU's
+  value is never copied onto several pods.
+- allocated is 1 per whole unit and 1/replicas per shared slot.
+
+A process's pod UID (cgroup) is joined to the kubelet's namespace/name through the
+view's pod directory (the node's pod list). Without an answer from it, pods are paired
+with UIDs by elimination: on a unit where exactly one not-yet-paired pod holds slots
+and exactly one not-yet-paired UID runs processes, they are the same pod; repeated
+until nothing changes. What stays unpaired is unattributed and counted in
+`unresolved[(gpu, reason)]`.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from typing import Mapping, Optional
+
+from .kernels import WindowSet
+from .snapshot import PodShare
+
+_EXCLUSIVE_PROCESS = (3, "exclusive_process", "EXCLUSIVE_PROCESS")  # NVML compute mode of an MPS GPU
+
+# reasons a process's usage stays unattributed
+NOT_IN_POD = "not_in_pod"  # host process, or its cgroup could not be read
+UNKNOWN_POD = "unknown_pod_uid"  # no directory answer and elimination could not pair it
+NO_SLOT = "pod_holds_no_slot"  # the pod holds no device on this GPU
+AMBIGUOUS_CONTAINER = "ambiguous_container"  # several containers of the pod share the GPU
+
+
+class _ShareWindow:
+    """Per-tick shares of one shared unit over the window, as running sums.
+
+    Every tick adds one record; a holder absent from a record counts as 0 for that
+    tick, so means of holders and of the unattributed rest share one denominator."""
+
+    __slots__ = ("horizon", "records", "sums", "unattributed_sum")
+
+    def __init__(self, horizon: float):
+        self.horizon = horizon
+        self.records: deque = deque()
+        self.sums: dict = {}
+        self.unattributed_sum = 0.0
+
+    def add(self, t: float, shares: dict, unattributed: float) -> None:
+        self.records.append((t, shares, unattributed))
+        for key, v in shares.items():
+            self.sums[key] = self.sums.get(key, 0.0) + v
+        self.unattributed_sum += unattributed
+
+    def expire(self, now: float) -> None:
+        cutoff = now - self.horizon
+        records, sums = self.records, self.sums
+        while records and records[0][0] <= cutoff:
+            _, shares, unattributed = records.popleft()
+            for key, v in shares.items():
+                left = sums[key] - v
+                sums[key] = left if left > 1e-12 else 0.0
+            self.unattributed_sum = max(0.0, self.unattributed_sum - unattributed)
+        if not records:
+            sums.clear()
+            self.unattributed_sum = 0.0
+
+    def mean(self, key) -> Optional[float]:
+        return self.sums.get(key, 0.0) / len(self.records) if self.records else None
+
+    def unattributed_mean(self) -> Optional[float]:
+        return self.unattributed_sum / len(self.records) if self.records else None
+
+
+class _Unit:
+    """One GPU or MIG instance as this tick sees it."""
+
+    __slots__ = ("key", "gpu", "uuid", "device", "mig", "holders", "replicas", "shared")
+
+    def __init__(self, key, device, mig):
+        self.key = key
+        self.device = device
+        self.mig = mig
+        self.gpu = device.index
+        self.uuid = device.uuid
+        self.holders: dict = {}  # (namespace, pod, container) -> slots held
+        self.replicas = 1
+        self.shared = False
+
+    def processes(self):
+        return self.mig.processes if self.mig is not None else self.device.processes
+
 
 class Attributor:
     def __init__(self, window_seconds: float):
-        self.window_seconds = window_seconds
+        self.window_seconds = float(window_seconds)
+        self._unit_windows = WindowSet(self.window_seconds)  # exclusive units' utilization
+        self._share_windows: dict = {}  # unit key -> _ShareWindow
+        self._last_process_util: dict = {}  # unit key -> {pid: ratio}, held over sample-less ticks
+        self.unresolved: dict = {}  # (gpu index, reason) -> processes this tick
+        self.uid_pairs: dict = {}  # pod uid -> (namespace, pod), this tick's join
+        self._identities: dict = {}  # pod uid -> PodIdentity from the directory, this tick
 
-    def update(self, reading, view, now):
-        return (), {}
+    # --- the tick ---------------------------------------------------------------------
+    def update(self, reading, view, now: float, mig_utilization: Optional[Mapping] = None):
+        units = self._units(reading, view)
+        self.unresolved = {}
+        seen_pids: set = set()
+        for unit in units.values():
+            for p in unit.processes():
+                seen_pids.add(p.pid)
+        owners = {pid: view.resolve_pid(pid) for pid in seen_pids}
+        view.retain_pids(seen_pids)
+        self.uid_pairs = self._pair_uids(units, owners, view)
+
+        shares, unattributed, live_windows, live_shared = [], {}, [], []
+        for unit in units.values():
+            if unit.shared:
+                live_shared.append(unit.key)
+                shares += self._shared_unit(unit, owners, now, unattributed)
+            else:
+                live_windows.append(unit.key)
+                shares += self._exclusive_unit(unit, owners, now, mig_utilization)
+        self._unit_windows.retain(live_windows)
+        for key in [k for k in self._share_windows if k not in live_shared]:
+            del self._share_windows[key]
+            self._last_process_util.pop(key, None)
+        return tuple(shares), unattributed
+
+    # --- allocation -> units ----------------------------------------------------------
+    def _units(self, reading, view) -> dict:
+        by_uuid = {d.uuid: d for d in reading.devices}
+        by_minor = {d.raw.get("minor_number", d.index): d for d in reading.devices}
+        by_index = {d.index: d for d in reading.devices}
+        mig_by_uuid = {m.mig_uuid: m for m in reading.migs}
+        mig_by_gi = {(m.uuid, m.gpu_instance): m for m in reading.migs}
+        units: dict = {}
+
+        def unit_for(dev_id):
+            device = by_uuid.get(dev_id.gpu_uuid) if dev_id.gpu_uuid else (
+                by_minor.get(dev_id.gpu_minor) if dev_id.gpu_minor is not None else None)
+            mig = None
+            if dev_id.mig_uuid:
+                mig = mig_by_uuid.get(dev_id.mig_uuid)
+                if mig is None:
+                    return None
+                device = by_index.get(mig.gpu)
+            elif dev_id.gpu_instance is not None and device is not None:
+                mig = mig_by_gi.get((device.uuid, dev_id.gpu_instance))
+                if mig is None:
+                    return None
+            if device is None:
+                return None
+            key = ("mig", device.index, mig.gpu_instance) if mig is not None else ("gpu", device.index)
+            unit = units.get(key)
+            if unit is None:
+                unit = units[key] = _Unit(key, device, mig)
+            return unit
+
+        for a in view.allocations:
+            unit = unit_for(a.device)
+            if unit is None:
+                continue  # a device this node's NVML does not show (yet)
+            holder = (a.namespace, a.pod, a.container)
+            unit.holders[holder] = unit.holders.get(holder, 0) + 1
+            if a.device.replica is not None:
+                unit.shared = True
+                unit.replicas = max(unit.replicas, a.device.replica + 1)
+        replicas: dict = {}
+        for dev_id in view.allocatable:
+            if dev_id.replica is None:
+                continue
+            unit = unit_for(dev_id)
+            if unit is not None:
+                replicas[unit.key] = replicas.get(unit.key, 0) + 1
+        for key, n in replicas.items():
+            unit = units[key]
+            unit.shared = True  # a shared GPU stays shared (and reports unattributed) with no holder
+            unit.replicas = max(n, 1)
+        for unit in units.values():
+            if len(unit.holders) > 1:
+                unit.shared = True
+        return units
+
+    # --- UID -> pod -------------------------------------------------------------------
+    def _pair_uids(self, units, owners, view) -> dict:
+        pairs, paired_pods = {}, set()
+        uid_units: dict = {}
+        for unit in units.values():
+            for p in unit.processes():
+                owner = owners.get(p.pid)
+                if owner is not None:
+                    uid_units.setdefault(owner.pod_uid, set()).add(unit.key)
+        self._identities = {}
+        for uid in uid_units:
+            ident = view.pod_for_uid(uid)
+            if ident is not None:
+                self._identities[uid] = ident
+                pairs[uid] = (ident.namespace, ident.name)
+                paired_pods.add(pairs[uid])
+        unit_pods = {u.key: {(ns, pod) for ns, pod, _ in u.holders} for u in units.values()}
+        unit_uids: dict = {}
+        for uid, keys in uid_units.items():
+            for key in keys:
+                unit_uids.setdefault(key, set()).add(uid)
+        progress = True
+        while progress:
+            progress = False
+            for key, uids in unit_uids.items():
+                free_uids = [u for u in uids if u not in pairs]
+                free_pods = [p for p in unit_pods.get(key, ()) if p not in paired_pods]
+                if len(free_uids) == 1 and len(free_pods) == 1:
+                    pairs[free_uids[0]] = free_pods[0]
+                    paired_pods.add(free_pods[0])
+                    progress = True
+        return pairs
+
+    def _holder_of(self, unit, owner) -> tuple:
+        """(holder key, None) or (None, reason) for one process on a unit."""
+        if owner is None:
+            return None, NOT_IN_POD
+        pod = self.uid_pairs.get(owner.pod_uid)
+        if pod is None:
+            return None, UNKNOWN_POD
+        candidates = [h for h in unit.holders if h[0] == pod[0] and h[1] == pod[1]]
+        if not candidates:
+            return None, NO_SLOT
+        if len(candidates) == 1:
+            return candidates[0], None
+        ident = self._identities.get(owner.pod_uid)
+        name = ident.containers.get(owner.container_id) if ident is not None else None
+        for h in candidates:
+            if h[2] == name:
+                return h, None
+        return None, AMBIGUOUS_CONTAINER
+
+    def _count(self, gpu: int, reason: str) -> None:
+        key = (gpu, reason)
+        self.unresolved[key] = self.unresolved.get(key, 0) + 1
+
+    # --- shares -----------------------------------------------------------------------
+    def _share(self, unit, holder, sharing, allocated, util, memory) -> PodShare:
+        mig = unit.mig
+        if mig is None:
+            return PodShare(holder[0], holder[1], holder[2], unit.gpu, unit.uuid, sharing, allocated, util, memory)
+        return PodShare(holder[0], holder[1], holder[2], unit.gpu, unit.uuid, sharing, allocated, util, memory,
+                        str(mig.gpu_instance), str(mig.compute_instance), mig.profile, mig.mig_uuid)
+
+    def _exclusive_unit(self, unit, owners, now, mig_utilization) -> list:
+        if not unit.holders:
+            return []
+        if unit.mig is not None:
+            util = unit.mig.utilization
+            if util is None and mig_utilization:
+                util = mig_utilization.get((unit.uuid, unit.mig.gpu_instance))
+        else:
+            util = unit.device.utilization
+        if util is not None:
+            self._unit_windows.observe(unit.key, now, util)
+        mean = self._unit_windows.mean(unit.key, now)
+        (holder, _), = unit.holders.items()
+        memory = 0.0
+        for p in unit.processes():
+            owner = owners.get(p.pid)
+            if owner is None:
+                continue  # a host process on the GPU is not the pod's memory
+            pod = self.uid_pairs.get(owner.pod_uid)
+            if pod is not None and pod != holder[:2]:
+                continue
+            if p.used_memory_bytes is not None:
+                memory += p.used_memory_bytes
+        sharing = "mig" if unit.mig is not None else "exclusive"
+        return [self._share(unit, holder, sharing, 1.0, mean, memory)]
+
+    def _process_util(self, unit) -> dict:
+        """This tick's SM utilization ratio per PID on a shared (non-MIG) unit."""
+        samples = unit.device.process_utilization if unit.mig is None else ()
+        if not samples:
+            present = {p.pid for p in unit.processes()}
+            last = self._last_process_util.get(unit.key, {})
+            return {pid: v for pid, v in last.items() if pid in present}
+        sums, counts = {}, {}
+        for s in samples:
+            sums[s.pid] = sums.get(s.pid, 0.0) + s.sm_util
+            counts[s.pid] = counts.get(s.pid, 0) + 1
+        util = {pid: min(1.0, max(0.0, sums[pid] / counts[pid] / 100.0)) for pid in sums}
+        self._last_process_util[unit.key] = util
+        return util
+
+    def _shared_unit(self, unit, owners, now, unattributed_out) -> list:
+        window = self._share_windows.get(unit.key)
+        if window is None:
+            window = self._share_windows[unit.key] = _ShareWindow(self.window_seconds)
+        memory = {h: 0.0 for h in unit.holders}
+        for p in unit.processes():
+            holder, _ = self._holder_of(unit, owners.get(p.pid))
+            if holder is not None and p.used_memory_bytes is not None:
+                memory[holder] += p.used_memory_bytes
+
+        per_pid = self._process_util(unit) if unit.mig is None else {}
+        gpu_util = unit.device.utilization if unit.mig is None else None
+        splittable = unit.mig is None and (gpu_util is not None or per_pid)
+        if splittable:
+            raw: dict = {}
+            total = 0.0
+            for pid, u in per_pid.items():
+                total += u
+                holder, reason = self._holder_of(unit, owners.get(pid))
+                if holder is None:
+                    self._count(unit.gpu, reason)
+                else:
+                    raw[holder] = raw.get(holder, 0.0) + u
+            if gpu_util is None:
+                gpu_util = min(1.0, total)
+            scale = gpu_util / total if total > gpu_util else 1.0
+            tick_shares = {h: v * scale for h, v in raw.items()}
+            rest = max(0.0, gpu_util - sum(tick_shares.values()))
+            window.add(now, tick_shares, rest)
+        window.expire(now)
+
+        sharing = "mps" if unit.device.raw.get("compute_mode") in _EXCLUSIVE_PROCESS else "time-slicing"
+        out = []
+        for holder, slots in unit.holders.items():
+            util = window.mean(holder) if unit.mig is None else None
+            out.append(self._share(unit, holder, sharing, slots / unit.replicas, util, memory[holder]))
+        if unit.mig is None:
+            rest = window.unattributed_mean()
+            if rest is not None:
+                unattributed_out[unit.gpu] = rest
+        return out

@@ -7,8 +7,9 @@ error (rendered as gpulse_kubelet_up 0); retries back off exponentially up to th
 refresh interval.
 
 PodResources names pods by namespace/name, a process's cgroup names them by UID. The
-join comes from a pod directory: any callable `uid -> (namespace, name)` or
-`(namespace, name, {container_id: container_name})` or None, typically the node's pod
+join comes from a pod directory: any callable `uid -> (namespace, name)`,
+`(namespace, name, {container_id: container_name})`, an object with .namespace and
+.name (and optionally .container_ids), or None; typically the node's pod
 list from the Kubernetes API (field selector spec.nodeName), kept in memory by its
 owner and so cheap to call every tick. Without one the attributor falls back to
 elimination (see agent/attribution.py).
@@ -61,11 +62,15 @@ def as_identity(found: Any) -> Optional[PodIdentity]:
     """Normalize what a pod directory answers into a PodIdentity (None stays None)."""
     if found is None or isinstance(found, PodIdentity):
         return found
+    if hasattr(found, "namespace") and hasattr(found, "name"):  # e.g. apiserver.PodInfo
+        containers = getattr(found, "container_ids", None) or {}
+        return PodIdentity(found.namespace, found.name,
+                           MappingProxyType({_strip_runtime(k): v for k, v in dict(containers).items()}))
     if isinstance(found, tuple) and len(found) in (2, 3):
         containers = found[2] if len(found) == 3 else {}
         return PodIdentity(str(found[0]), str(found[1]),
                            MappingProxyType({_strip_runtime(k): v for k, v in dict(containers).items()}))
-    raise TypeError(f"pod directory answered {type(found).__name__}; expected (namespace, name[, containers]) or None")
+    raise TypeError(f"pod directory answered {type(found).__name__}; expected (namespace, name[, containers]), a pod or None")
 
 
 @dataclass(frozen=True)
