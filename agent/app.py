@@ -27,10 +27,10 @@ class Agent:
     world: object = None
     watcher: object = None
 
-    def start(self) -> None:
+    def start(self, loop: bool = True) -> None:
         if self.watcher is not None:
             self.watcher.start()
-        self.sampler.start()
+        self.sampler.start(loop=loop)
 
     def stop(self) -> None:
         self.sampler.stop()

@@ -175,6 +175,8 @@ def check_main(cfg) -> int:
     from .nvml.reader import FIELDS
     try:
         reader, world, cfg = _open_reader(cfg)
+    except _BadInput:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure here is the answer
         hint = "" if cfg.nvml_backend == "fake" else " (is the NVIDIA driver installed? --nvml.backend=fake simulates a node)"
         print(f"gpulse check: NVML not available: {_one_line(exc)}{hint}", file=sys.stderr)

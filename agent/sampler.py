@@ -77,10 +77,13 @@ class Sampler:
         self._om_lock = threading.Lock()
 
     # --- lifecycle -------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, loop: bool = True) -> None:
+        """Start the sources' own threads and, unless loop=False (tests tick by hand), the tick loop."""
         for src in (self.pod_source, self.workload_source, self.dcgm_source):
             if src is not None:
                 src.start()
+        if not loop:
+            return
         self._thread = threading.Thread(target=self._loop, name="gpulse-sampler", daemon=True)
         self._thread.start()
 

@@ -1,0 +1,41 @@
+"""Shared test switches and helpers."""
+
+import os
+import shutil
+import socket
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.path.join(os.path.dirname(ROOT), "shared")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite tests/golden/* from the current output instead of comparing")
+
+
+@pytest.fixture
+def update_golden(request):
+    return request.config.getoption("--update-golden")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gpulse_cmd(*args):
+    """The installed CLI, run with this interpreter (works without the venv on PATH)."""
+    return [sys.executable, "-m", "agent.cli", *args]
+
+
+def require_promtool():
+    path = shutil.which("promtool")
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool missing in CI: `make test` installs Debian's prometheus package")
+        pytest.skip("promtool not installed (make test installs Debian's prometheus package)")
+    return path

@@ -1,0 +1,88 @@
+import argparse
+import subprocess
+
+import pytest
+
+from agent import config as c
+from tests.conftest import gpulse_cmd
+
+
+def _args(*argv):
+    p = argparse.ArgumentParser()
+    c.add_flags(p)
+    return p.parse_args(list(argv))
+
+
+@pytest.mark.parametrize("text,seconds", [("500ms", 0.5), ("1s", 1.0), ("1m", 60.0), ("1m30s", 90.0), ("2h", 7200.0), ("1.5s", 1.5)])
+def test_durations_the_prometheus_way(text, seconds):
+    assert c.parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "1", "10 s", "1sec", "-1s", "s"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        c.parse_duration(text)
+
+
+def test_defaults():
+    cfg = c.load(_args(), environ={})
+    assert cfg.web_listen_address == ":9445"
+    assert cfg.collect_interval == 1.0
+    assert cfg.nvml_backend == "real"
+    assert cfg.kubelet_pod_resources_socket == "/var/lib/kubelet/pod-resources/kubelet.sock"
+
+
+def test_precedence_flag_over_env_over_file(tmp_path):
+    f = tmp_path / "gpulse.yaml"
+    f.write_text("collect:\n  interval: 5s\n  window: 30s\nweb.listen-address: ':7000'\n")
+    env = {"GPULSE_CONFIG_FILE": str(f), "GPULSE_COLLECT_INTERVAL": "2s", "NODE_NAME": "node-a"}
+    cfg = c.load(_args("--collect.interval=3s"), environ=env)
+    assert cfg.collect_interval == 3.0  # flag
+    assert cfg.collect_window == 30.0  # file
+    assert cfg.web_listen_address == ":7000"
+    assert cfg.node_name == "node-a"  # downward API alias
+    assert c.load(_args(), environ=env).collect_interval == 2.0  # env over file
+
+
+def test_config_is_frozen():
+    cfg = c.load(_args(), environ={})
+    with pytest.raises(Exception):
+        cfg.collect_interval = 2
+
+
+@pytest.mark.parametrize("argv,env,needle", [
+    (["--collect.interval=fast"], {}, "--collect.interval: invalid duration 'fast'"),
+    (["--nvml.backend=gpu"], {}, "--nvml.backend: invalid value 'gpu' (one of: real, fake)"),
+    ([], {"GPULSE_WEB_LISTEN_ADDRESS": "nowhere"}, "GPULSE_WEB_LISTEN_ADDRESS: invalid listen address"),
+    ([], {"GPULSE_COMPAT_DCGM": "maybe"}, "GPULSE_COMPAT_DCGM: invalid boolean"),
+    (["--workloads.concurrency=0"], {}, "--workloads.concurrency: integer '0' must be positive"),
+])
+def test_bad_values_name_the_setting(argv, env, needle):
+    with pytest.raises(c.ConfigError) as err:
+        c.load(_args(*argv), environ=env)
+    assert needle in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_file(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("collect:\n  intervall: 1s\n")
+    with pytest.raises(c.ConfigError, match=r"unknown setting 'collect.intervall'"):
+        c.load(_args(f"--config.file={f}"), environ={})
+    f.write_text("collect: [1, 2\n")
+    with pytest.raises(c.ConfigError, match=r"bad.yaml:\d+: invalid YAML"):
+        c.load(_args(f"--config.file={f}"), environ={})
+    with pytest.raises(c.ConfigError, match="cannot read"):
+        c.load(_args(f"--config.file={tmp_path}/missing.yaml"), environ={})
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["serve", "--collect.interval=soon"], "gpulse: --collect.interval: invalid duration 'soon'"),
+    (["check", "--nvml.backend=fake", "--scenario=nope"], "gpulse: scenario 'nope': not a built-in"),
+])
+def test_cli_bad_input_is_one_line_and_exit_2(argv, needle):
+    r = subprocess.run(gpulse_cmd(*argv), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [r.stderr.strip()]
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr

@@ -1,0 +1,84 @@
+import subprocess
+
+import pytest
+
+from agent.sim import scenario
+from agent.sim.traces import parse_trace
+from tests.conftest import gpulse_cmd
+
+BASE = """name: t
+node: {name: n}
+gpus:
+  - model: H100-SXM5-80GB
+"""
+
+
+@pytest.mark.parametrize("name", scenario.builtin_names())
+def test_builtin_scenarios_load(name):
+    s = scenario.load(name)
+    assert s.gpus and s.node.name
+    pids = [p.pid for p in s.processes()]
+    assert len(pids) == len(set(pids))
+
+
+def test_reference_is_the_design_node():
+    s = scenario.load("reference")
+    assert len(s.gpus) == 8 and all(g.name == "NVIDIA H100 80GB HBM3" for g in s.gpus)
+    assert [len(g.mig_instances) for g in s.gpus[:4]] == [7, 7, 7, 7]
+    assert all(g.sharing == "time-slicing" and g.replicas == 9 for g in s.gpus[4:])
+    assert len(s.pods) == 64
+    assert sum(1 for p in s.pods if p.workload and p.workload.server == "vllm") >= 28
+    loads = {round(c.processes[0].utilization.at(10), 3) for p in s.pods for c in p.containers}
+    assert len(loads) > 30, "pods' loads must differ"
+
+
+@pytest.mark.parametrize("body,needle", [
+    (BASE + "    colour: green\n", ":5: gpus[0].colour: unknown key"),
+    (BASE.replace("name: t", "name: 7"), ":1: name: expected a string, got 7"),
+    (BASE + "    count: two\n", ":5: gpus[0].count: expected an integer"),
+    (BASE + "    mig: {instances: [{profile: 3g.40gb, count: 2}, {profile: 1g.10gb, count: 2}]}\n",
+     "impossible MIG layout: 8 compute slices requested"),
+    (BASE + "    mig: {instances: [{profile: 5g.50gb}]}\n", "impossible MIG layout: H100-SXM5-80GB has no profile '5g.50gb'"),
+    (BASE.replace("H100-SXM5-80GB", "T4") + "    mig: {instances: [{profile: 1g.10gb}]}\n", "T4 does not support MIG"),
+    (BASE.replace("H100-SXM5-80GB", "Z9000"), "unknown GPU model 'Z9000'"),
+    (BASE + "faults:\n  - {at: soon, kind: xid, gpu: 0, xid: 79}\n", "faults[0].at: invalid duration 'soon'"),
+    (BASE + "pods:\n  - {namespace: a, name: b, containers: [{name: c, devices: [{gpu: 3}]}]}\n", "no GPU 3"),
+    (BASE + "  - model: A10G\n    utilization: {wobble: 1}\n", "unknown trace kind 'wobble'"),
+    ("name: [unclosed\n", ":2: invalid YAML"),
+])
+def test_invalid_scenarios_fail_with_file_line_and_key(tmp_path, body, needle):
+    path = tmp_path / "s.yaml"
+    path.write_text(body)
+    with pytest.raises(scenario.ScenarioError) as err:
+        scenario.load(str(path))
+    msg = str(err.value)
+    assert msg.startswith(str(path)), msg
+    assert needle in msg, msg
+    assert "\n" not in msg
+
+
+def test_cli_refuses_bad_scenario_with_one_line(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(BASE + "    colour: green\n")
+    r = subprocess.run(gpulse_cmd("serve", "--nvml.backend=fake", f"--scenario={path}", "--web.listen-address=127.0.0.1:0"),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip() == f"gpulse: {path}:5: gpus[0].colour: unknown key (allowed: {', '.join(scenario._GPU_KEYS)})"
+
+
+@pytest.mark.parametrize("spec,t,value", [
+    (0.5, 99, 0.5),
+    ({"step": {"before": 1, "after": 5, "at": "10s"}}, 9.9, 1),
+    ({"step": {"before": 1, "after": 5, "at": "10s"}}, 10, 5),
+    ({"ramp": {"from": 0, "to": 10, "over": "10s"}}, 5, 5),
+    ({"ramp": {"from": 0, "to": 10, "over": "10s"}}, 50, 10),
+    ({"sine": {"mean": 1, "amplitude": 1, "period": "4s"}}, 1, 2),
+])
+def test_traces(spec, t, value):
+    assert parse_trace(spec).at(t) == pytest.approx(value)
+
+
+def test_replay_trace(tmp_path):
+    (tmp_path / "q.csv").write_text("0,1\n10,7\n20,3\n")
+    tr = parse_trace({"replay": "q.csv"}, str(tmp_path))
+    assert [tr.at(t) for t in (0, 9, 10, 25)] == [1, 1, 7, 3]
