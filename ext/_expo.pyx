@@ -15,10 +15,21 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.object cimport Py_EQ, PyObject_RichCompareBool
 from cpython.ref cimport PyObject
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from libc.string cimport memcpy
 
 cdef extern from "Python.h":
+    # Borrowed-pointer forms for the per-sample loop: no reference counting per series.
     Py_ssize_t Py_REFCNT(PyObject *o)
+    PyObject *GP_LIST_ITEM "PyList_GET_ITEM" (PyObject *l, Py_ssize_t i)
+    PyObject *GP_TUPLE_ITEM "PyTuple_GET_ITEM" (PyObject *t, Py_ssize_t i)
+    Py_ssize_t GP_TUPLE_SIZE "PyTuple_GET_SIZE" (PyObject *t)
+    bint GP_IS_TUPLE "PyTuple_CheckExact" (PyObject *o)
+    bint GP_IS_FLOAT "PyFloat_CheckExact" (PyObject *o)
+    double GP_FLOAT "PyFloat_AS_DOUBLE" (PyObject *o)
+    char *GP_BYTES "PyBytes_AS_STRING" (PyObject *b)
+    Py_ssize_t GP_BYTES_SIZE "PyBytes_GET_SIZE" (PyObject *b)
+    int GP_EQUAL "PyObject_RichCompareBool" (PyObject *a, PyObject *b, int op) except -1
 
 cdef extern from *:
     """
@@ -35,13 +46,19 @@ cdef extern from *:
         if (v > -1e15 && v < 1e15) {
             long long i = (long long)v;
             if ((double)i == v) {
+                static const char pairs[] =
+                    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                    "8081828384858687888990919293949596979899";
                 char *p = out;
                 unsigned long long u;
                 if (i < 0) { *p++ = '-'; u = (unsigned long long)(-i); } else { u = (unsigned long long)i; }
-                char tmp[24]; int n = 0;
-                do { tmp[n++] = (char)('0' + u % 10); u /= 10; } while (u);
-                while (n) *p++ = tmp[--n];
-                return (int)(p - out);
+                char tmp[24]; int n = 24;
+                while (u >= 100) { unsigned d = (unsigned)(u % 100) * 2; u /= 100; tmp[--n] = pairs[d + 1]; tmp[--n] = pairs[d]; }
+                if (u >= 10) { unsigned d = (unsigned)u * 2; tmp[--n] = pairs[d + 1]; tmp[--n] = pairs[d]; }
+                else tmp[--n] = (char)('0' + u);
+                std::memcpy(p, tmp + n, 24 - n);
+                return (int)(p - out) + 24 - n;
             }
         }
         char sci[40];
@@ -158,12 +175,34 @@ def _header(name, type_, help_, labelnames, bint openmetrics):
 
 cdef class _FamilyState:
     """What a render keeps of one family: its header and, in sample order, the label
-    tuples and encoded prefixes of its live series."""
+    tuples and encoded prefixes of its live series. The prefixes also sit back to back in
+    one blob, so the per-tick copy reads memory sequentially."""
     cdef object key  # (type, help, labelnames): a change re-renders everything
     cdef bytes header
     cdef list keys
     cdef list prefixes
+    cdef bytes blob
+    cdef Py_ssize_t *offsets  # len(keys) + 1 offsets into blob
     cdef unsigned long long generation
+
+    def __dealloc__(self):
+        PyMem_Free(self.offsets)
+
+    cdef int set_series(self, list keys, list prefixes) except -1:
+        cdef Py_ssize_t i, n = PyList_GET_SIZE(prefixes), pos = 0
+        cdef Py_ssize_t *offsets = <Py_ssize_t*>PyMem_Malloc((n + 1) * sizeof(Py_ssize_t))
+        if offsets == NULL:
+            raise MemoryError()
+        for i in range(n):
+            offsets[i] = pos
+            pos += GP_BYTES_SIZE(GP_LIST_ITEM(<PyObject*>prefixes, i))
+        offsets[n] = pos
+        PyMem_Free(self.offsets)
+        self.offsets = offsets
+        self.keys = keys
+        self.prefixes = prefixes
+        self.blob = b"".join(prefixes)
+        return 0
 
 
 cdef class ExpositionEncoder:
@@ -218,12 +257,17 @@ cdef class ExpositionEncoder:
         cdef Py_ssize_t cap = PyByteArray_GET_SIZE(buf)
         cdef Py_ssize_t used = 0, i, n, nprev, plen
         cdef bint rebuilding
-        cdef bytes pref, header
+        cdef bytes header
         cdef list samples, prev_keys, prev_prefixes, new_keys, new_prefixes
         cdef dict index
         cdef _FamilyState st
         cdef PyObject *item
         cdef PyObject *vobj
+        cdef PyObject *lvp
+        cdef PyObject *kp
+        cdef PyObject *prefp
+        cdef const char *blob
+        cdef Py_ssize_t *offsets
         cdef double v
         cdef bint openmetrics = self.openmetrics
 
@@ -242,8 +286,7 @@ cdef class ExpositionEncoder:
                 st = _FamilyState()
                 st.key = key
                 st.header = _header(name, fam.type, fam.help, labelnames, openmetrics)
-                st.keys = []
-                st.prefixes = []
+                st.set_series([], [])
                 self._families[name] = st
             st.generation = generation
             header = st.header
@@ -257,54 +300,66 @@ cdef class ExpositionEncoder:
             prev_keys = st.keys
             prev_prefixes = st.prefixes
             nprev = PyList_GET_SIZE(prev_keys)
+            blob = PyBytes_AS_STRING(st.blob)
+            offsets = st.offsets
             rebuilding = False
             new_keys = new_prefixes = None
             index = None
             for i in range(n):
-                item = PyList_GET_ITEM(samples, i)
-                if type(<object>item) is tuple and PyTuple_GET_SIZE(<object>item) == 2:
-                    lv = <object>PyTuple_GET_ITEM(<object>item, 0)
-                    vobj = PyTuple_GET_ITEM(<object>item, 1)
+                item = GP_LIST_ITEM(<PyObject*>samples, i)
+                if GP_IS_TUPLE(item) and GP_TUPLE_SIZE(item) == 2:
+                    lvp = GP_TUPLE_ITEM(item, 0)
+                    vobj = GP_TUPLE_ITEM(item, 1)
                 else:
                     lv, vtmp = <object>item
+                    lvp = <PyObject*>lv
                     vobj = <PyObject*>vtmp
-                if type(<object>vobj) is float:
-                    v = PyFloat_AS_DOUBLE(<object>vobj)
+                if GP_IS_FLOAT(vobj):
+                    v = GP_FLOAT(vobj)
                 else:
                     v = _as_float(name, <object>vobj)
                 if not rebuilding:
-                    if i < nprev and PyObject_RichCompareBool(lv, <object>PyList_GET_ITEM(prev_keys, i), Py_EQ):
-                        pref = <bytes>PyList_GET_ITEM(prev_prefixes, i)
-                    else:
-                        # The series set changed: from here on, look prefixes up by labels.
-                        rebuilding = True
-                        index = dict(zip(prev_keys, prev_prefixes))
-                        new_keys = prev_keys[:i]
-                        new_prefixes = prev_prefixes[:i]
-                if rebuilding:
-                    if type(lv) is not tuple:
-                        _series_prefix(name, labelnames, lv)  # raises the clear error
-                    p = index.get(lv)
-                    if p is None:
-                        p = _series_prefix(name, labelnames, lv)
-                    pref = <bytes>p
-                    new_keys.append(lv)
-                    new_prefixes.append(pref)
-                plen = PyBytes_GET_SIZE(pref)
+                    if i < nprev:
+                        kp = GP_LIST_ITEM(<PyObject*>prev_keys, i)
+                        if lvp == kp or GP_EQUAL(lvp, kp, Py_EQ):
+                            # Same series at the same place as last time: the common case.
+                            plen = offsets[i + 1] - offsets[i]
+                            if used + plen + VALUE_ROOM > cap:
+                                cap = _grow(buf, used + plen + VALUE_ROOM)
+                                out = PyByteArray_AS_STRING(buf)
+                            memcpy(out + used, blob + offsets[i], plen)
+                            used += plen
+                            used += gp_format_double(out + used, v)
+                            out[used] = b'\n'
+                            used += 1
+                            continue
+                    # The series set changed: from here on, look prefixes up by labels.
+                    rebuilding = True
+                    index = dict(zip(prev_keys, prev_prefixes))
+                    new_keys = prev_keys[:i]
+                    new_prefixes = prev_prefixes[:i]
+                lv = <object>lvp
+                if type(lv) is not tuple:
+                    _series_prefix(name, labelnames, lv)  # raises the clear error
+                p = index.get(lv)
+                if p is None:
+                    p = _series_prefix(name, labelnames, lv)
+                new_keys.append(lv)
+                new_prefixes.append(p)
+                prefp = <PyObject*>p  # new_prefixes keeps it alive
+                plen = GP_BYTES_SIZE(prefp)
                 if used + plen + VALUE_ROOM > cap:
                     cap = _grow(buf, used + plen + VALUE_ROOM)
                     out = PyByteArray_AS_STRING(buf)
-                memcpy(out + used, PyBytes_AS_STRING(pref), plen)
+                memcpy(out + used, GP_BYTES(prefp), plen)
                 used += plen
                 used += gp_format_double(out + used, v)
                 out[used] = b'\n'
                 used += 1
             if rebuilding:
-                st.keys = new_keys
-                st.prefixes = new_prefixes
+                st.set_series(new_keys, new_prefixes)
             elif n < nprev:
-                st.keys = prev_keys[:n]
-                st.prefixes = prev_prefixes[:n]
+                st.set_series(prev_keys[:n], prev_prefixes[:n])
         if openmetrics:
             if used + 6 > cap:
                 cap = _grow(buf, used + 6)
