@@ -60,7 +60,8 @@ def fetch(target: ScrapeTarget, timeout: float, max_body: int) -> bytes:
     conn = http.client.HTTPConnection(target.host, target.port, timeout=remaining())
     try:
         conn.request("GET", target.path, headers={"Accept": ACCEPT, "User-Agent": "gpulse"})
-        conn.sock.settimeout(remaining())
+        sock = conn.sock  # the response takes it over (and conn.sock goes None) on Connection: close
+        sock.settimeout(remaining())
         resp = conn.getresponse()
         if resp.status != 200:
             raise ScrapeError(f"HTTP {resp.status} {resp.reason}".strip())
@@ -69,7 +70,7 @@ def fetch(target: ScrapeTarget, timeout: float, max_body: int) -> bytes:
             raise ScrapeError(f"body of {length} bytes exceeds the {max_body}-byte limit")
         parts, size = [], 0
         while True:
-            conn.sock.settimeout(remaining())
+            sock.settimeout(remaining())
             chunk = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
             if not chunk:
                 break
@@ -107,7 +108,10 @@ def scrape(target: ScrapeTarget, timeout: float, max_body: int,
         duration = time.monotonic() - started
         states = adapters.extract(adapter, samples, target.namespace, target.pod, duration)
         return EndpointResult(target, True, adapter.server, states, duration, finished_at=time.monotonic())
-    except ScrapeError as exc:
+    except Exception as exc:  # noqa: BLE001 - one endpoint's surprise must not kill a worker
+        if not isinstance(exc, ScrapeError):
+            exc = ScrapeError(f"{type(exc).__name__}: {exc}")
+            log.debug("workloads: unexpected scrape failure", exc_info=True)
         duration = time.monotonic() - started
         down = WorkloadState(target.namespace, target.pod, server or "unknown",
                              scrape_up=False, scrape_duration_seconds=duration)

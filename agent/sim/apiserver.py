@@ -1,0 +1,248 @@
+"""A fake Kubernetes API server on loopback: enough of /api/v1 for the agent's client.
+
+Serves
+  GET /api/v1/pods?fieldSelector=spec.nodeName=<node>            list, with resourceVersion
+  GET /api/v1/pods?...&watch=1&resourceVersion=<rv>               chunked watch stream
+  GET /api/v1/nodes/<name>                                        the scenario's node
+Watches behave like the real server's: events after <rv>, a BOOKMARK when the watch times
+out, and a 200 stream holding one ERROR event with a 410 Status when <rv> was compacted.
+
+`start_fake_apiserver(scenario, endpoints)` holds the scenario's pods on its node; a pod
+with an inference endpoint (`endpoints[(namespace, pod)] = (host, port, path)`) carries the
+gpulse.dev/ scrape annotations pointing at it and podIP 127.0.0.1. Scenario annotations
+win over the generated ones (that is how a scenario names gpulse.dev/server or breaks an
+annotation on purpose). Pods that push get no scrape annotations.
+
+Test hooks on the handle: add_pod(obj), update_pod(namespace, name, fn), delete_pod(namespace,
+name), expire() (compacts history: watchers get 410 and must re-list), requests (paths seen).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Optional
+from urllib.parse import parse_qs, unquote, urlsplit
+
+
+def pod_object(namespace: str, name: str, uid: str, node: str, annotations: Optional[dict] = None,
+               labels: Optional[dict] = None, ip: str = "127.0.0.1", phase: str = "Running",
+               containers: tuple = ("main",)) -> dict:
+    return {
+        "kind": "Pod", "apiVersion": "v1",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid,
+                     "annotations": dict(annotations or {}), "labels": dict(labels or {})},
+        "spec": {"nodeName": node, "containers": [{"name": c} for c in containers]},
+        "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}] if ip else []},
+    }
+
+
+def scenario_pods(scenario, endpoints: dict) -> list:
+    out = []
+    for pod in scenario.pods:
+        ann = {}
+        ep = endpoints.get((pod.namespace, pod.name))
+        if ep is not None:
+            _host, port, path = ep
+            ann = {"gpulse.dev/scrape": "true", "gpulse.dev/port": str(port), "gpulse.dev/path": path}
+        ann.update(pod.annotations)
+        out.append(pod_object(pod.namespace, pod.name, pod.uid, scenario.node.name, ann, pod.labels,
+                              ip=ep[0] if ep else "127.0.0.1", containers=tuple(c.name for c in pod.containers)))
+    return out
+
+
+class FakeApiServer:
+    def __init__(self, node: dict, pods: list, token: str = "", watch_timeout_cap: float = 30.0):
+        self.node = node
+        self.token = token
+        self.watch_timeout_cap = watch_timeout_cap
+        self.requests: list = []
+        self._cond = threading.Condition()
+        self._rv = 1
+        self._compacted = 0  # a watch from a resourceVersion below this gets 410
+        self._generation = 0  # bumped by expire(): open watches end
+        self._pods: dict = {}  # (namespace, name) -> object
+        self._events: list = []  # (rv, type, object)
+        self._stopping = False
+        for p in pods:
+            self._store(p)
+        self._events.clear()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        host, port = self._server.server_address[:2]
+        self.url = f"http://{host}:{port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
+                                        name="sim-apiserver", daemon=True)
+        self._thread.start()
+
+    # --- test hooks ---
+
+    def add_pod(self, obj: dict) -> None:
+        self._change("ADDED", obj)
+
+    def update_pod(self, namespace: str, name: str, fn: Callable[[dict], None]) -> None:
+        with self._cond:
+            obj = copy.deepcopy(self._pods[(namespace, name)])
+        fn(obj)
+        self._change("MODIFIED", obj)
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        with self._cond:
+            obj = copy.deepcopy(self._pods[(namespace, name)])
+        self._change("DELETED", obj)
+
+    def expire(self) -> None:
+        """Compact all history (as etcd does) and end open watches: clients must re-list."""
+        with self._cond:
+            self._rv += 1
+            self._compacted = self._rv
+            self._events.clear()
+            self._generation += 1
+            self._cond.notify_all()
+
+    def pods(self) -> list:
+        with self._cond:
+            return [copy.deepcopy(p) for p in self._pods.values()]
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    # --- state ---
+
+    def _store(self, obj: dict) -> None:
+        self._rv += 1
+        obj = copy.deepcopy(obj)
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        self._pods[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+        return obj
+
+    def _change(self, kind: str, obj: dict) -> None:
+        with self._cond:
+            if kind == "DELETED":
+                self._rv += 1
+                obj = copy.deepcopy(obj)
+                obj["metadata"]["resourceVersion"] = str(self._rv)
+                self._pods.pop((obj["metadata"]["namespace"], obj["metadata"]["name"]), None)
+            else:
+                obj = self._store(obj)
+            self._events.append((self._rv, kind, obj))
+            self._cond.notify_all()
+
+    # --- HTTP ---
+
+    def _handler(self):
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802
+                api.requests.append(self.path)
+                if api.token and self.headers.get("Authorization") != f"Bearer {api.token}":
+                    return self._json(401, _status(401, "Unauthorized", "Unauthorized"))
+                parts = urlsplit(self.path)
+                query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+                if parts.path == "/api/v1/pods":
+                    node = ""
+                    selector = query.get("fieldSelector", "")
+                    if selector:
+                        key, _, node = selector.partition("=")
+                        if key != "spec.nodeName":
+                            return self._json(400, _status(400, "BadRequest", f"unsupported field selector {selector!r}"))
+                    if query.get("watch") in ("1", "true"):
+                        return self._watch(node, query)
+                    with api._cond:
+                        items = [copy.deepcopy(p) for p in api._pods.values() if _on(p, node)]
+                        rv = api._rv
+                    return self._json(200, {"kind": "PodList", "apiVersion": "v1",
+                                            "metadata": {"resourceVersion": str(rv)}, "items": items})
+                if parts.path.startswith("/api/v1/nodes/"):
+                    name = unquote(parts.path[len("/api/v1/nodes/"):])
+                    if name != api.node["metadata"]["name"]:
+                        return self._json(404, _status(404, "NotFound", f'nodes "{name}" not found'))
+                    return self._json(200, api.node)
+                return self._json(404, _status(404, "NotFound", "the server could not find the requested resource"))
+
+            def _watch(self, node: str, query: dict):
+                try:
+                    since = int(query.get("resourceVersion") or 0)
+                except ValueError:
+                    return self._json(400, _status(400, "BadRequest", "invalid resourceVersion"))
+                timeout = min(float(query.get("timeoutSeconds") or api.watch_timeout_cap), api.watch_timeout_cap)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                try:
+                    with api._cond:
+                        if since < api._compacted:
+                            self._event("ERROR", _status(410, "Expired", f"too old resource version: {since} ({api._compacted})"))
+                            return self._end()
+                        generation = api._generation
+                        deadline_wait = timeout
+                        while not api._stopping and generation == api._generation:
+                            pending = [(rv, k, o) for rv, k, o in api._events if rv > since and _on(o, node)]
+                            for rv, kind, obj in pending:
+                                self._event(kind, obj)
+                            if api._events:
+                                since = max(since, api._events[-1][0])
+                            if not api._cond.wait(timeout=deadline_wait):
+                                if query.get("allowWatchBookmarks") in ("1", "true"):
+                                    self._event("BOOKMARK", {"kind": "Pod", "apiVersion": "v1",
+                                                             "metadata": {"resourceVersion": str(api._rv)}})
+                                break
+                    self._end()
+                except OSError:
+                    pass  # the client went away
+                self.close_connection = True
+
+            def _event(self, kind: str, obj: dict) -> None:
+                data = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+
+            def _end(self) -> None:
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+
+            def _json(self, code: int, obj: dict):
+                body = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, fmt, *args):
+                pass
+
+        return Handler
+
+
+def _on(obj: dict, node: str) -> bool:
+    return not node or obj.get("spec", {}).get("nodeName") == node
+
+
+def _status(code: int, reason: str, message: str) -> dict:
+    return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+            "reason": reason, "code": code}
+
+
+def node_object(scenario) -> dict:
+    n = scenario.node
+    return {"kind": "Node", "apiVersion": "v1",
+            "metadata": {"name": n.name, "labels": dict(n.labels)},
+            "spec": {"providerID": n.provider_id} if n.provider_id else {},
+            "status": {"nodeInfo": {"kubeletVersion": "v1.30.0"}}}
+
+
+def start_fake_apiserver(scenario, endpoints: dict, token: str = "") -> FakeApiServer:
+    """-> handle with .url, .stop() and the test hooks above."""
+    return FakeApiServer(node_object(scenario), scenario_pods(scenario, endpoints), token=token)

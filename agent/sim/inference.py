@@ -1,0 +1,280 @@
+"""Simulated inference servers: real HTTP on loopback, each server's own exposition.
+
+`start_inference_servers(scenario, clock)` serves every scenario pod that has a workload
+(and does not push) at its own path on one ThreadingHTTPServer on 127.0.0.1, so the
+agent's discovery, HTTP scrape, parser and adapters run unchanged. Values come from the
+pod's WorkloadSpec traces at `clock()` scenario seconds, shaped as the real server would
+give them: counts as non-negative integers, the KV cache as a 0-1 ratio, and only the
+signals that server has (TGI and Triton have no KV-cache gauge, Triton no running count).
+Formats follow the metric names and types in ../shared/reference/autoscaling.md §3.
+
+Pods with `push: true` are reported over the agent's push socket instead by a small
+pusher thread (when `push_socket` is given).
+
+Test hooks: handle.set_fault((namespace, pod), "hang" | "error" | "garbage" | None).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Optional
+from urllib.parse import quote
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+GARBAGE_BYTES = 10 * 1024 * 1024
+FAULTS = ("hang", "error", "garbage")
+# what each simulated format can carry
+CARRIES = {
+    "vllm": ("queue_depth", "running_requests", "kv_cache_usage"),
+    "tgi": ("queue_depth", "running_requests"),
+    "triton": ("queue_depth",),
+    "trtllm": ("queue_depth", "running_requests", "kv_cache_usage"),
+    "sglang": ("queue_depth", "running_requests", "kv_cache_usage"),
+    "dynamo": ("queue_depth", "running_requests", "kv_cache_usage"),
+    "ray-serve": ("queue_depth", "running_requests"),
+}
+
+
+def expected_values(workload, t: float) -> dict:
+    """What the simulated server reports at scenario time t: {signal: value}, known only."""
+    out = {}
+    for signal in CARRIES[workload.server]:
+        trace = getattr(workload, signal)
+        if trace is None:
+            continue
+        v = trace.at(t)
+        out[signal] = min(1.0, max(0.0, v)) if signal == "kv_cache_usage" else float(max(0, round(v)))
+    return out
+
+
+def _esc(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _family(lines: list, name: str, type_: str, help_: str, samples) -> None:
+    lines.append(f"# HELP {name} {help_}")
+    lines.append(f"# TYPE {name} {type_}")
+    for suffix, labels, value in samples:
+        body = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
+        lines.append(f"{name}{suffix}{{{body}}} {value:g}" if body else f"{name}{suffix} {value:g}")
+
+
+def _histogram(lines, name, help_, labels, count, total, buckets=(0.1, 0.5, 1.0, 5.0)):
+    samples, seen = [], 0
+    for i, le in enumerate(buckets):
+        seen = min(count, int(count * (i + 1) / (len(buckets) + 1)))
+        samples.append(("_bucket", labels + (("le", f"{le:g}"),), seen))
+    samples.append(("_bucket", labels + (("le", "+Inf"),), count))
+    samples += [("_sum", labels, total), ("_count", labels, count)]
+    _family(lines, name, "histogram", help_, samples)
+
+
+def render(server: str, model: str, values: dict, t: float) -> str:
+    """One scrape body of `server` carrying `values`; counters grow with t."""
+    q = values.get("queue_depth")
+    r = values.get("running_requests")
+    kv = values.get("kv_cache_usage")
+    served = int(t * 3)
+    lines: list = []
+    if server == "vllm":
+        ml = (("engine", "0"), ("model_name", model))
+        for name, help_, v in (("vllm:num_requests_running", "Number of requests in model execution batches.", r),
+                               ("vllm:num_requests_waiting", "Number of requests waiting to be processed.", q),
+                               ("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", kv)):
+            if v is not None:
+                _family(lines, name, "gauge", help_, [("", ml, v)])
+        _family(lines, "vllm:request_success_total", "counter", "Count of successfully processed requests.",
+                [("", ml + (("finished_reason", "stop"),), served)])
+        _histogram(lines, "vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.",
+                   ml, served, served * 0.2)
+    elif server == "tgi":
+        if q is not None:
+            _family(lines, "tgi_queue_size", "gauge", "Current queue size", [("", (), q)])
+        if r is not None:
+            _family(lines, "tgi_batch_current_size", "gauge", "Current batch size", [("", (), r)])
+        _family(lines, "tgi_batch_current_max_tokens", "gauge", "Maximum tokens for the current batch", [("", (), 4096)])
+        _family(lines, "tgi_request_count", "counter", "Total number of requests", [("", (), served)])
+        _family(lines, "tgi_request_success", "counter", "Number of successful requests", [("", (), served)])
+    elif server in ("triton", "trtllm"):
+        ml = (("model", model), ("version", "1"))
+        if server == "trtllm":
+            _family(lines, "nv_trt_llm_request_metrics", "gauge", "TRT LLM request metrics",
+                    [("", (("model", model), ("request_type", rt), ("version", "1")), v) for rt, v in
+                     (("waiting", q), ("context", 1), ("scheduled", r), ("max", 512), ("active", r)) if v is not None])
+            _family(lines, "nv_trt_llm_kv_cache_block_metrics", "gauge", "TRT LLM KV cache block metrics",
+                    [("", (("kv_cache_block_type", bt), ("model", model), ("version", "1")), v) for bt, v in
+                     (("max", 4096), ("used", round(4096 * (kv or 0))), ("fraction", kv), ("tokens_per", 64))
+                     if v is not None])
+        _family(lines, "nv_inference_request_success", "counter", "Number of successful inference requests, all batch sizes",
+                [("", ml, served)])
+        _family(lines, "nv_inference_count", "counter", "Number of inferences performed (does not include cached requests)",
+                [("", ml, served * 4)])
+        _family(lines, "nv_inference_exec_count", "counter", "Number of model executions performed (does not include cached requests)",
+                [("", ml, served)])
+        _family(lines, "nv_inference_queue_duration_us", "counter", "Cumulative inference queuing duration in microseconds (includes cached requests)",
+                [("", ml, served * 1500)])
+        pending = q if server == "triton" else 0  # TRT-LLM queues in its batcher, not Triton's
+        if pending is not None:
+            _family(lines, "nv_inference_pending_request_count", "gauge",
+                    "Instantaneous number of pending requests awaiting execution per-model.", [("", ml, pending)])
+    elif server == "sglang":
+        ml = (("model_name", model),)
+        for name, help_, v in (("sglang:num_running_reqs", "The number of running requests.", r),
+                               ("sglang:num_queue_reqs", "The number of requests in the waiting queue.", q),
+                               ("sglang:token_usage", "The token usage.", kv)):
+            if v is not None:
+                _family(lines, name, "gauge", help_, [("", ml, v)])
+        _family(lines, "sglang:gen_throughput", "gauge", "The generation throughput (token/s).", [("", ml, 850.0)])
+    elif server == "dynamo":
+        ml = (("model", model),)
+        if r is not None:
+            _family(lines, "dynamo_frontend_inflight_requests", "gauge", "Number of inflight requests", [("", ml, r)])
+        if q is not None:
+            _family(lines, "dynamo_frontend_queued_requests", "gauge", "Number of requests in HTTP processing queue", [("", ml, q)])
+        _family(lines, "dynamo_frontend_requests_total", "counter", "Total number of LLM requests processed", [("", ml, served)])
+        if kv is not None:
+            _family(lines, "dynamo_component_kvstats_gpu_cache_usage_percent", "gauge", "GPU cache usage as a percentage (0.0-1.0)",
+                    [("", (("dynamo_component", "backend"), ("dynamo_endpoint", "generate"), ("dynamo_namespace", "dynamo")), kv)])
+    elif server == "ray-serve":
+        deployment = model or "LLMServer"
+        if q is not None:
+            _family(lines, "ray_serve_deployment_queued_queries", "gauge",
+                    "The current number of queries to this deployment waiting to be assigned to a replica.",
+                    [("", (("application", "default"), ("deployment", deployment), ("handle", "h1"), ("actor_id", "a1")), q)])
+        if r is not None:
+            _family(lines, "ray_serve_replica_processing_queries", "gauge", "The current number of queries being processed.",
+                    [("", (("application", "default"), ("deployment", deployment), ("replica", "r1")), r)])
+        _family(lines, "ray_serve_num_router_requests_total", "counter", "The number of requests processed by the router.",
+                [("", (("application", "default"), ("deployment", deployment)), served)])
+    else:
+        raise ValueError(f"no simulated exposition for server {server!r}")
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class InferenceHandle:
+    host: str
+    port: int
+    endpoints: dict  # (namespace, pod) -> (host, port, path)
+    _server: ThreadingHTTPServer
+    _stopping: threading.Event
+    _faults: dict = field(default_factory=dict)
+    _threads: list = field(default_factory=list)
+
+    def set_fault(self, key: tuple, mode: Optional[str]) -> None:
+        if mode is not None and mode not in FAULTS:
+            raise ValueError(f"unknown fault {mode!r} (one of {', '.join(FAULTS)})")
+        if mode is None:
+            self._faults.pop(key, None)
+        else:
+            self._faults[key] = mode
+
+    def stop(self) -> None:
+        self._stopping.set()  # releases hung handlers
+        self._server.shutdown()
+        self._server.server_close()
+        for t in self._threads:
+            t.join(timeout=5)
+
+
+def start_inference_servers(scenario, clock: Callable[[], float], push_socket: str = "",
+                            push_interval: float = 0.5) -> InferenceHandle:
+    pods = {}  # path -> ((namespace, pod), WorkloadSpec)
+    pushers = []
+    for pod in scenario.pods:
+        w = pod.workload
+        if w is None:
+            continue
+        if w.push:
+            pushers.append(pod)
+            continue
+        pods[f"/pods/{quote(pod.namespace, safe='')}/{quote(pod.name, safe='')}/metrics"] = ((pod.namespace, pod.name), w)
+    stopping = threading.Event()
+    faults: dict = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):  # noqa: N802
+            entry = pods.get(self.path.split("?", 1)[0])
+            if entry is None:
+                self.send_error(404)
+                return
+            key, w = entry
+            fault = faults.get(key)
+            if fault == "hang":
+                stopping.wait(60)
+                return
+            if fault == "error":
+                self.send_error(500, "simulated failure")
+                return
+            if fault == "garbage":
+                self._garbage()
+                return
+            t = clock()
+            body = render(w.server, w.model, expected_values(w, t), t).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _garbage(self):
+            # no Content-Length: the reader must enforce its own limit while streaming
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Connection", "close")
+            self.end_headers()
+            chunk = bytes(range(256)) * 256
+            try:
+                for _ in range(GARBAGE_BYTES // len(chunk)):
+                    if stopping.is_set():
+                        break
+                    self.wfile.write(chunk)
+            except OSError:
+                pass  # the scraper hung up at its limit, as it should
+            self.close_connection = True
+
+        def log_message(self, fmt, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    host, port = server.server_address[:2]
+    endpoints = {key: (host, port, path) for path, (key, _w) in pods.items()}
+    handle = InferenceHandle(host, port, endpoints, server, stopping, faults)
+    t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
+                         name="sim-inference", daemon=True)
+    t.start()
+    handle._threads.append(t)
+    if pushers and push_socket:
+        p = threading.Thread(target=_push_loop, args=(pushers, clock, push_socket, push_interval, stopping),
+                             name="sim-pusher", daemon=True)
+        p.start()
+        handle._threads.append(p)
+    return handle
+
+
+def _push_loop(pods, clock, socket_path, interval, stopping) -> None:
+    from ..workloads.push import push_once  # grpc only when a scenario pushes
+
+    while not stopping.is_set():
+        t = clock()
+        for pod in pods:
+            values = {s: v for s, v in ((s, getattr(pod.workload, s)) for s in ("queue_depth", "running_requests"))
+                      if v is not None}
+            if "queue_depth" not in values:
+                continue
+            try:
+                push_once(socket_path, pod.namespace, pod.name,
+                          float(max(0, round(values["queue_depth"].at(t)))),
+                          float(max(0, round(values["running_requests"].at(t)))) if "running_requests" in values else None,
+                          server=pod.workload.server, model=pod.workload.model, timeout=1.0)
+            except Exception as exc:  # the agent may not listen yet; try again next round
+                log.debug("sim pusher: %s/%s: %s", pod.namespace, pod.name, exc)
+        stopping.wait(interval)

@@ -1,0 +1,168 @@
+"""The Kubernetes API client and PodWatcher against the fake API server on loopback."""
+
+import logging
+import os
+import time
+
+import pytest
+
+from agent.kube.apiserver import Gone, KubeClient, KubeConfig, KubeError, PodIndex, PodWatcher
+from agent.sim.apiserver import FakeApiServer, pod_object
+
+NODE = "node-a"
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+class Cfg:
+    def __init__(self, url=""):
+        self.kube_apiserver = url
+
+
+@pytest.fixture
+def api():
+    node = {"kind": "Node", "metadata": {"name": NODE, "labels": {"node.kubernetes.io/instance-type": "g5.xlarge"}},
+            "spec": {"providerID": "aws:///us-west-2b/i-0123"}}
+    server = FakeApiServer(node, [pod_object("ns", "a", "uid-a", NODE), pod_object("ns", "other", "uid-o", "node-b")])
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def client(api):
+    return KubeClient(KubeConfig(api.url))
+
+
+def test_list_filters_by_node_and_returns_a_resource_version(client):
+    pods, rv = client.list_pods(NODE)
+    assert [(p.namespace, p.name, p.uid, p.node, p.phase, p.ip) for p in pods] == [
+        ("ns", "a", "uid-a", NODE, "Running", "127.0.0.1")]
+    assert rv.isdigit()
+
+
+def test_get_node(client):
+    node = client.get_node(NODE)
+    assert node["spec"]["providerID"] == "aws:///us-west-2b/i-0123"
+    assert node["metadata"]["labels"]["node.kubernetes.io/instance-type"] == "g5.xlarge"
+
+
+def test_missing_node_is_a_one_line_error(client):
+    with pytest.raises(KubeError, match=r"GET /api/v1/nodes/nope: HTTP 404: nodes \"nope\" not found") as exc:
+        client.get_node("nope")
+    assert exc.value.status == 404
+
+
+def test_watch_from_compacted_version_raises_gone(api, client):
+    _pods, rv = client.list_pods(NODE)
+    api.expire()
+    with pytest.raises(Gone):
+        list(client.watch_pods(NODE, rv))
+
+
+def test_watcher_add_update_delete(api, client):
+    watcher = PodWatcher(client, NODE)
+    watcher.start()
+    try:
+        assert watcher.wait_synced(10)
+        index = watcher.index
+        assert index.by_uid("uid-a").name == "a"
+        assert index.by_uid("uid-o") is None  # another node's pod
+        api.add_pod(pod_object("ns", "b", "uid-b", NODE, annotations={"x": "1"}))
+        assert wait_for(lambda: index.by_uid("uid-b") is not None)
+        assert index.by_name("ns", "b").annotations["x"] == "1"
+        api.update_pod("ns", "b", lambda o: o["metadata"]["annotations"].update(x="2"))
+        assert wait_for(lambda: index.by_uid("uid-b").annotations["x"] == "2")
+        api.delete_pod("ns", "a")
+        assert wait_for(lambda: index.by_uid("uid-a") is None)
+        assert {p.uid for p in index.pods()} == {"uid-b"}
+        assert watcher.status() == (True, "")
+    finally:
+        watcher.stop()
+
+
+def test_watcher_relists_after_410(api, client):
+    watcher = PodWatcher(client, NODE)
+    watcher.start()
+    try:
+        assert watcher.wait_synced(10)
+        assert watcher.relists == 1
+        api.expire()  # ends the open watch; resuming from the old version gets 410
+        assert wait_for(lambda: watcher.relists == 2)
+        # and the re-listed watcher still follows changes
+        api.add_pod(pod_object("ns", "c", "uid-c", NODE))
+        assert wait_for(lambda: watcher.index.by_uid("uid-c") is not None)
+        assert sum("watch=1" not in r and "/pods" in r for r in api.requests) == 2
+    finally:
+        watcher.stop()
+
+
+def test_subscribers_see_every_change(api, client):
+    seen = []
+    index = PodIndex()
+    index.subscribe(lambda ix: seen.append(len(ix.pods())))
+    watcher = PodWatcher(client, NODE, index)
+    watcher.start()
+    try:
+        assert watcher.wait_synced(10)
+        api.add_pod(pod_object("ns", "d", "uid-d", NODE))
+        assert wait_for(lambda: seen[-1:] == [2])
+        assert seen[0] == 1
+    finally:
+        watcher.stop()
+
+
+def test_unreachable_server_reports_down_and_retries(caplog):
+    client = KubeClient(KubeConfig("http://127.0.0.1:9"), timeout=1)
+    watcher = PodWatcher(client, NODE)
+    with caplog.at_level(logging.WARNING, logger="agent.kube.apiserver"):
+        watcher.start()
+        try:
+            assert wait_for(lambda: watcher.status()[1] != "")
+            up, error = watcher.status()
+            assert not up and "GET /api/v1/pods" in error
+        finally:
+            watcher.stop()
+
+
+def test_empty_node_name_is_refused(client):
+    with pytest.raises(KubeError, match="node.name is empty"):
+        PodWatcher(client, "")
+
+
+def test_bearer_token_from_service_account_file(tmp_path):
+    server = FakeApiServer({"metadata": {"name": NODE}}, [pod_object("ns", "a", "uid-a", NODE)], token="s3cret")
+    try:
+        (tmp_path / "token").write_text("s3cret\n")
+        kube = KubeConfig.load(Cfg(server.url), environ={}, sa_dir=str(tmp_path))
+        assert kube.token_path == str(tmp_path / "token") and kube.ca_path == ""
+        pods, _ = KubeClient(kube).list_pods(NODE)
+        assert [p.name for p in pods] == ["a"]
+        with pytest.raises(KubeError, match="HTTP 401"):
+            KubeClient(KubeConfig(server.url)).list_pods(NODE)
+    finally:
+        server.stop()
+
+
+def test_in_cluster_config(tmp_path):
+    (tmp_path / "token").write_text("t")
+    (tmp_path / "ca.crt").write_text("not used here")
+    kube = KubeConfig.load(Cfg(""), environ={"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"},
+                           sa_dir=str(tmp_path))
+    assert kube == KubeConfig("https://10.96.0.1:443", os.path.join(tmp_path, "token"), os.path.join(tmp_path, "ca.crt"))
+    v6 = KubeConfig.load(Cfg(""), environ={"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"},
+                         sa_dir=str(tmp_path))
+    assert v6.url == "https://[fd00::1]:6443"
+
+
+def test_outside_a_cluster_without_url_is_a_clear_error(tmp_path):
+    with pytest.raises(KubeError, match="KUBERNETES_SERVICE_HOST is not set"):
+        KubeConfig.load(Cfg(""), environ={}, sa_dir=str(tmp_path))
+    with pytest.raises(KubeError, match="not an http"):
+        KubeConfig.load(Cfg("ftp://x"), environ={}, sa_dir=str(tmp_path))
