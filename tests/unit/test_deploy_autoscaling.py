@@ -1,0 +1,106 @@
+"""deploy/prometheus-adapter and deploy/keda: the adapter rules are well formed the way
+the adapter parses them, render to valid PromQL, and KEDA's queries return one number."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+ADAPTER = yaml.safe_load((ROOT / "deploy/prometheus-adapter/config.yaml").read_text())
+SCALED = [d for d in yaml.safe_load_all((ROOT / "deploy/keda/scaledobject-vllm.yaml").read_text()) if d]
+HPA = yaml.safe_load((ROOT / "deploy/prometheus-adapter/hpa-vllm.yaml").read_text())
+TEMPLATE_FIELD = re.compile(r"<<\s*\.(\w+)\s*>>")
+ADAPTER_FIELDS = {"Series", "LabelMatchers", "GroupBy", "LabelValuesByName", "GroupBySlice"}
+PROMTOOL = shutil.which("promtool")
+
+
+def render_adapter_query(rule: dict, series: str, matchers: str, group_by: str) -> str:
+    """What the adapter sends for a HPA query (pkg/naming/metrics_query.go)."""
+    return (rule["metricsQuery"].replace("<<.Series>>", series)
+            .replace("<<.LabelMatchers>>", matchers).replace("<<.GroupBy>>", group_by))
+
+
+def series_name(rule: dict) -> str:
+    m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{", rule["seriesQuery"])
+    assert m, f"seriesQuery {rule['seriesQuery']!r} should start with a metric name"
+    return m.group(1)
+
+
+@pytest.mark.parametrize("rule", ADAPTER["rules"], ids=lambda r: r["name"]["as"] + ":" + series_name(r))
+def test_adapter_rule_is_well_formed(rule):
+    assert set(rule) <= {"seriesQuery", "seriesFilters", "resources", "name", "metricsQuery"}
+    overrides = rule["resources"]["overrides"]
+    assert overrides.get("namespace") == {"resource": "namespace"}, "pod/workload metrics need the namespace override"
+    pattern = re.compile(rule["name"]["matches"])
+    assert pattern.fullmatch(series_name(rule)), "name.matches must match the discovered series"
+    assert pattern.groups <= 1 or "as" in rule["name"]
+    fields = set(TEMPLATE_FIELD.findall(rule["metricsQuery"]))
+    assert fields <= ADAPTER_FIELDS, f"unknown template fields {fields - ADAPTER_FIELDS}"
+    assert {"Series", "LabelMatchers", "GroupBy"} <= fields
+    # Every selector carries the label matchers, or values of other pods leak in.
+    selectors = re.findall(r"\{([^}]*)\}", rule["metricsQuery"])
+    assert selectors and all("<<.LabelMatchers>>" in s for s in selectors), rule["metricsQuery"]
+    # Static seriesQuery matchers are not applied at query time (adapter issue #279).
+    for static in re.findall(r'(\w+="[^"]+")', rule["seriesQuery"]):
+        assert static in rule["metricsQuery"], f"repeat {static} in metricsQuery"
+
+
+def test_adapter_serves_the_metrics_the_hpa_uses():
+    served = {(r["name"]["as"], res["resource"]) for r in ADAPTER["rules"]
+              for label, res in r["resources"]["overrides"].items() if label != "namespace"}
+    assert ("gpu_utilization", "pod") in served
+    assert ("gpu_queue_depth", "pod") in served
+    assert ("gpu_queue_depth", "deployment") in served
+    for metric in HPA["spec"]["metrics"]:
+        spec = metric[metric["type"].lower()]
+        resource = "pod" if metric["type"] == "Pods" else spec["describedObject"]["kind"].lower()
+        assert (spec["metric"]["name"], resource) in served, metric
+        if metric["type"] == "Pods":
+            assert spec["target"]["type"] == "AverageValue", "Pods metrics only support AverageValue"
+    assert HPA["spec"]["metrics"][0]["object"]["metric"]["name"] == "gpu_queue_depth", "queue depth first"
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not found: install Debian's `prometheus` package")
+def test_rendered_queries_parse_as_promql(tmp_path):
+    exprs = []
+    for rule in ADAPTER["rules"]:
+        label = [k for k in rule["resources"]["overrides"] if k != "namespace"][0]
+        exprs.append(render_adapter_query(rule, series_name(rule), f'namespace="llm",{label}=~"a|b"', label))
+    for obj in SCALED:
+        exprs += [t["metadata"]["query"] for t in obj["spec"]["triggers"]]
+    rules = {"groups": [{"name": "parse", "rules": [{"record": f"parse:check:{i}", "expr": e}
+                                                   for i, e in enumerate(exprs)]}]}
+    path = tmp_path / "parse.rules.yml"
+    path.write_text(yaml.safe_dump(rules))
+    out = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_keda_triggers_return_a_single_number():
+    (obj,) = SCALED
+    assert obj["apiVersion"] == "keda.sh/v1alpha1" and obj["kind"] == "ScaledObject"
+    spec = obj["spec"]
+    assert set(spec) <= {"scaleTargetRef", "pollingInterval", "cooldownPeriod", "minReplicaCount",
+                         "maxReplicaCount", "fallback", "advanced", "triggers", "idleReplicaCount"}
+    assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
+    names = [t["name"] for t in spec["triggers"]]
+    assert names[0] == "queue-depth", "queue depth first"
+    for t in spec["triggers"]:
+        assert t["type"] == "prometheus" and t["metricType"] in ("AverageValue", "Value")
+        md = t["metadata"]
+        assert set(md) <= {"serverAddress", "query", "threshold", "activationThreshold",
+                           "ignoreNullValues", "namespace", "unsafeSsl", "timeout"}
+        float(md["threshold"])
+        # KEDA errors on more than one series: the outermost call must aggregate everything.
+        assert re.match(r"^(sum|max|min|avg|count)\(", md["query"]) and md["query"].endswith(")")
+        assert " by " not in md["query"] and " by(" not in md["query"]
+    hpa_behavior = HPA["spec"]["behavior"]
+    assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == hpa_behavior, \
+        "KEDA and the adapter HPA should scale the same way"
+    assert hpa_behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
