@@ -146,7 +146,7 @@ class PodSource:
         self.interval = float(config.kubelet_refresh_interval)
         self.extra_resources = tuple(config.kubelet_resource_names)
         self.client = client or PodResourcesClient(config.kubelet_pod_resources_socket, timeout_seconds)
-        self.resolver = PidResolver(config.path_procfs, revalidate_seconds=self.interval)
+        self.resolver = PidResolver(config.path_procfs, revalidate_seconds=self.interval, clock=clock)
         self.directory = pod_directory
         self._clock = clock
         self._lock = threading.Lock()

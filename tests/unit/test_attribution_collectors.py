@@ -1,0 +1,49 @@
+"""The pods and mig collectors render what the snapshot holds, fresh every tick."""
+
+from types import MappingProxyType
+
+from agent.collectors import mig as mig_collector
+from agent.collectors import pods as pods_collector
+from agent.kernels import ExpositionEncoder
+from agent.snapshot import GpuState, MigState, PodShare, Snapshot, SourceStatus
+
+G = "GPU-00000000-0000-4000-8000-000000000000"
+
+
+def _snap(pods, unattributed=None, kubelet=True, migs=()):
+    return Snapshot(timestamp=0.0, node_name="n", gpus=(GpuState(0, G, "H100"),), migs=migs, pods=tuple(pods),
+                    unattributed=MappingProxyType(unattributed or {}),
+                    sources=MappingProxyType({"kubelet": SourceStatus(kubelet, 1.0, "" if kubelet else "down")}))
+
+
+def _render(collector, snap):
+    return ExpositionEncoder().render(list(collector.collect(snap, None))).decode()
+
+
+def test_pod_series_and_empty_mig_labels():
+    shares = [PodShare("ml", "a", "main", 0, G, "time-slicing", 0.25, 0.1, 5.0),
+              PodShare("ml", "b", "main", 0, G, "mig", 1.0, None, 7.0, "3", "0", "1g.10gb", "MIG-x")]
+    text = _render(pods_collector, _snap(shares, {0: 0.05}))
+    assert f'gpulse_pod_gpu_allocated{{namespace="ml",pod="a",container="main",gpu="0",uuid="{G}",sharing="time-slicing"}} 0.25' in text
+    assert ('gpulse_pod_gpu_memory_used_bytes{namespace="ml",pod="b",container="main",gpu="0",'
+            f'uuid="{G}",sharing="mig",gpu_instance="3",compute_instance="0",mig_profile="1g.10gb",mig_uuid="MIG-x"}} 7') in text
+    assert 'pod="b"' not in "".join(l for l in text.splitlines() if l.startswith("gpulse_pod_gpu_utilization_ratio"))
+    assert f'gpulse_gpu_unattributed_utilization_ratio{{gpu="0",uuid="{G}"}} 0.05' in text
+    assert "gpulse_kubelet_up 1" in text
+    assert "NaN" not in text
+
+
+def test_gone_pod_has_no_series_and_kubelet_down():
+    text = _render(pods_collector, _snap([], kubelet=False))
+    assert "gpulse_pod_gpu" not in text
+    assert "gpulse_kubelet_up 0" in text
+
+
+def test_mig_families():
+    m = MigState(0, G, 3, 0, "1g.10gb", "MIG-x", MappingProxyType({"gpulse_mig_utilization_ratio": 0.4,
+                                                                   "gpulse_mig_memory_total_bytes": 10.0}))
+    text = _render(mig_collector, _snap([], migs=(m,)))
+    labels = f'gpu="0",uuid="{G}",gpu_instance="3",compute_instance="0",mig_profile="1g.10gb",mig_uuid="MIG-x"'
+    assert f"gpulse_mig_utilization_ratio{{{labels}}} 0.4" in text
+    assert f"gpulse_mig_memory_total_bytes{{{labels}}} 10" in text
+    assert "gpulse_mig_memory_used_bytes" not in text  # unknown: omitted
