@@ -94,7 +94,7 @@ class NvmlReader:
     # --- the chokepoint ------------------------------------------------------------
     def _call(self, dev, function, *args):
         """Call lib.<function>(*args); None when the call yields nothing this time."""
-        if dev is not None and function in dev.unsupported:
+        if dev is not None and (dev.lost or function in dev.unsupported):
             return None
         self.calls[function] += 1
         try:
@@ -265,7 +265,7 @@ class NvmlReader:
         for dev in self.devices:
             if dev.lost and not self._probe_lost(dev, now):
                 devices.append(DeviceReading(dev.index, dev.uuid, dev.name, dev.pci_bus_id, up=False,
-                                             mig_enabled=dev.mig_enabled, raw=dev.raw))
+                                             mig_enabled=dev.mig_enabled, labeled=self._xid_labels(dev), raw=dev.raw))
                 continue
             reading, dev_migs = self._read_device(dev, now)
             devices.append(reading)
@@ -328,10 +328,7 @@ class NvmlReader:
         if rows is not None:
             labeled["gpulse_gpu_remapped_rows"] = {("correctable",): float(rows[0]), ("uncorrectable",): float(rows[1]),
                                                    ("pending",): float(rows[2]), ("failure",): float(rows[3])}
-        with self._xid_lock:
-            xids = {(str(x),): float(n) for (i, x), n in self.xids.items() if i == dev.index}
-        if xids:
-            labeled["gpulse_gpu_xid_errors_total"] = xids
+        labeled.update(self._xid_labels(dev))
         processes = self._processes(dev, h)
         proc_util = () if dev.mig_enabled else self._process_utilization(dev)
         mig_readings = self._read_migs(dev, now) if dev.mig_enabled else ()
@@ -340,6 +337,11 @@ class NvmlReader:
                                 utilization=util, memory_utilization=memutil, values=values, labeled=labeled,
                                 raw=dev.raw, processes=processes, process_utilization=proc_util)
         return reading, mig_readings
+
+    def _xid_labels(self, dev: _Device) -> dict:
+        with self._xid_lock:
+            xids = {(str(x),): float(n) for (i, x), n in self.xids.items() if i == dev.index}
+        return {"gpulse_gpu_xid_errors_total": xids} if xids else {}
 
     def _read_fields(self, dev: _Device, values: dict, labeled: dict) -> None:
         if not dev.field_ids or "nvmlDeviceGetFieldValues" in dev.unsupported:

@@ -1,0 +1,125 @@
+"""Fault scenarios through the whole agent: unsupported fields, XIDs, a lost GPU, NVML late."""
+
+import gzip
+import os
+import re
+import urllib.request
+
+import pytest
+
+from agent.server import make_server, serve_in_thread
+from tests.conftest import ROOT
+from tests.harness import Run
+
+FAULTS = os.path.join(ROOT, "tests", "fixtures", "scenarios", "faults.yaml")
+LATE = os.path.join(ROOT, "tests", "fixtures", "scenarios", "nvml-late.yaml")
+
+
+def series(text: str, name: str) -> dict:
+    out = {}
+    for m in re.finditer(rf"^{name}(\{{[^}}]*\}})? (\S+)$", text, re.M):
+        out[m.group(1) or ""] = float(m.group(2))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fault_run():
+    with Run(FAULTS, start=0.0, workloads_enabled=False) as run:
+        yield run
+
+
+def test_faults_timeline(fault_run):
+    run = fault_run
+    text = run.tick().text.decode()  # t=1: no fault yet
+    assert len(series(text, "gpulse_gpu_power_watts")) == 3
+    assert "gpulse_gpu_xid_errors_total{" not in text
+    run.tick(4, settle=0.15)  # t=2..5: XIDs at 2s, power unsupported at 3s, throttle at 4s, GPU 2 lost at 5s
+    text = run.tick(settle=0.3).text.decode()
+    power = series(text, "gpulse_gpu_power_watts")
+    assert not any(k.startswith('{gpu="1"') for k in power), "unsupported field must omit exactly that sample"
+    assert any(k.startswith('{gpu="0"') for k in power)
+    assert "NaN" not in text
+    temps = series(text, "gpulse_gpu_temperature_celsius")
+    assert any(k.startswith('{gpu="1"') for k in temps), "the rest of GPU 1 keeps reporting"
+    up = series(text, "gpulse_gpu_up")
+    assert [v for k, v in sorted(up.items())] == [1.0, 1.0, 0.0], up
+    assert not any(k.startswith('{gpu="2"') for k in temps), "a lost GPU reports only gpulse_gpu_up 0 (and its XIDs)"
+    xids = series(text, "gpulse_gpu_xid_errors_total")
+    assert xids[f'{{gpu="1",uuid="{run.world.scenario.gpus[1].uuid}",xid="13"}}'] == 2
+    assert xids[f'{{gpu="1",uuid="{run.world.scenario.gpus[1].uuid}",xid="31"}}'] == 1
+    assert xids[f'{{gpu="2",uuid="{run.world.scenario.gpus[2].uuid}",xid="79"}}'] == 1
+    throttle = series(text, "gpulse_gpu_clock_event_active")
+    assert throttle[f'{{gpu="0",uuid="{run.world.scenario.gpus[0].uuid}",reason="hw_thermal_slowdown"}}'] == 1
+    errors = series(text, "gpulse_nvml_errors_total")
+    assert any('reason="unsupported"' in k for k in errors)
+
+
+def test_unsupported_field_is_asked_once(fault_run):
+    run = fault_run
+    before = run.sampler.reader.calls["nvmlDeviceGetPowerUsage"]
+    run.tick(3)
+    after = run.sampler.reader.calls["nvmlDeviceGetPowerUsage"]
+    # GPUs 0 only (1 is unsupported and remembered, 2 is lost); field values cover power first anyway.
+    assert after - before <= 3
+
+
+def _get(url, headers=None):
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_nvml_failing_at_start_keeps_livez_and_retries_with_backoff():
+    with Run(LATE, start=0.0, workloads_enabled=False) as run:
+        sampler = run.sampler
+        server = make_server("127.0.0.1:0", sampler)
+        serve_in_thread(server)
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            run.tick()  # t=1: init fails
+            assert _get(base + "/livez")[0] == 200
+            code, _, body = _get(base + "/readyz")
+            assert code == 503 and b"NVMLError_DriverNotLoaded" in body
+            code, _, body = _get(base + "/metrics")
+            assert code == 200 and b'gpulse_source_up{source="nvml"} 0' in body
+            run.tick()  # t=2: retried after 1s, fails again; next try in 2s
+            attempts = run.world.nvml.calls
+            run.tick()  # t=3: inside the backoff, no attempt
+            assert run.world.nvml.calls == attempts
+            run.tick()  # t=4: retry succeeds
+            assert _get(base + "/readyz")[0] == 200
+            code, _, body = _get(base + "/metrics")
+            assert b'gpulse_gpu_up{gpu="0"' in body and b'gpulse_source_up{source="nvml"} 1' in body
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+def test_http_negotiation(fault_run):
+    run = fault_run
+    run.tick()
+    server = make_server("127.0.0.1:0", run.sampler)
+    serve_in_thread(server)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        code, headers, body = _get(base + "/metrics")
+        assert code == 200 and headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+        assert body == run.sampler.current.text
+        code, headers, body = _get(base + "/metrics", {"Accept-Encoding": "gzip"})
+        assert headers["Content-Encoding"] == "gzip" and gzip.decompress(body) == run.sampler.current.text
+        code, headers, body = _get(base + "/metrics", {"Accept-Encoding": "gzip;q=0"})
+        assert "Content-Encoding" not in headers
+        code, headers, body = _get(base + "/metrics", {"Accept": "application/openmetrics-text;version=1.0.0"})
+        assert headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+        assert body.endswith(b"# EOF\n")
+        from prometheus_client.openmetrics.parser import text_string_to_metric_families
+        assert list(text_string_to_metric_families(body.decode()))
+        assert _get(base + "/nope")[0] == 404
+        code, headers, body = _get(base + "/debug/snapshot")
+        assert code == 200 and b'"gpus"' in body
+    finally:
+        server.shutdown()
+        server.server_close()
