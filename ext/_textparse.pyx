@@ -288,18 +288,37 @@ cdef bint _comment(const char *line, Py_ssize_t i, Py_ssize_t n, Py_ssize_t line
     return False
 
 
+cdef Py_ssize_t _label_block_end(const char *line, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """Index of the `}` closing a label block (quotes and escapes respected), or -1."""
+    cdef bint quoted = False
+    while i < n:
+        if quoted:
+            if line[i] == b'\\':
+                i += 1
+            elif line[i] == b'"':
+                quoted = False
+        elif line[i] == b'"':
+            quoted = True
+        elif line[i] == b'}':
+            return i
+        i += 1
+    return -1
+
+
 cdef class _Reuse:
     """The previous sample's strings, offered to the next one by position."""
     cdef object name
     cdef tuple labels
+    cdef dict label_sets  # raw bytes between the braces -> parsed labels (this parse only)
 
     def __cinit__(self):
         self.labels = ()
+        self.label_sets = {}
 
     cdef tuple sample(self, const char *line, Py_ssize_t i, Py_ssize_t n, Py_ssize_t lineno):
         cdef Py_ssize_t name_start = i, name_end
         cdef double value
-        cdef Py_ssize_t v0, v1, t0, t1
+        cdef Py_ssize_t v0, v1, t0, t1, end
         if not (i < n and _name_start(line[i])):
             raise ParseError(lineno, "invalid metric name")
         i += 1
@@ -314,8 +333,22 @@ cdef class _Reuse:
         i = _skip_blanks(line, i, n)
         labels = ()
         if i < n and line[i] == b'{':
-            i = self._labels(line, i + 1, n, lineno)
-            labels = self.labels
+            # Exporters repeat whole label sets across families (every DCGM field of a GPU
+            # carries the same labels): look the raw block up before parsing it.
+            end = _label_block_end(line, i + 1, n)
+            if end >= 0:
+                raw = line[i + 1:end]
+                labels = self.label_sets.get(raw)
+                if labels is not None:
+                    self.labels = labels
+                    i = end + 1
+                else:
+                    i = self._labels(line, i + 1, n, lineno)
+                    labels = self.labels
+                    self.label_sets[raw] = labels
+            else:
+                i = self._labels(line, i + 1, n, lineno)  # raises the precise error
+                labels = self.labels
         elif i == name_end:
             raise ParseError(lineno, "expected a space between the metric name and the value")
         i = _skip_blanks(line, i, n)
