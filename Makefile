@@ -51,7 +51,7 @@ docs: setup
 	$(PY) -m agent.docs --write README.md
 
 proto: setup
-	$(PY) -m grpc_tools.protoc -Iagent/kube --python_out=agent/kube --grpc_python_out=agent/kube agent/kube/podresources.proto
+	$(PY) -m agent.kube.genproto
 
 clean:
 	rm -rf $(VENV) build agent/*.so ext/*.c

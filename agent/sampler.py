@@ -145,12 +145,16 @@ class Sampler:
         if self._ensure_reader(now):
             reading = self.reader.read(now)
             sources["nvml"] = SourceStatus(up=True, age_seconds=0.0)
-            dcgm = self.dcgm_source.current() if self.dcgm_source is not None else None
+            dcgm = None
+            if self.dcgm_source is not None:
+                dcgm = self.dcgm_source.current()
+                sources["dcgm"] = self.dcgm_source.status()
             gpus, migs = self._window(reading, now, dcgm)
             if self.pod_source is not None and self.attributor is not None:
                 view = self.pod_source.current()
                 sources["kubelet"] = SourceStatus(view.up, view.age_seconds, view.error)
-                pods, unattributed = self.attributor.update(reading, view, now)
+                pods, unattributed = self.attributor.update(reading, view, now, mig_utilization=dcgm)
+                extra["attribution_unresolved"] = MappingProxyType(dict(self.attributor.unresolved))
             self._refresh_identity(reading, now)
         else:
             sources["nvml"] = SourceStatus(up=False, error=self.nvml_error)

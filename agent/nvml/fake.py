@@ -259,6 +259,15 @@ class FakeNvml:
         self._enter("nvmlDeviceGetVirtualizationMode", handle)
         return _nvml.NVML_GPU_VIRTUALIZATION_MODE_NONE
 
+    def nvmlDeviceGetComputeMode(self, handle):
+        self._enter("nvmlDeviceGetComputeMode", handle)
+        # MPS runs its GPUs in exclusive-process mode; everything else is shared by default.
+        return _nvml.NVML_COMPUTEMODE_EXCLUSIVE_PROCESS if handle.gpu.sharing == "mps" else _nvml.NVML_COMPUTEMODE_DEFAULT
+
+    def nvmlDeviceGetMinorNumber(self, handle):
+        self._enter("nvmlDeviceGetMinorNumber", handle)
+        return handle.gpu.index
+
     def nvmlDeviceGetSerial(self, handle):
         self._enter("nvmlDeviceGetSerial", handle)
         return f"16523{handle.gpu.index:08d}"

@@ -161,6 +161,8 @@ class NvmlReader:
         cc = self._call(dev, "nvmlDeviceGetCudaComputeCapability", h)
         virt = self._call(dev, "nvmlDeviceGetVirtualizationMode", h)
         mig_mode = self._call(dev, "nvmlDeviceGetMigMode", h)
+        compute_mode = self._call(dev, "nvmlDeviceGetComputeMode", h)
+        minor = self._call(dev, "nvmlDeviceGetMinorNumber", h)
         dev.mig_enabled = bool(mig_mode and mig_mode[0] == lib.NVML_DEVICE_MIG_ENABLE)
         if pci is not None:
             dev.pci_bus_id = _text(pci.busId)
@@ -180,6 +182,8 @@ class NvmlReader:
             "mig_profiles": sorted({m[3] for m in dev.migs}),
             "virtualization_mode": virt_names.get(virt, "") if virt is not None else "",
             "driver_version": self.driver_version,
+            "compute_mode": compute_mode,  # NVML_COMPUTEMODE_*; EXCLUSIVE_PROCESS under MPS
+            "minor_number": minor,  # /dev/nvidia<N>, as GKE device ids name GPUs
         }
         dev.field_ids = []
         for const, family, scale, labels in FIELDS:
