@@ -155,4 +155,5 @@ def _mig_source(source: str) -> str:
 
 
 def _scaled(value, scale):
-    return None if value is None else value * scale
+    # Rounded to 9 decimals so unit changes do not print float noise (63.59999999999999).
+    return None if value is None else round(value * scale, 9)
