@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 from . import collectors, kernels
+from .identity.labels import write_nfd_features
 from .snapshot import GpuState, MigState, Snapshot, SourceStatus
 
 log = logging.getLogger("gpulse.sampler")
 _IDENTITY_REFRESH_SECONDS = 300.0
-_NFD_EXPIRY_SECONDS = 3600.0
+_NFD_REWRITE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class Sampler:
         self._identity = None
         self._identity_key = None
         self._identity_at = -1e18
+        self._nfd_at = -1e18
         self._nvml_retry_at = 0.0
         self._nvml_backoff = 1.0
         self._last_tick_duration = 0.0
@@ -226,30 +228,30 @@ class Sampler:
         return tuple(gpus), tuple(migs)
 
     def _refresh_identity(self, reading, now: float) -> None:
+        """Resolve at start, when the devices change and every few minutes (node labels);
+        rewrite the NFD feature file every minute so its expiry keeps moving."""
         if self.identity_resolver is None:
             return
         key = tuple((d.uuid, d.mig_enabled, tuple(d.raw.get("mig_profiles", ()))) for d in reading.devices)
-        if key == self._identity_key and now - self._identity_at < _IDENTITY_REFRESH_SECONDS:
-            return
-        node = None
-        if self.node_fetcher is not None:
+        if key != self._identity_key or now - self._identity_at >= _IDENTITY_REFRESH_SECONDS:
+            node = None
+            if self.node_fetcher is not None:
+                try:
+                    node = self.node_fetcher()
+                except Exception as exc:  # noqa: BLE001 - identity works without node labels
+                    log.warning("node object unavailable for identity: %s", _one_line(exc))
             try:
-                node = self.node_fetcher()
-            except Exception as exc:  # noqa: BLE001 - identity works without node labels
-                log.warning("node object unavailable for identity: %s", _one_line(exc))
-        try:
-            self._identity = self.identity_resolver.resolve(reading, node)
-        except Exception:  # noqa: BLE001 - keep the last good identity
-            log.exception("identity resolution failed")
-            return
-        self._identity_key, self._identity_at = key, now
+                self._identity = self.identity_resolver.resolve(reading, node)
+            except Exception:  # noqa: BLE001 - keep the last good identity
+                log.exception("identity resolution failed")
+                return
+            self._identity_key, self._identity_at, self._nfd_at = key, now, -1e18
         path = self.config.identity_nfd_file
-        labels = getattr(self._identity, "labels", None)
-        if path and callable(labels):
+        if path and self._identity is not None and now - self._nfd_at >= _NFD_REWRITE_SECONDS:
+            self._nfd_at = now
             try:
-                from .identity import nfd
-                nfd.write_nfd_features(path, labels(), _NFD_EXPIRY_SECONDS)
-            except (OSError, ImportError) as exc:
+                write_nfd_features(path, self._identity.labels(), expiry_seconds=3 * _NFD_REWRITE_SECONDS)
+            except OSError as exc:
                 log.warning("cannot write NFD feature file %s: %s", path, _one_line(exc))
 
     def _collect(self, snapshot: Snapshot) -> list:

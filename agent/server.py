@@ -27,14 +27,14 @@ INDEX = f"""<html><head><title>gpulse</title></head><body><h1>gpulse {__version_
 
 def to_jsonable(obj):
     """Snapshots and identity views as plain JSON data."""
+    if hasattr(obj, "as_json"):
+        return obj.as_json()
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (dict, MappingProxyType)):
         return {(",".join(map(str, k)) if isinstance(k, tuple) else str(k)): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
         return [to_jsonable(v) for v in obj]
-    if hasattr(obj, "as_json"):
-        return obj.as_json()
     if isinstance(obj, float) and obj != obj:
         return None
     return obj

@@ -179,7 +179,7 @@ class NvmlReader:
             "compute_capability": f"{cc[0]}.{cc[1]}" if cc else "",
             "mig_capable": mig_mode is not None,
             "mig_enabled": dev.mig_enabled,
-            "mig_profiles": sorted({m[3] for m in dev.migs}),
+            "mig_profiles": sorted(m[3] for m in dev.migs),  # one entry per instance
             "virtualization_mode": virt_names.get(virt, "") if virt is not None else "",
             "driver_version": self.driver_version,
             "compute_mode": compute_mode,  # NVML_COMPUTEMODE_*; EXCLUSIVE_PROCESS under MPS
