@@ -115,5 +115,5 @@ def test_collector_families_follow_the_catalog():
     (conflict, value), = fams["gpulse_identity_conflict"].samples
     assert dict(zip(fams["gpulse_identity_conflict"].labelnames, conflict)) == {
         "node": "n1", "label": "cloud.google.com/gke-accelerator", "label_value": "nvidia-tesla-t4",
-        "nvml_value": "A10G-24GB"} and value == 1
+        "nvml_value": "A10G-24GB", "field": "model"} and value == 1
     assert fams["gpulse_identity_unknown_gpus"].samples == [(("n1",), 0.0)]
