@@ -23,6 +23,11 @@ import copy
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default 5 drops connects when the agent scrapes in parallel
 from typing import Callable, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -69,7 +74,7 @@ class FakeApiServer:
         for p in pods:
             self._store(p)
         self._events.clear()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
         self.url = f"http://{host}:{port}"

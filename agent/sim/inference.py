@@ -20,6 +20,11 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default 5 drops connects when the agent scrapes in parallel
 from typing import Callable, Optional
 from urllib.parse import quote
 
@@ -40,6 +45,15 @@ CARRIES = {
 }
 
 
+def expected_model(workload) -> str:
+    """The `model` label the simulated server gives (TGI serves one model and names none)."""
+    if workload.server == "tgi":
+        return ""
+    if workload.server == "ray-serve":
+        return workload.model or "LLMServer"
+    return workload.model
+
+
 def expected_values(workload, t: float) -> dict:
     """What the simulated server reports at scenario time t: {signal: value}, known only."""
     out = {}
@@ -56,12 +70,19 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _number(value) -> str:
+    """Integers as servers print counts; other floats exactly (repr round-trips)."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
 def _family(lines: list, name: str, type_: str, help_: str, samples) -> None:
     lines.append(f"# HELP {name} {help_}")
     lines.append(f"# TYPE {name} {type_}")
     for suffix, labels, value in samples:
         body = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
-        lines.append(f"{name}{suffix}{{{body}}} {value:g}" if body else f"{name}{suffix} {value:g}")
+        text = _number(value)
+        lines.append(f"{name}{suffix}{{{body}}} {text}" if body else f"{name}{suffix} {text}")
 
 
 def _histogram(lines, name, help_, labels, count, total, buckets=(0.1, 0.5, 1.0, 5.0)):
@@ -243,7 +264,7 @@ def start_inference_servers(scenario, clock: Callable[[], float], push_socket: s
         def log_message(self, fmt, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     host, port = server.server_address[:2]
     endpoints = {key: (host, port, path) for path, (key, _w) in pods.items()}

@@ -12,7 +12,7 @@ from agent.collectors import workloads as collector
 from agent.kernels import ExpositionEncoder
 from agent.sim import scenario as scenario_mod
 from agent.sim.apiserver import start_fake_apiserver
-from agent.sim.inference import expected_values, start_inference_servers
+from agent.sim.inference import expected_model, expected_values, start_inference_servers
 from agent.snapshot import Snapshot
 from agent.workloads import exposition
 from agent.workloads.source import WorkloadSource
@@ -55,7 +55,7 @@ class Node:
         self.inference.stop()
 
     def expected(self, t):
-        return {(p.namespace, p.name): (p.workload.server, p.workload.model, expected_values(p.workload, t))
+        return {(p.namespace, p.name): (p.workload.server, expected_model(p.workload), expected_values(p.workload, t))
                 for p in self.scenario.pods if p.workload is not None}
 
     def observed(self):

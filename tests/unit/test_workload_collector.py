@@ -1,0 +1,82 @@
+"""The workloads collector and WorkloadSource's contract with the sampler."""
+
+from agent import config as config_mod
+from agent.catalog import BY_NAME
+from agent.collectors import workloads as collector
+from agent.snapshot import Snapshot, WorkloadState
+from agent.workloads.source import WorkloadSource
+
+
+def families(states):
+    return {f.name: f for f in collector.collect(Snapshot(timestamp=0.0, node_name="n", workloads=tuple(states)), None)}
+
+
+def test_one_vocabulary_with_catalog_labels():
+    fams = families([
+        WorkloadState("ns", "triton-0", "triton", "bert", queue_depth=3, scrape_duration_seconds=0.01),
+        WorkloadState("ns", "triton-0", "triton", "resnet", queue_depth=11, scrape_duration_seconds=0.01),
+        WorkloadState("ns", "vllm-0", "vllm", "llama", queue_depth=2, running_requests=5, kv_cache_usage=0.4,
+                      scrape_duration_seconds=0.02),
+        WorkloadState("ns", "down-0", "unknown", scrape_up=False, scrape_duration_seconds=0.5),
+    ])
+    for name, fam in fams.items():
+        assert fam.labelnames == BY_NAME[name].labels and fam.type == "gauge"
+    assert fams["gpulse_workload_queue_depth"].samples == [
+        (("ns", "triton-0", "triton", "bert"), 3.0), (("ns", "triton-0", "triton", "resnet"), 11.0),
+        (("ns", "vllm-0", "vllm", "llama"), 2.0)]
+    # unknown values are omitted, never NaN
+    assert fams["gpulse_workload_running_requests"].samples == [(("ns", "vllm-0", "vllm", "llama"), 5.0)]
+    assert fams["gpulse_workload_kv_cache_usage_ratio"].samples == [(("ns", "vllm-0", "vllm", "llama"), 0.4)]
+    # one scrape_up per endpoint, even for a two-model server
+    assert fams["gpulse_workload_scrape_up"].samples == [
+        (("ns", "triton-0", "triton"), 1.0), (("ns", "vllm-0", "vllm"), 1.0), (("ns", "down-0", "unknown"), 0.0)]
+    assert [s[0] for s in fams["gpulse_workload_scrape_duration_seconds"].samples] == [
+        ("ns", "triton-0", "triton"), ("ns", "vllm-0", "vllm"), ("ns", "down-0", "unknown")]
+
+
+def test_pushed_entries_have_no_duration_sample():
+    fams = families([WorkloadState("batch", "q", "push", queue_depth=4)])
+    assert fams["gpulse_workload_scrape_up"].samples == [(("batch", "q", "push"), 1.0)]
+    assert fams["gpulse_workload_scrape_duration_seconds"].samples == []
+
+
+def test_duplicate_series_rendered_once():
+    fams = families([WorkloadState("ns", "p", "vllm", "m", queue_depth=1),
+                     WorkloadState("ns", "p", "vllm", "m", queue_depth=9)])
+    assert fams["gpulse_workload_queue_depth"].samples == [(("ns", "p", "vllm", "m"), 1.0)]
+
+
+def test_source_disabled():
+    src = WorkloadSource(config_mod.Config(workloads_enabled=False))
+    src.start()
+    try:
+        states, status = src.current()
+        assert states == () and not status.up and "workloads.enabled is false" in status.error
+    finally:
+        src.stop()
+
+
+def test_source_push_only_without_kube(tmp_path):
+    from agent.workloads.push import push_once
+
+    sock = str(tmp_path / "push.sock")
+    src = WorkloadSource(config_mod.Config(kube_enabled=False, workloads_push_socket=sock))
+    src.start()
+    try:
+        push_once(sock, "batch", "q", 7)
+        states, status = src.current()
+        assert [(s.pod, s.queue_depth) for s in states] == [("q", 7)]
+        assert status.up and status.error == ""
+    finally:
+        src.stop()
+
+
+def test_source_outside_a_cluster_says_why(monkeypatch):
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    src = WorkloadSource(config_mod.Config(node_name="n", workloads_push_socket=""))
+    src.start()
+    try:
+        states, status = src.current()
+        assert states == () and not status.up and "KUBERNETES_SERVICE_HOST is not set" in status.error
+    finally:
+        src.stop()
