@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test test-kernels-pure e2e bench lint setup build deb-deps docs proto clean
+.PHONY: run test e2e bench lint setup build deb-deps docs generate proto clean
 
 $(VENV)/.stamp-deps: pyproject.toml
 	python3 -m venv $(VENV)
@@ -49,6 +49,12 @@ lint: setup
 
 docs: setup
 	$(PY) -m agent.docs --write README.md
+
+# Generated artifacts checked by tests: PrometheusRule from the rule files, dashboards, scenarios.
+generate: setup docs
+	$(PY) deploy/generate.py
+	$(PY) dashboards/generate.py
+	$(PY) tools/gen_scenarios.py
 
 proto: setup
 	$(PY) -m agent.kube.genproto
