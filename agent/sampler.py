@@ -63,6 +63,7 @@ class Sampler:
         self.encoder = kernels.ExpositionEncoder()
         self.current: Rendered | None = None
         self.ready = False
+        self.last_tick_at = 0.0
         self.nvml_error = ""
         self.ticks = 0
         self.missed = 0
@@ -178,8 +179,19 @@ class Sampler:
         self.current = rendered  # atomic swap: scrapes read whichever object they got
         self.ticks += 1
         self.ready = reading is not None
+        self.last_tick_at = self.clock()
         self._last_tick_duration = time.perf_counter() - t0
         return rendered
+
+    def readiness(self) -> tuple:
+        """(ready, reason): NVML up, a first tick done, and ticks not stale (a hung loop)."""
+        if not self.ready:
+            return False, self.nvml_error or "first tick not done"
+        stale_after = max(3 * self.config.collect_interval, 5.0)
+        age = self.clock() - self.last_tick_at
+        if age > stale_after:
+            return False, f"last tick {age:.1f}s ago (stale after {stale_after:g}s)"
+        return True, ""
 
     def _window(self, reading, now: float, dcgm):
         w = self.windows

@@ -97,9 +97,9 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/livez":
             return self._send(200, b"ok\n", "text/plain; charset=utf-8")
         if path == "/readyz":
-            if sampler.ready:
+            ready, reason = sampler.readiness()
+            if ready:
                 return self._send(200, b"ready\n", "text/plain; charset=utf-8")
-            reason = sampler.nvml_error or "first tick not done"
             return self._send(503, f"not ready: {reason}\n".encode(), "text/plain; charset=utf-8")
         if path == "/identity":
             rendered = sampler.current

@@ -107,7 +107,7 @@ class FakeNvml:
         for p in scenario.processes():
             self._procs_by_gpu.setdefault(p.gpu, []).append(p)
         self._energy = {g.index: _Integral(lambda t, g=g: self._power_w(g, t)) for g in scenario.gpus}
-        self._pcie = {g.index: _Integral(lambda t, g=g: self._gpu_util(g, t)) for g in scenario.gpus}
+        self._busy = {g.index: _Integral(lambda t, g=g: self._gpu_util(g, t)) for g in scenario.gpus}
         self._mig_busy = {key: _Integral(lambda t, h=h: self._mig_util(h.gpu, h.mig, t)) for key, h in self._mig_handles.items()}
         self._delivered_xids = set()
 
@@ -432,14 +432,14 @@ class FakeNvml:
                 v.valueType, v.value.ullVal = _nvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, self._ecc(g, t, "uncorrectable")
             elif fid in (_nvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES, _nvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES):
                 with self._lock:
-                    busy = self._pcie[g.index].at(t)
+                    busy = self._busy[g.index].at(t)
                 rate = 2e9 if fid == _nvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES else 5e9
                 v.valueType, v.value.ullVal = _nvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, int(1e9 + busy * rate)
             elif fid == _nvml.NVML_FI_DEV_PCIE_REPLAY_COUNTER:
                 v.valueType, v.value.uiVal = _nvml.NVML_VALUE_TYPE_UNSIGNED_INT, 0
             else:  # NVLink throughput, KiB
                 with self._lock:
-                    busy = self._pcie[g.index].at(t)
+                    busy = self._busy[g.index].at(t)
                 v.valueType, v.value.ullVal = _nvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, int(busy * 40e9 / 1024)
         return values
 
@@ -499,6 +499,19 @@ class FakeNvml:
             sample.t, sample.busy = t, self._mig_busy[(handle.gpu.index, mig.index)].at(t)
         return sample
 
+    def nvmlGpmSampleGet(self, handle, sample):
+        t = self._enter("nvmlGpmSampleGet", handle)
+        if handle.gpu.mig_enabled:
+            raise _nvml.NVMLError(_nvml.NVML_ERROR_NOT_SUPPORTED)
+        with self._lock:
+            sample.t, sample.busy = t, self._busy[handle.gpu.index].at(t)
+        return sample
+
+    # How the simulated profiling counters follow engine activity (fractions of it).
+    _GPM_SHARE = {_nvml.NVML_GPM_METRIC_GRAPHICS_UTIL: 1.0, _nvml.NVML_GPM_METRIC_SM_UTIL: 0.95,
+                  _nvml.NVML_GPM_METRIC_SM_OCCUPANCY: 0.5, _nvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL: 0.6,
+                  _nvml.NVML_GPM_METRIC_DRAM_BW_UTIL: 0.45}
+
     def nvmlGpmMetricsGet(self, metrics_get):
         self._enter("nvmlGpmMetricsGet")
         s1, s2 = metrics_get.sample1, metrics_get.sample2
@@ -507,10 +520,11 @@ class FakeNvml:
         activity = 100.0 * (s2.busy - s1.busy) / (s2.t - s1.t)
         for i in range(metrics_get.numMetrics):
             m = metrics_get.metrics[i]
-            if m.metricId in (_nvml.NVML_GPM_METRIC_GRAPHICS_UTIL, _nvml.NVML_GPM_METRIC_SM_UTIL):
-                m.nvmlReturn, m.value = _nvml.NVML_SUCCESS, max(0.0, min(100.0, activity))
-            else:
+            share = self._GPM_SHARE.get(m.metricId)
+            if share is None:
                 m.nvmlReturn = _nvml.NVML_ERROR_NOT_SUPPORTED
+            else:
+                m.nvmlReturn, m.value = _nvml.NVML_SUCCESS, max(0.0, min(100.0, activity * share))
         return metrics_get
 
     @staticmethod

@@ -52,6 +52,14 @@ FIELDS = (
 )
 
 
+# Device-level GPM metrics (Hopper+), the profiling counters DCGM exposes as DCGM_FI_PROF_*.
+GPM_DEVICE_METRICS = {
+    "NVML_GPM_METRIC_ANY_TENSOR_UTIL": "gpulse_gpu_tensor_active_ratio",
+    "NVML_GPM_METRIC_DRAM_BW_UTIL": "gpulse_gpu_dram_active_ratio",
+    "NVML_GPM_METRIC_SM_OCCUPANCY": "gpulse_gpu_sm_occupancy_ratio",
+}
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -190,9 +198,8 @@ class NvmlReader:
             fid = getattr(lib, const, None)
             if fid is not None:
                 dev.field_ids.append((fid, family, scale, labels))
-        if dev.mig_enabled:
-            support = self._call(dev, "nvmlGpmQueryDeviceSupport", h)
-            dev.gpm = bool(support is not None and support.isSupportedDevice)
+        support = self._call(dev, "nvmlGpmQueryDeviceSupport", h)
+        dev.gpm = bool(support is not None and support.isSupportedDevice)
 
     def _enumerate_migs(self, dev: _Device) -> list:
         migs = []
@@ -333,6 +340,9 @@ class NvmlReader:
             labeled["gpulse_gpu_remapped_rows"] = {("correctable",): float(rows[0]), ("uncorrectable",): float(rows[1]),
                                                    ("pending",): float(rows[2]), ("failure",): float(rows[3])}
         labeled.update(self._xid_labels(dev))
+        if dev.gpm and not dev.mig_enabled:
+            for name, value in self._gpm(dev, "device", now, "nvmlGpmSampleGet", (h,), tuple(GPM_DEVICE_METRICS)).items():
+                values[GPM_DEVICE_METRICS[name]] = max(0.0, min(1.0, value / 100.0))
         processes = self._processes(dev, h)
         proc_util = () if dev.mig_enabled else self._process_utilization(dev)
         mig_readings = self._read_migs(dev, now) if dev.mig_enabled else ()
@@ -407,32 +417,37 @@ class NvmlReader:
         return tuple(out)
 
     def _gpm_utilization(self, dev: _Device, gi: int, now: float):
-        """Graphics activity of one GPU instance from two GPM samples (>= 100 ms apart)."""
+        """Graphics activity of one GPU instance, as a ratio."""
+        got = self._gpm(dev, ("mig", gi), now, "nvmlGpmMigSampleGet", (dev.handle, gi), ("NVML_GPM_METRIC_GRAPHICS_UTIL",))
+        util = got.get("NVML_GPM_METRIC_GRAPHICS_UTIL")
+        return None if util is None else max(0.0, min(1.0, util / 100.0))
+
+    def _gpm(self, dev: _Device, key, now: float, sample_fn: str, args: tuple, metrics: tuple) -> dict:
+        """GPM metrics (percent) from this tick's sample and the previous one (>= 100 ms apart).
+
+        Two sample buffers per key alternate, so a tick costs one sample call and one
+        metrics call whatever the number of metrics asked."""
         lib = self.lib
-        prev = dev.gpm_samples.get(gi)
+        prev = dev.gpm_samples.get(key)
         if prev is not None and now - prev[1] < _GPM_MIN_INTERVAL:
-            return None
-        sample = self._call(dev, "nvmlGpmSampleAlloc") if prev is None or prev[2] is None else prev[2]
-        if sample is None:
-            return None
-        if self._call(dev, "nvmlGpmMigSampleGet", dev.handle, gi, sample) is None:
-            return None
+            return {}
+        sample = prev[2] if prev is not None and prev[2] is not None else self._call(dev, "nvmlGpmSampleAlloc")
+        if sample is None or self._call(dev, sample_fn, *args, sample) is None:
+            return {}
         if prev is None:
-            spare = self._call(dev, "nvmlGpmSampleAlloc")
-            dev.gpm_samples[gi] = (sample, now, spare)
-            return None
+            dev.gpm_samples[key] = (sample, now, self._call(dev, "nvmlGpmSampleAlloc"))
+            return {}
         request = lib.c_nvmlGpmMetricsGet_t()
         request.version = lib.NVML_GPM_METRICS_GET_VERSION
-        request.numMetrics = 1
+        request.numMetrics = len(metrics)
         request.sample1, request.sample2 = prev[0], sample
-        request.metrics[0].metricId = lib.NVML_GPM_METRIC_GRAPHICS_UTIL
-        dev.gpm_samples[gi] = (sample, now, prev[0])  # reuse the older buffer next time
+        for i, name in enumerate(metrics):
+            request.metrics[i].metricId = getattr(lib, name)
+        dev.gpm_samples[key] = (sample, now, prev[0])  # the older buffer takes the next sample
         if self._call(dev, "nvmlGpmMetricsGet", request) is None:
-            return None
-        metric = request.metrics[0]
-        if metric.nvmlReturn != lib.NVML_SUCCESS:
-            return None
-        return max(0.0, min(1.0, metric.value / 100.0))
+            return {}
+        return {name: request.metrics[i].value for i, name in enumerate(metrics)
+                if request.metrics[i].nvmlReturn == lib.NVML_SUCCESS}
 
 
 def _field_value(lib, fv) -> float:

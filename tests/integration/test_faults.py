@@ -123,3 +123,14 @@ def test_http_negotiation(fault_run):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_readyz_fails_when_ticks_go_stale(fault_run):
+    run = fault_run
+    run.tick()
+    assert run.sampler.readiness() == (True, "")
+    run.clock.t += 30  # the tick loop hung: no tick for 30 s
+    ready, reason = run.sampler.readiness()
+    assert not ready and "stale" in reason
+    run.tick()
+    assert run.sampler.readiness()[0]
