@@ -101,8 +101,6 @@ def test_reference_node_queue_depth_follows_the_trace(node):
     assert types["gpulse_workload_queue_depth"] == "gauge"
 
 
-G5_PUSHING = "g5-timeslice"
-
 
 @pytest.mark.parametrize("node", ["g5-timeslice"], indirect=True)
 def test_mixed_servers_in_one_vocabulary(node):
