@@ -58,6 +58,7 @@ generate: setup docs
 
 proto: setup
 	$(PY) -m agent.kube.genproto
+	$(PY) -m agent.workloads.genproto
 
 clean:
 	rm -rf $(VENV) build agent/*.so ext/*.c

@@ -16,6 +16,10 @@ import time
 
 from ..nvml.fake import FakeNvml
 from . import scenario as scenario_mod
+from .apiserver import start_fake_apiserver
+from .inference import start_inference_servers
+from .kubelet import start_fake_kubelet
+from .proctree import build_proc_tree
 
 log = logging.getLogger("gpulse.sim")
 
@@ -42,9 +46,7 @@ class World:
         d = self.workdir
         proc_root, sys_root = os.path.join(d, "proc"), os.path.join(d, "sys")
         self._write_dmi(sys_root)
-        from .proctree import build_proc_tree
         build_proc_tree(self.scenario, proc_root)
-        from .kubelet import start_fake_kubelet
         socket_path = os.path.join(d, "kubelet.sock")
         self.kubelet = start_fake_kubelet(self.scenario, socket_path)
         changes = {
@@ -55,15 +57,10 @@ class World:
             "identity_nfd_file": os.path.join(d, "features.d", "gpulse"),
             "workloads_push_socket": os.path.join(d, "push.sock"),
         }
-        try:
-            from .apiserver import start_fake_apiserver
-            from .inference import start_inference_servers
-        except ImportError as exc:  # the queue-depth fakes are optional pieces of the world
-            log.warning("simulated inference servers unavailable: %s", exc)
-        else:
-            self.inference = start_inference_servers(self.scenario, self.clock)
-            self.apiserver = start_fake_apiserver(self.scenario, self.inference.endpoints)
-            changes["kube_apiserver"] = self.apiserver.url
+        os.makedirs(os.path.dirname(changes["identity_nfd_file"]), exist_ok=True)  # the hostPath NFD reads
+        self.inference = start_inference_servers(self.scenario, self.clock, push_socket=changes["workloads_push_socket"])
+        self.apiserver = start_fake_apiserver(self.scenario, self.inference.endpoints)
+        changes["kube_apiserver"] = self.apiserver.url
         self.paths = changes
         return dataclasses.replace(config, **changes)
 
