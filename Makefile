@@ -57,8 +57,7 @@ generate: setup docs
 	$(PY) tools/gen_scenarios.py
 
 proto: setup
-	$(PY) -m agent.kube.genproto
-	$(PY) -m agent.workloads.genproto
+	$(PY) -m agent.genproto
 
 clean:
 	rm -rf $(VENV) build agent/*.so ext/*.c
