@@ -12,7 +12,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 $(VENV)/.stamp-deps: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip setuptools wheel cython
-	$(PIP) install -q -e '.[test]'
+	# the extensions are built once, in place, by the next rule
+	GPULSE_NO_EXTENSIONS=1 $(PIP) install -q -e '.[test]'
 	touch $@
 
 # Rebuild the extensions whenever a .pyx changes.
