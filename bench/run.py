@@ -281,4 +281,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    sys.modules.setdefault("run", sys.modules["__main__"])  # sections import Row from here: one class
     main()
