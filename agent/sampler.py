@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from . import collectors, kernels
@@ -25,19 +25,12 @@ _NFD_REWRITE_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class Rendered:
-    """One tick's exposition, immutable once published."""
+    """One tick's exposition, immutable once published (OpenMetrics is rendered on demand)."""
     text: bytes
     text_gzip: bytes
     snapshot: Snapshot
-    encoder_om: object  # renders OpenMetrics on first demand
     families: tuple
-
-    def openmetrics(self) -> bytes:
-        cached = getattr(self, "_om", None)
-        if cached is None:
-            cached = self.encoder_om.render(self.families)
-            object.__setattr__(self, "_om", cached)
-        return cached
+    openmetrics_cache: list = field(default_factory=list, compare=False)
 
 
 class Sampler:
@@ -61,6 +54,7 @@ class Sampler:
         self.backend_name = backend_name
         self.windows = kernels.WindowSet(config.collect_window)
         self.encoder = kernels.ExpositionEncoder()
+        self._encoder_om = kernels.ExpositionEncoder(openmetrics=True)
         self.current: Rendered | None = None
         self.ready = False
         self.last_tick_at = 0.0
@@ -175,7 +169,7 @@ class Sampler:
             tick=MappingProxyType({"duration": self._last_tick_duration, "ticks": self.ticks, "missed": self.missed}))
         families = self._collect(snapshot)
         text = self.encoder.render(families)
-        rendered = Rendered(text, kernels.compress(text), snapshot, _OpenMetricsRenderer(self), tuple(families))
+        rendered = Rendered(text, kernels.compress(text), snapshot, tuple(families))
         self.current = rendered  # atomic swap: scrapes read whichever object they got
         self.ticks += 1
         self.ready = reading is not None
@@ -290,19 +284,11 @@ class Sampler:
         return families
 
     def openmetrics(self, rendered: Rendered) -> bytes:
+        """OpenMetrics for a tick, rendered once on first demand (most scrapers ask for text)."""
         with self._om_lock:
-            return rendered.openmetrics()
-
-
-class _OpenMetricsRenderer:
-    def __init__(self, sampler: Sampler):
-        self._sampler = sampler
-
-    def render(self, families) -> bytes:
-        enc = getattr(self._sampler, "_encoder_om", None)
-        if enc is None:
-            enc = self._sampler._encoder_om = kernels.ExpositionEncoder(openmetrics=True)
-        return enc.render(families)
+            if not rendered.openmetrics_cache:
+                rendered.openmetrics_cache.append(self._encoder_om.render(rendered.families))
+            return rendered.openmetrics_cache[0]
 
 
 def _one_line(exc: BaseException) -> str:
