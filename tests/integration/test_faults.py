@@ -134,3 +134,42 @@ def test_readyz_fails_when_ticks_go_stale(fault_run):
     assert not ready and "stale" in reason
     run.tick()
     assert run.sampler.readiness()[0]
+
+
+BROKEN = """name: broken-call
+node: {name: n}
+gpus:
+  - model: A10G
+    count: 2
+faults:
+  - {at: 2s, until: 3s, kind: nvml_error, function: nvmlDeviceGetTemperature, gpu: 0, error: UNKNOWN}
+  - {at: 2s, until: 3s, kind: stall, function: nvmlDeviceGetFanSpeed, gpu: 1, seconds: 0.3}
+"""
+
+
+def test_broken_call_omits_the_sample_and_is_retried(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    with Run(str(path), start=0.0, workloads_enabled=False) as run:
+        text = run.tick(2).text.decode()  # t=2: the call errors, the stall slows the tick
+        temps = series(text, "gpulse_gpu_temperature_celsius")
+        assert [k for k in temps if k.startswith('{gpu="0"')] == [] and len(temps) == 1
+        errors = series(text, "gpulse_nvml_errors_total")
+        assert errors['{function="nvmlDeviceGetTemperature",reason="broken"}'] == 1
+        assert len(series(text, "gpulse_gpu_fan_speed_ratio")) == 2, "a slow call still answers"
+        text = run.tick().text.decode()  # t=3: fault over: asked again, answered
+        assert len(series(text, "gpulse_gpu_temperature_celsius")) == 2
+        assert series(text, "gpulse_collector_success") == {f'{{collector="{c}"}}': 1.0 for c in
+                                                              ("dcgm_compat", "gpu", "identity", "mig", "pods", "workloads")}
+
+
+def test_failing_collector_reports_success_0_and_the_rest_renders(fault_run, monkeypatch):
+    from agent.collectors import mig
+
+    def broken(snapshot, config):
+        raise RuntimeError("boom")
+    monkeypatch.setattr(mig, "collect", broken)
+    text = fault_run.tick().text.decode()
+    success = series(text, "gpulse_collector_success")
+    assert success['{collector="mig"}'] == 0 and success['{collector="gpu"}'] == 1
+    assert "gpulse_gpu_up{" in text
