@@ -17,6 +17,7 @@ import urllib.request
 from types import MappingProxyType
 from typing import Callable, Mapping, Optional
 
+from ..kernels import parse_exposition
 from ..snapshot import SourceStatus
 
 log = logging.getLogger("gpulse.sources.dcgm")
@@ -26,21 +27,10 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 _EMPTY: Mapping = MappingProxyType({})
 
 
-def _parse(body: bytes):
-    """The one place that chooses the exposition parser: samples as (name, labels, value, ts)."""
-    try:
-        from ..kernels import parse_exposition
-    except ImportError:  # kernels without the parser: prometheus_client's
-        from prometheus_client.parser import text_string_to_metric_families
-        return [(s.name, tuple(s.labels.items()), s.value, s.timestamp)
-                for fam in text_string_to_metric_families(body.decode("utf-8", "replace")) for s in fam.samples]
-    return parse_exposition(body).samples
-
-
 def engine_activity(body: bytes) -> dict:
     """dcgm-exporter /metrics text -> {(gpu uuid, GPU_I_ID or None): ratio}."""
     out = {}
-    for name, labels, value, _ in _parse(body):
+    for name, labels, value, _ in parse_exposition(body).samples:
         if name != GR_ENGINE_ACTIVE or value != value:  # NaN: DCGM had no value
             continue
         lab = dict(labels)
