@@ -346,7 +346,19 @@ def pc_server(source: str, port: int) -> int:
     return 0
 
 
+def tune_server() -> None:
+    """GPULSE_BENCH_SERVER_TUNING=1: the agent's HTTP server with a listen backlog for 20
+    concurrent scrapers and TCP_NODELAY (headers and body go out as separate writes, so with
+    keep-alive Nagle meets the scraper's delayed ACK), to measure the proposed settings."""
+    from agent import server
+
+    server._Server.request_queue_size = 128
+    server._Handler.disable_nagle_algorithm = True
+
+
 def main(argv) -> int:
+    if os.environ.get("GPULSE_BENCH_SERVER_TUNING") == "1":
+        tune_server()
     mode, rest = argv[0], argv[1:]
     if mode == "serve":
         return serve(rest)
