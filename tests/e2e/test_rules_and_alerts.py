@@ -1,0 +1,196 @@
+"""End to end through the repo's rules: simulated agents → Prometheus → Alertmanager → a
+webhook receiver (see conftest.py for the stack and the two ways its Alertmanager config
+differs from deploy/alertmanager/alertmanager.yml).
+
+The fault node (tests/fixtures/e2e/fault-node.yaml) loses GPU 1 (Xid 79), counts
+uncorrectable ECC errors on GPU 2 and fails a row remap on GPU 3, 10 s after it starts;
+the lost GPU and the row remap recover at 20 s. The critical alerts must reach the pager
+receiver grouped by node, the recovered ones must resolve on their own, and the Xid alert
+must resolve once the agent is gone (its series go stale).
+
+GpulseGpuEccUncorrectable is only checked firing: it is `increase(...[10m]) > 0`, and a
+range vector keeps the samples of a vanished target, so it resolves 10 minutes after the
+last error — by design, and longer than this test may take.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from tests.e2e.conftest import RULE_FILES, run_promtool
+from tests.e2e.procs import find_binary
+from tests.e2e.promql import by_label
+
+pytestmark = pytest.mark.e2e
+
+MIB = 1024 * 1024
+FAULT_NODE = "e2e-fault-node"
+ALERT_TIMEOUT = 90.0  # fault at 10 s after agent start, recovery probe at ~20 s: generous
+# alert -> (GPU index, extra labels) on the fault node, from fault-node.yaml
+FAULT_ALERTS = {
+    "GpulseGpuLost": ("1", {}),
+    "GpulseGpuXidCritical": ("1", {"xid": "79"}),
+    "GpulseGpuEccUncorrectable": ("2", {}),
+    "GpulseGpuRowRemapFailure": ("3", {}),
+}
+RECOVERING = {"GpulseGpuLost", "GpulseGpuRowRemapFailure"}  # their faults have `until:`
+
+
+def _records():
+    return [r["record"] for p in RULE_FILES for g in yaml.safe_load(p.read_text())["groups"]
+            for r in g["rules"] if "record" in r]
+
+
+def _rules_by_alert():
+    return {r["alert"]: r for p in RULE_FILES for g in yaml.safe_load(p.read_text())["groups"]
+            for r in g["rules"] if "alert" in r}
+
+
+def test_generated_configs_pass_promtool_and_amtool(stack, promtool):
+    out = run_promtool(promtool, "check", "config", str(stack.tmp / "prometheus.yml"))
+    assert out.returncode == 0, out.stdout + out.stderr
+    amtool = find_binary("amtool")
+    if amtool:
+        import subprocess
+        out = subprocess.run([amtool, "check-config", str(stack.tmp / "alertmanager.yml")],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+
+
+def _expected_pods(stack):
+    """(namespace, pod) -> expected per-pod values, from the scenarios of the live nodes."""
+    pods = {}
+    for agent in stack.agents.values():
+        scen = agent.spec
+        for pod in scen.pods:
+            devices = [d for c in pod.containers for d in c.devices]
+            if not devices:
+                continue
+            procs = [p for c in pod.containers for p in c.processes]
+            allocated = sum(1.0 / scen.gpus[d.gpu].replicas if scen.gpus[d.gpu].sharing != "exclusive" else 1.0
+                            for d in devices)
+            utilization = sum(p.utilization.at(0) for p in procs)
+            pods[(pod.namespace, pod.name)] = {
+                "allocated": allocated, "utilization": utilization,
+                "memory": sum(p.memory_mib for p in procs) * MIB,
+                "queue": ({pod.workload.queue_depth.at(0), pod.workload.queue_depth.at(1e9)}
+                          if pod.workload and pod.workload.queue_depth else None),
+            }
+    return pods
+
+
+def test_every_recording_rule_has_data(stack):
+    records = _records()
+    assert records
+    empty = [r for r in records if not stack.prometheus.query(r)]
+    assert not empty, f"recording rules without data: {empty}\n{stack.diagnostics()}"
+
+
+def test_per_pod_recording_rules_match_the_scenarios(stack):
+    expected = _expected_pods(stack)
+    prom = stack.prometheus
+    per_pod = [r for r in _records() if r.startswith("namespace_pod:")]
+    assert per_pod
+    for record in per_pod:
+        got = by_label(prom.query(record), "namespace", "pod")
+        want = {k for k, v in expected.items() if "workload" not in record or v["queue"]}
+        assert set(got) == want, f"{record}: pods {sorted(got)}, expected {sorted(want)}"
+
+    def values(record):
+        return by_label(prom.query(record), "namespace", "pod")
+
+    for key, want in expected.items():
+        where = f"{key[0]}/{key[1]}"
+        assert values("namespace_pod:gpulse_pod_gpu_allocated:sum")[key] == pytest.approx(want["allocated"]), where
+        assert values("namespace_pod:gpulse_pod_gpu_utilization_ratio:sum")[key] == pytest.approx(
+            want["utilization"], abs=0.01), where
+        assert values("namespace_pod:gpulse_pod_gpu_utilization_per_allocated:ratio")[key] == pytest.approx(
+            want["utilization"] / want["allocated"], abs=0.02), where
+        assert values("namespace_pod:gpulse_pod_gpu_memory_used_bytes:sum")[key] == pytest.approx(
+            want["memory"], rel=0.01), where
+        if want["queue"]:
+            assert values("namespace_pod:gpulse_workload_queue_depth:sum")[key] in want["queue"], where
+
+
+def test_per_workload_recording_rules_join_pods_to_their_owners(stack):
+    """kube-state-metrics owners (fixture) map the three vLLM pods on two nodes to
+    Deployment llm/vllm and trainer-0 to StatefulSet ml/trainer; ownerless pods drop out."""
+    prom = stack.prometheus
+    owners = by_label(prom.query("namespace_workload_pod:gpulse_kube_pod_owner:relabel"), "namespace", "pod")
+    assert set(owners) == {("llm", "vllm-6d5c7b9f48-2xkqp"), ("llm", "vllm-6d5c7b9f48-7hf4m"),
+                           ("llm", "vllm-6d5c7b9f48-q9z2w"), ("ml", "trainer-0")}
+    kinds = {(r["metric"]["namespace"], r["metric"]["workload"], r["metric"]["workload_type"])
+             for r in prom.query("namespace_workload_pod:gpulse_kube_pod_owner:relabel")}
+    assert kinds == {("llm", "vllm", "deployment"), ("ml", "trainer", "statefulset")}
+    allocated = by_label(prom.query("namespace_workload:gpulse_pod_gpu_allocated:sum"), "namespace", "workload")
+    assert allocated == {("llm", "vllm"): 3.0, ("ml", "trainer"): 1.0}
+    replicas = by_label(prom.query("namespace_workload:gpulse_workload_pods:count"), "namespace", "workload")
+    assert replicas == {("llm", "vllm"): 3.0}, "replicas on both nodes are counted"
+    use = by_label(prom.query("namespace_workload:gpulse_pod_gpu_utilization_per_allocated:ratio"),
+                   "namespace", "workload")
+    assert use[("llm", "vllm")] == pytest.approx(0.76, abs=0.01)
+    assert use[("ml", "trainer")] == pytest.approx(0.9, abs=0.01)
+    kv = by_label(prom.query("namespace_workload:gpulse_workload_kv_cache_usage_ratio:max"), "namespace", "workload")
+    assert kv == {("llm", "vllm"): pytest.approx(0.7)}, "the busiest replica's KV cache (node B's)"
+    running = by_label(prom.query("namespace_workload:gpulse_workload_running_requests:sum"), "namespace", "workload")
+    assert running == {("llm", "vllm"): pytest.approx(12 + 12 + 8)}
+
+
+def _firing(stack, alertname):
+    return [a for a in stack.prometheus.alerts() if a["labels"].get("alertname") == alertname and a["state"] == "firing"]
+
+
+def test_fault_alerts_page_by_node_and_resolve(stack):
+    rules = _rules_by_alert()
+    pager, tickets = stack.receiver_paths["pager"], stack.receiver_paths["tickets"]
+    on_fault_node = {name: (lambda n, a, name=name: a["labels"].get("alertname") == name
+                            and a["labels"].get("node") == FAULT_NODE) for name in FAULT_ALERTS}
+
+    def delivered(status, names):
+        got = {name: stack.receiver.alerts(pager, lambda n, a, f=on_fault_node[name]: f(n, a) and a["status"] == status)
+               for name in names}
+        missing = [name for name, hits in got.items() if not hits]
+        assert not missing, f"no {status} notification at {pager} yet for {missing}"
+        return got
+
+    # 1. Every fault fires its critical alert, and it reaches the pager grouped by node.
+    firing = stack.wait_for(lambda: delivered("firing", FAULT_ALERTS), "the fault node's critical alerts at the pager",
+                            timeout=ALERT_TIMEOUT)
+    for name, hits in firing.items():
+        notification, alert = hits[0]
+        assert notification["version"] == "4" and notification["receiver"] == "pager"
+        assert notification["groupLabels"] == {"node": FAULT_NODE}, "GPU alerts are grouped by node"
+        gpu, extra = FAULT_ALERTS[name]
+        labels = alert["labels"]
+        assert labels["severity"] == "critical" == rules[name]["labels"]["severity"]
+        assert labels["gpu"] == gpu and labels["job"] == "gpulse" and labels["uuid"].startswith("GPU-"), labels
+        assert extra.items() <= labels.items(), labels
+        assert alert["endsAt"].startswith("0001-01-01"), "a firing alert has no end yet"
+        ann = alert["annotations"]
+        assert ann["runbook_url"] == rules[name]["annotations"]["runbook_url"]
+        assert ann["summary"] == rules[name]["annotations"]["summary"]
+        assert labels["uuid"] in ann["description"] and FAULT_NODE in ann["description"], ann["description"]
+    assert not stack.receiver.alerts(tickets, lambda n, a: a["labels"].get("severity") == "critical"), \
+        "critical alerts must not go to the ticket receiver"
+    assert all(a["labels"].get("node") == FAULT_NODE for _, a in stack.receiver.alerts(pager)), \
+        "only the fault node pages (node A's Xid 13 is not critical)"
+
+    # 2. The lost GPU answers again and the row remap clears: those two resolve on their
+    #    own, while the Xid and ECC alerts (10-minute look-back) still fire in Prometheus.
+    resolved = stack.wait_for(lambda: delivered("resolved", RECOVERING), "the recovered faults' resolved notifications",
+                              timeout=ALERT_TIMEOUT)
+    for name, hits in resolved.items():
+        notification, alert = hits[0]
+        assert not alert["endsAt"].startswith("0001-01-01"), f"{name}: a resolved alert carries its end"
+    still = set(FAULT_ALERTS) - RECOVERING
+    for name in still:
+        assert _firing(stack, name), f"{name} stopped firing before its 10-minute window ended\n{stack.diagnostics()}"
+    up = by_label(stack.prometheus.query(f'gpulse_gpu_up{{node="{FAULT_NODE}"}}'), "gpu")
+    assert up == {"0": 1.0, "1": 1.0, "2": 1.0, "3": 1.0}, "the lost GPU is back"
+
+    # 3. The node's agent goes away: the Xid alert, an instant-vector rule, resolves as
+    #    its series go stale.
+    stack.agents[FAULT_NODE].stop()
+    stack.wait_for(lambda: delivered("resolved", ["GpulseGpuXidCritical"]),
+                   "GpulseGpuXidCritical resolved after the fault node's agent stopped", timeout=ALERT_TIMEOUT)
