@@ -105,6 +105,7 @@ class Stack:
     agents: dict
     processes: list = field(default_factory=list)
     receiver_paths: dict = field(default_factory=dict)  # Alertmanager receiver name -> webhook path
+    ready_at: float = 0.0  # wall time when every target was up and the rules had run
 
     def diagnostics(self) -> str:
         parts = [p.describe() for p in self.processes] + [self.receiver.describe()]
@@ -218,6 +219,7 @@ def stack(tmp_path_factory):
         for record in ("namespace_pod:gpulse_pod_gpu_utilization_ratio:sum",
                        "namespace_workload:gpulse_workload_queue_depth:sum"):
             s.wait_for(lambda: s.prometheus.query(record), f"the first evaluation of {record}")
+        s.ready_at = time.time()
         yield s
     finally:
         for p in reversed(processes):

@@ -40,6 +40,16 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def http_post_json(url: str, payload, timeout: float = 5.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with _OPENER.open(req, timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
 class ManagedProcess:
     """A server process whose stdout and stderr go to a log file in its tmp dir."""
 

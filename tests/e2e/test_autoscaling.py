@@ -186,6 +186,9 @@ def _keda_desired(values, current):
 def test_hpa_and_keda_replicas_for_a_queue_spike(stack, workload):
     n = len(workload["pods"])
     # Before the spike, at a past instant every replica was still at its first value.
+    if stack.ready_at > workload["before_time"]:
+        pytest.fail(f"the stack took until {stack.ready_at - workload['before_time']:.1f}s after the last pre-spike "
+                    f"instant to come up; the machine is too slow for the {workload['spike_at']:.0f}s spike")
     ready_at = workload["before_time"] + 2.0  # let that instant's samples and rule evaluations land
     if time.time() < ready_at:
         time.sleep(ready_at - time.time())

@@ -2,6 +2,9 @@
 webhook receiver (see conftest.py for the stack and the two ways its Alertmanager config
 differs from deploy/alertmanager/alertmanager.yml).
 
+Recording rules are checked against the scenarios' ground truth (per pod, per workload
+through kube-state-metrics owners, per namespace and node).
+
 The fault node (tests/fixtures/e2e/fault-node.yaml) loses GPU 1 (Xid 79), counts
 uncorrectable ECC errors on GPU 2 and fails a row remap on GPU 3, 10 s after it starts;
 the lost GPU and the row remap recover at 20 s. The critical alerts must reach the pager
@@ -15,17 +18,24 @@ last error — by design, and longer than this test may take.
 
 from __future__ import annotations
 
+import json
+import subprocess
+import time
+from datetime import datetime, timedelta, timezone
+
 import pytest
 import yaml
 
-from tests.e2e.conftest import RULE_FILES, run_promtool
-from tests.e2e.procs import find_binary
+from tests.e2e.conftest import ALERTMANAGER_CONFIG, RULE_FILES, alertmanager_test_config, run_promtool
+from tests.e2e.procs import find_binary, http_get, http_post_json
 from tests.e2e.promql import by_label
 
 pytestmark = pytest.mark.e2e
 
 MIB = 1024 * 1024
 FAULT_NODE = "e2e-fault-node"
+HEALTHY_NODES = ("e2e-node-a", "e2e-node-b")
+INHIBIT_NODE = "e2e-inhibit-node"  # labels of alerts posted straight to Alertmanager
 ALERT_TIMEOUT = 90.0  # fault at 10 s after agent start, recovery probe at ~20 s: generous
 # alert -> (GPU index, extra labels) on the fault node, from fault-node.yaml
 FAULT_ALERTS = {
@@ -52,10 +62,24 @@ def test_generated_configs_pass_promtool_and_amtool(stack, promtool):
     assert out.returncode == 0, out.stdout + out.stderr
     amtool = find_binary("amtool")
     if amtool:
-        import subprocess
         out = subprocess.run([amtool, "check-config", str(stack.tmp / "alertmanager.yml")],
                              capture_output=True, text=True, timeout=60)
         assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_alertmanager_copy_keeps_routes_and_inhibitions():
+    """The e2e's Alertmanager config is the repo's but for webhook URLs and group timers."""
+    original = yaml.safe_load(ALERTMANAGER_CONFIG.read_text())
+    copy, paths = alertmanager_test_config("http://127.0.0.1:1")
+    assert copy["inhibit_rules"] == original["inhibit_rules"]
+    assert [r["name"] for r in copy["receivers"]] == [r["name"] for r in original["receivers"]]
+    assert set(paths) == {r["name"] for r in original["receivers"] if r.get("webhook_configs")}
+
+    def strip(route):
+        return {k: ([strip(c) for c in v] if k == "routes" else v) for k, v in route.items()
+                if k not in ("group_wait", "group_interval")}
+
+    assert strip(copy["route"]) == strip(original["route"])
 
 
 def _expected_pods(stack):
@@ -137,6 +161,19 @@ def test_per_workload_recording_rules_join_pods_to_their_owners(stack):
     assert running == {("llm", "vllm"): pytest.approx(12 + 12 + 8)}
 
 
+def test_node_and_namespace_recording_rules(stack):
+    prom = stack.prometheus
+    allocated = by_label(prom.query("namespace:gpulse_pod_gpu_allocated:sum"), "namespace")
+    assert allocated == {"llm": 3.0, "ml": 1.0, "research": 1.0}, "two half GPUs make one"
+    used = by_label(prom.query("namespace:gpulse_pod_gpu_utilization_ratio:sum"), "namespace")
+    assert used == {"llm": pytest.approx(3 * 0.76, abs=0.02), "ml": pytest.approx(0.9, abs=0.01),
+                    "research": pytest.approx(0.5, abs=0.01)}
+    unattributed = by_label(prom.query("node:gpulse_gpu_unattributed_utilization_ratio:sum"), "node")
+    assert unattributed["e2e-node-a"] == pytest.approx(0.1, abs=0.01), "node A's host process belongs to no pod"
+    nodes = by_label(prom.query("node:gpulse_gpu_utilization_ratio:avg"), "node")
+    assert set(HEALTHY_NODES) <= set(nodes)
+
+
 def _firing(stack, alertname):
     return [a for a in stack.prometheus.alerts() if a["labels"].get("alertname") == alertname and a["state"] == "firing"]
 
@@ -173,8 +210,8 @@ def test_fault_alerts_page_by_node_and_resolve(stack):
         assert labels["uuid"] in ann["description"] and FAULT_NODE in ann["description"], ann["description"]
     assert not stack.receiver.alerts(tickets, lambda n, a: a["labels"].get("severity") == "critical"), \
         "critical alerts must not go to the ticket receiver"
-    assert all(a["labels"].get("node") == FAULT_NODE for _, a in stack.receiver.alerts(pager)), \
-        "only the fault node pages (node A's Xid 13 is not critical)"
+    assert not stack.receiver.alerts(pager, lambda n, a: a["labels"].get("node") in HEALTHY_NODES), \
+        "healthy nodes do not page (node A's Xid 13 is not critical)"
 
     # 2. The lost GPU answers again and the row remap clears: those two resolve on their
     #    own, while the Xid and ECC alerts (10-minute look-back) still fire in Prometheus.
@@ -194,3 +231,59 @@ def test_fault_alerts_page_by_node_and_resolve(stack):
     stack.agents[FAULT_NODE].stop()
     stack.wait_for(lambda: delivered("resolved", ["GpulseGpuXidCritical"]),
                    "GpulseGpuXidCritical resolved after the fault node's agent stopped", timeout=ALERT_TIMEOUT)
+
+
+def _am_alert(labels: dict, minutes: float = 10) -> dict:
+    now = datetime.now(timezone.utc)
+    return {"labels": labels, "annotations": {"summary": "posted by the e2e"},
+            "startsAt": now.isoformat(), "endsAt": (now + timedelta(minutes=minutes)).isoformat(),
+            "generatorURL": "http://127.0.0.1/e2e"}
+
+
+def _am_alerts(stack) -> list:
+    status, body = http_get(f"{stack.alertmanager_url}/api/v2/alerts?filter=node%3D%22{INHIBIT_NODE}%22")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_lost_gpu_inhibits_its_throttling_alerts(stack):
+    """Real Alertmanager, the repo's inhibit_rules: with GpulseGpuLost firing for a GPU,
+    that GPU's throttling alert is suppressed while another GPU's is delivered. The alerts
+    are posted to Alertmanager's API: the throttling alerts' `for: 5m` is too long to wait
+    for through Prometheus."""
+    lost_uuid, other_uuid = "GPU-e2e00000-0000-4000-8000-000000000001", "GPU-e2e00000-0000-4000-8000-000000000002"
+    rules = _rules_by_alert()
+    base = {"node": INHIBIT_NODE, "job": "gpulse"}
+
+    def alert(name, uuid, gpu):
+        return _am_alert(dict(base, alertname=name, uuid=uuid, gpu=gpu, severity=rules[name]["labels"]["severity"],
+                              reason="hw_thermal_slowdown"))
+
+    status, body = http_post_json(f"{stack.alertmanager_url}/api/v2/alerts", [alert("GpulseGpuLost", lost_uuid, "0")])
+    assert status == 200, body
+    stack.wait_for(lambda: [a for a in _am_alerts(stack) if a["labels"]["alertname"] == "GpulseGpuLost"],
+                   "the posted GpulseGpuLost in Alertmanager", timeout=30)
+    status, body = http_post_json(f"{stack.alertmanager_url}/api/v2/alerts", [
+        alert("GpulseGpuThermalThrottling", lost_uuid, "0"), alert("GpulseGpuThermalThrottling", other_uuid, "1")])
+    assert status == 200, body
+
+    def throttling_suppressed():
+        got = {(a["labels"]["alertname"], a["labels"]["uuid"]): a["status"] for a in _am_alerts(stack)}
+        assert len(got) == 3, f"alerts in Alertmanager: {got}"
+        return got if got[("GpulseGpuThermalThrottling", lost_uuid)]["state"] == "suppressed" else None
+
+    got = stack.wait_for(throttling_suppressed, "the lost GPU's throttling alert suppressed", timeout=30)
+    lost_fp = [a["fingerprint"] for a in _am_alerts(stack) if a["labels"]["alertname"] == "GpulseGpuLost"]
+    assert got[("GpulseGpuThermalThrottling", lost_uuid)]["inhibitedBy"] == lost_fp
+    assert got[("GpulseGpuThermalThrottling", other_uuid)]["state"] == "active", "another GPU's throttling is not silenced"
+
+    tickets = stack.receiver_paths["tickets"]
+    throttled = stack.wait_for(
+        lambda: stack.receiver.alerts(tickets, lambda n, a: a["labels"].get("node") == INHIBIT_NODE),
+        "the other GPU's throttling alert at the ticket receiver", timeout=30)
+    assert {a["labels"]["uuid"] for _, a in throttled} == {other_uuid}
+    assert throttled[0][0]["groupLabels"] == {"node": INHIBIT_NODE}
+    time.sleep(2)  # a further group interval: the suppressed alert must still not be sent
+    sent = {a["labels"]["uuid"] for path, n in stack.receiver.notifications() for a in n.get("alerts", [])
+            if a["labels"].get("node") == INHIBIT_NODE and a["labels"]["alertname"] == "GpulseGpuThermalThrottling"}
+    assert sent == {other_uuid}, f"throttling alerts delivered for {sent}"
