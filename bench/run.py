@@ -275,7 +275,9 @@ def main(argv=None):
         pathlib.Path(args.out).write_text(
             "# gpulse benchmark results\n\n"
             f"Written by `make bench` (`bench/run.py`) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. {env}.\n"
-            "Medians in one process; the machine is shared and noisy, so read the ratios.\n\n" + text + "\n"
+            "Kernel sections: medians in one process. Whole-agent sections (tick, agent, nvml, memory, scrape): "
+            "child processes on the simulated reference node, see bench/agent_bench.py. "
+            "The machine is shared and noisy, so read the ratios.\n\n" + text + "\n"
         )
         print(f"\nwritten to {args.out}", file=sys.stderr)
 
