@@ -33,7 +33,8 @@ FIELD_FUNCTIONS = {
     "ecc": ("nvmlDeviceGetTotalEccErrors",),
     "remapped_rows": ("nvmlDeviceGetRemappedRows",),
     "energy": ("nvmlDeviceGetTotalEnergyConsumption",),
-    "processes": ("nvmlDeviceGetComputeRunningProcesses",),
+    "processes": ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeRunningProcesses_v3",
+                  "nvmlDeviceGetComputeRunningProcesses_v2"),
     "process_utilization": ("nvmlDeviceGetProcessUtilization",),
     "gpm": ("nvmlGpmQueryDeviceSupport", "nvmlGpmMigSampleGet", "nvmlGpmSampleGet"),
 }
@@ -445,7 +446,20 @@ class FakeNvml:
 
     # --- processes ----------------------------------------------------------------------
     def nvmlDeviceGetComputeRunningProcesses(self, handle):
-        self._enter("nvmlDeviceGetComputeRunningProcesses", handle)
+        return self.nvmlDeviceGetComputeRunningProcesses_v3(handle)
+
+    def nvmlDeviceGetComputeRunningProcesses_v3(self, handle):
+        # The _v3 symbol arrived with the R510 drivers; older ones answer FUNCTION_NOT_FOUND.
+        if int(self.scenario.driver.version.split(".")[0]) < 510:
+            self.calls += 1
+            raise _nvml.NVMLError(_nvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+        return self._running_processes(handle, "nvmlDeviceGetComputeRunningProcesses_v3")
+
+    def nvmlDeviceGetComputeRunningProcesses_v2(self, handle):
+        return self._running_processes(handle, "nvmlDeviceGetComputeRunningProcesses_v2")
+
+    def _running_processes(self, handle, symbol):
+        self._enter(symbol, handle)
         out = []
         for p in self._procs(handle.gpu, handle.mig):
             mig = handle.gpu.mig_instances[p.mig] if p.mig is not None else None

@@ -60,6 +60,14 @@ GPM_DEVICE_METRICS = {
 }
 
 
+# Versioned NVML symbols, newest first. pynvml's unversioned name calls the newest, which
+# older drivers lack (FUNCTION_NOT_FOUND): the first one the driver has is kept for good.
+VERSIONED = {
+    "nvmlDeviceGetComputeRunningProcesses": ("nvmlDeviceGetComputeRunningProcesses_v3",
+                                             "nvmlDeviceGetComputeRunningProcesses_v2"),
+}
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -98,6 +106,7 @@ class NvmlReader:
         self._xid_thread = None
         self._stop = threading.Event()
         self._warned: set = set()
+        self.functions: dict = {}  # versioned family -> the symbol this driver has
 
     # --- the chokepoint ------------------------------------------------------------
     def _call(self, dev, function, *args):
@@ -158,6 +167,8 @@ class NvmlReader:
             dev = _Device(i, handle)
             self._probe(dev)
             self.devices.append(dev)
+        if self.devices:
+            self._probe_versions(self.devices[0])
         self._start_xid_thread()
 
     def _probe(self, dev: _Device) -> None:
@@ -200,6 +211,22 @@ class NvmlReader:
                 dev.field_ids.append((fid, family, scale, labels))
         support = self._call(dev, "nvmlGpmQueryDeviceSupport", h)
         dev.gpm = bool(support is not None and support.isSupportedDevice)
+
+    def _probe_versions(self, dev: _Device) -> None:
+        lib = self.lib
+        for family, candidates in VERSIONED.items():
+            chosen = candidates[-1]
+            for name in candidates:
+                self.calls[name] += 1
+                try:
+                    getattr(lib, name)(dev.handle)
+                except lib.NVMLError as exc:
+                    if getattr(exc, "value", None) == lib.NVML_ERROR_FUNCTION_NOT_FOUND:
+                        continue
+                chosen = name
+                break
+            self.functions[family] = chosen
+            log.debug("NVML %s: using %s", family, chosen)
 
     def _enumerate_migs(self, dev: _Device) -> list:
         migs = []
@@ -383,7 +410,8 @@ class NvmlReader:
         dev.field_ids = keep
 
     def _processes(self, dev: _Device, handle) -> tuple:
-        procs = self._call(dev, "nvmlDeviceGetComputeRunningProcesses", handle)
+        function = self.functions.get("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeRunningProcesses")
+        procs = self._call(dev, function, handle)
         if not procs:
             return ()
         out = []

@@ -1,0 +1,62 @@
+"""The reader against the fake driver: versioned symbols, batching, classification."""
+
+import time
+
+from agent.nvml.fake import FakeNvml
+from agent.nvml.reader import NvmlReader
+from agent.sim import scenario
+
+
+def _reader(name):
+    clock = [1.0]
+    reader = NvmlReader(FakeNvml(scenario.load(name), clock=lambda: clock[0]), clock=lambda: clock[0])
+    reader.start()
+    return reader, clock
+
+
+def test_versioned_symbol_probed_once_per_driver():
+    new, _ = _reader("reference")
+    old, _ = _reader("t4-legacy")  # driver 470: no _v3 symbol
+    try:
+        assert new.functions["nvmlDeviceGetComputeRunningProcesses"] == "nvmlDeviceGetComputeRunningProcesses_v3"
+        assert old.functions["nvmlDeviceGetComputeRunningProcesses"] == "nvmlDeviceGetComputeRunningProcesses_v2"
+        reading = old.read(2.0)
+        assert [len(d.processes) for d in reading.devices] == [1, 1], "processes still listed on the old driver"
+        before = old.calls["nvmlDeviceGetComputeRunningProcesses_v3"]
+        old.read(3.0)
+        assert old.calls["nvmlDeviceGetComputeRunningProcesses_v3"] == before, "the missing symbol is not asked again"
+    finally:
+        new.stop()
+        old.stop()
+
+
+def test_one_batched_field_call_per_gpu_per_tick():
+    reader, clock = _reader("g5-timeslice")
+    try:
+        reader.read(1.0)
+        before = reader.calls["nvmlDeviceGetFieldValues"]
+        clock[0] = 2.0
+        reader.read(2.0)
+        assert reader.calls["nvmlDeviceGetFieldValues"] - before == 4
+        # A10G: the memory temperature field is not supported and was dropped after one ask
+        assert all(f[1] != "gpulse_gpu_memory_temperature_celsius" for d in reader.devices for f in d.field_ids)
+        assert reader.errors[(f"nvmlDeviceGetFieldValues:{reader.lib.NVML_FI_DEV_MEMORY_TEMP}", "unsupported")] == 4
+    finally:
+        reader.stop()
+
+
+def test_process_utilization_carries_last_seen_timestamp():
+    reader, clock = _reader("g5-timeslice")
+    try:
+        first = reader.read(1.0).devices[0].process_utilization
+        assert first
+        clock[0] = 1.5
+        second = reader.read(1.5).devices[0].process_utilization
+        assert second and min(s.timestamp_us for s in second) > max(s.timestamp_us for s in first)
+        third = reader.read(1.5).devices[0].process_utilization
+        assert third == ()  # nothing new since lastSeenTimeStamp: NOT_FOUND is no data, not an error
+        assert reader.errors[("nvmlDeviceGetProcessUtilization", "no_data")] >= 1
+        assert "nvmlDeviceGetProcessUtilization" not in reader.devices[0].unsupported
+    finally:
+        reader.stop()
+        time.sleep(0)
