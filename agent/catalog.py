@@ -90,7 +90,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     _m("gpulse_build_info", "info", "", "Build of the agent.", ("version", "python", "extensions", "nvml_backend"), "self", "agent"),
     _m("gpulse_collector_success", "gauge", "", "1 when the collector rendered without error in the last tick.", ("collector",), "self", "agent"),
     _m("gpulse_collector_duration_seconds", "gauge", "seconds", "Time the collector took in the last tick.", ("collector",), "self", "agent"),
-    _m("gpulse_tick_duration_seconds", "gauge", "seconds", "Duration of the last sampler tick (read, attribute, render).", (), "self", "agent"),
+    _m("gpulse_tick_duration_seconds", "gauge", "seconds", "Duration of the previous sampler tick (read, attribute, render); this tick is still running when it is rendered.", (), "self", "agent"),
     _m("gpulse_ticks_total", "counter", "", "Sampler ticks completed.", (), "self", "agent"),
     _m("gpulse_ticks_missed_total", "counter", "", "Ticks skipped because the previous one overran.", (), "self", "agent"),
     _m("gpulse_last_tick_timestamp_seconds", "gauge", "seconds", "Unix time of the tick that produced this scrape.", (), "self", "agent"),

@@ -16,6 +16,7 @@ import time
 
 from . import __version__
 from . import config as config_mod
+from .errors import one_line
 
 log = logging.getLogger("gpulse")
 
@@ -80,6 +81,8 @@ def _start_world(cfg):
         return start_world(cfg)
     except ScenarioError as exc:
         raise _BadInput(str(exc)) from None
+    except Exception as exc:  # noqa: BLE001 - a fake that cannot start is one line too
+        raise _BadInput(f"scenario {cfg.scenario}: cannot start the simulated node: {one_line(exc)}") from None
 
 
 def serve_main(cfg) -> int:
@@ -89,12 +92,18 @@ def serve_main(cfg) -> int:
     world = None
     if cfg.nvml_backend == "fake":
         world, cfg = _start_world(cfg)
-    agent = build(cfg, world=world)
+    try:
+        agent = build(cfg, world=world)
+    except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
+        if world is not None:
+            world.stop()
+        print(f"gpulse: cannot start: {one_line(exc)}", file=sys.stderr)
+        return 1
     try:
         server = make_server(cfg.web_listen_address, agent.sampler)
     except OSError as exc:
         agent.stop()
-        print(f"gpulse: --web.listen-address {cfg.web_listen_address}: {exc.strerror}", file=sys.stderr)
+        print(f"gpulse: --web.listen-address {cfg.web_listen_address}: {exc.strerror or one_line(exc)}", file=sys.stderr)
         return 2
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -179,7 +188,7 @@ def check_main(cfg) -> int:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure here is the answer
         hint = "" if cfg.nvml_backend == "fake" else " (is the NVIDIA driver installed? --nvml.backend=fake simulates a node)"
-        print(f"gpulse check: NVML not available: {_one_line(exc)}{hint}", file=sys.stderr)
+        print(f"gpulse check: NVML not available: {one_line(exc)}{hint}", file=sys.stderr)
         return 1
     try:
         reader.read(time.monotonic())
@@ -246,10 +255,6 @@ def _table(rows, header) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
 if __name__ == "__main__":

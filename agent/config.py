@@ -140,7 +140,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sources.dcgm-exporter-url", _str, "", "A co-located dcgm-exporter's /metrics URL for per-MIG activity on A100/A30; empty disables.", "URL"),
     Setting("compat.dcgm", _bool, False, "Also render dcgm-exporter's metric names and labels.", "BOOL"),
     Setting("identity.nfd-file", _str, "/etc/kubernetes/node-feature-discovery/features.d/gpulse", "NFD local feature file for gpulse.dev/ labels; empty disables.", "PATH"),
-    Setting("limits.max-series", _positive_int, 100_000, "Cardinality ceiling per family; series beyond it are dropped and counted.", "N"),
+    Setting("limits.max-series", _positive_int, 20_000, "Cardinality ceiling per family; series beyond it are dropped and counted.", "N"),
     Setting("log.level", _choice("debug", "info", "warning", "error"), "info", "Log level.", "LEVEL"),
 )
 
@@ -229,7 +229,21 @@ def load(args: argparse.Namespace | None = None, environ: dict | None = None) ->
             values[s.attr] = s.parse(raw)
         except ValueError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
+    _check_together(values)
     return Config(**values)
+
+
+WINDOW_SAMPLES = 1024  # the ring buffer behind each window (agent.kernels.WindowSet)
+
+
+def _check_together(values: dict) -> None:
+    interval, window = values["collect_interval"], values["collect_window"]
+    if window < interval:
+        raise ConfigError(f"--collect.window ({format_duration(window)}) must be at least --collect.interval "
+                          f"({format_duration(interval)})")
+    if window / interval > WINDOW_SAMPLES:
+        raise ConfigError(f"--collect.window ({format_duration(window)}) holds more than {WINDOW_SAMPLES} ticks of "
+                          f"--collect.interval ({format_duration(interval)}): lengthen the interval or shorten the window")
 
 
 def as_dict(cfg) -> dict:

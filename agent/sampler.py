@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from . import collectors, kernels
+from .config import WINDOW_SAMPLES
+from .errors import one_line
 from .identity.labels import write_nfd_features
 from .snapshot import GpuState, MigState, Snapshot, SourceStatus
 
@@ -25,12 +27,47 @@ _NFD_REWRITE_SECONDS = 60.0
 
 @dataclass(frozen=True)
 class Rendered:
-    """One tick's exposition, immutable once published (OpenMetrics is rendered on demand)."""
+    """One tick's exposition in both formats, plain and gzipped; immutable once published."""
     text: bytes
     text_gzip: bytes
+    openmetrics: bytes
+    openmetrics_gzip: bytes
     snapshot: Snapshot
-    families: tuple
-    openmetrics_cache: list = field(default_factory=list, compare=False)
+
+
+class NodeCache:
+    """The Kubernetes Node object, fetched on its own thread: a slow API server never stalls a tick."""
+
+    REFRESH_SECONDS = 300.0
+    RETRY_SECONDS = 30.0
+
+    def __init__(self, fetch):
+        self._fetch = fetch
+        self.node = None
+        self.version = 0  # bumps on every successful fetch
+        self.error = ""
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="gpulse-node", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.node = self._fetch()
+                self.version += 1
+                self.error = ""
+                wait = self.REFRESH_SECONDS
+            except Exception as exc:  # noqa: BLE001 - identity works without node labels
+                self.error = one_line(exc)
+                log.warning("node object unavailable for identity (retry in %.0fs): %s", self.RETRY_SECONDS, self.error)
+                wait = self.RETRY_SECONDS
+            self._stop.wait(wait)
 
 
 class Sampler:
@@ -47,12 +84,12 @@ class Sampler:
         self.attributor = attributor
         self.workload_source = workload_source
         self.identity_resolver = identity_resolver
-        self.node_fetcher = node_fetcher
+        self.node_cache = NodeCache(node_fetcher) if node_fetcher is not None else None
         self.dcgm_source = dcgm_source
         self.clock = clock
         self.wallclock = wallclock
         self.backend_name = backend_name
-        self.windows = kernels.WindowSet(config.collect_window)
+        self.windows = kernels.WindowSet(config.collect_window, capacity=WINDOW_SAMPLES)
         self.encoder = kernels.ExpositionEncoder()
         self._encoder_om = kernels.ExpositionEncoder(openmetrics=True)
         self.current: Rendered | None = None
@@ -71,12 +108,11 @@ class Sampler:
         self._last_tick_duration = 0.0
         self._stop = threading.Event()
         self._thread = None
-        self._om_lock = threading.Lock()
 
     # --- lifecycle -------------------------------------------------------------------
     def start(self, loop: bool = True) -> None:
         """Start the sources' own threads and, unless loop=False (tests tick by hand), the tick loop."""
-        for src in (self.pod_source, self.workload_source, self.dcgm_source):
+        for src in (self.pod_source, self.workload_source, self.dcgm_source, self.node_cache):
             if src is not None:
                 src.start()
         if not loop:
@@ -88,7 +124,7 @@ class Sampler:
         self._stop.set()
         if self._thread:
             self._thread.join(timeout=5)
-        for src in (self.pod_source, self.workload_source, self.dcgm_source):
+        for src in (self.pod_source, self.workload_source, self.dcgm_source, self.node_cache):
             if src is not None:
                 src.stop()
         if self.reader is not None:
@@ -124,7 +160,7 @@ class Sampler:
             reader = self._reader_cls(lib, clock=self.clock)
             reader.start()
         except Exception as exc:  # noqa: BLE001 - NVML missing or failing: keep serving, retry
-            self.nvml_error = _one_line(exc)
+            self.nvml_error = one_line(exc)
             self._nvml_retry_at = now + self._nvml_backoff
             log.warning("NVML not available (retry in %.0fs): %s", self._nvml_backoff, self.nvml_error)
             self._nvml_backoff = min(self._nvml_backoff * 2, 60.0)
@@ -133,13 +169,27 @@ class Sampler:
         log.info("NVML started: driver %s, %d GPUs", reader.driver_version, len(reader.devices))
         return True
 
+    def _reader_healthy(self) -> bool:
+        """A driver reload leaves NVML uninitialised: start it again (with backoff) rather
+        than read nothing forever."""
+        if not self.reader.needs_restart:
+            return True
+        log.warning("NVML needs a restart (%s): re-initialising", self.reader.needs_restart)
+        self.nvml_error = f"NVML restarting: {self.reader.needs_restart}"
+        try:
+            self.reader.stop()
+        except Exception:  # noqa: BLE001 - the old reader is gone either way
+            pass
+        self.reader = None
+        return self._ensure_reader(self.clock()) and self.reader is not None
+
     # --- one tick -------------------------------------------------------------------------
     def tick(self, now: float) -> Rendered:
         t0 = time.perf_counter()
         sources = {}
         gpus, migs, pods, unattributed, workloads, extra = (), (), (), {}, (), {}
         reading = None
-        if self._ensure_reader(now):
+        if self._ensure_reader(now) and self._reader_healthy():
             reading = self.reader.read(now)
             sources["nvml"] = SourceStatus(up=True, age_seconds=0.0)
             dcgm = None
@@ -169,13 +219,25 @@ class Sampler:
             tick=MappingProxyType({"duration": self._last_tick_duration, "ticks": self.ticks, "missed": self.missed}))
         families = self._collect(snapshot)
         text = self.encoder.render(families)
-        rendered = Rendered(text, kernels.compress(text), snapshot, tuple(families))
+        om = self._encoder_om.render(families)  # Prometheus asks for OpenMetrics first
+        rendered = Rendered(text, kernels.compress(text), om, kernels.compress(om), snapshot)
         self.current = rendered  # atomic swap: scrapes read whichever object they got
         self.ticks += 1
         self.ready = reading is not None
         self.last_tick_at = self.clock()
         self._last_tick_duration = time.perf_counter() - t0
         return rendered
+
+    def liveness(self) -> tuple:
+        """(alive, reason): false only when the tick loop has hung (e.g. inside a stuck NVML
+        call) for long enough that restarting the container is the cure."""
+        if not self.ticks:
+            return True, ""
+        hung_after = max(10 * self.config.collect_interval, 30.0)
+        age = self.clock() - self.last_tick_at
+        if age > hung_after:
+            return False, f"no tick for {age:.0f}s (hung after {hung_after:g}s)"
+        return True, ""
 
     def readiness(self) -> tuple:
         """(ready, reason): NVML up, a first tick done, and ticks not stale (a hung loop)."""
@@ -234,18 +296,13 @@ class Sampler:
         return tuple(gpus), tuple(migs)
 
     def _refresh_identity(self, reading, now: float) -> None:
-        """Resolve at start, when the devices change and every few minutes (node labels);
+        """Resolve at start, when the devices or the Node object change, and every few minutes;
         rewrite the NFD feature file every minute so its expiry keeps moving."""
         if self.identity_resolver is None:
             return
-        key = tuple((d.uuid, d.mig_enabled, tuple(d.raw.get("mig_profiles", ()))) for d in reading.devices)
+        node, node_version = (self.node_cache.node, self.node_cache.version) if self.node_cache else (None, 0)
+        key = (node_version,) + tuple((d.uuid, d.mig_enabled, tuple(d.raw.get("mig_profiles", ()))) for d in reading.devices)
         if key != self._identity_key or now - self._identity_at >= _IDENTITY_REFRESH_SECONDS:
-            node = None
-            if self.node_fetcher is not None:
-                try:
-                    node = self.node_fetcher()
-                except Exception as exc:  # noqa: BLE001 - identity works without node labels
-                    log.warning("node object unavailable for identity: %s", _one_line(exc))
             try:
                 self._identity = self.identity_resolver.resolve(reading, node)
             except Exception:  # noqa: BLE001 - keep the last good identity
@@ -258,7 +315,7 @@ class Sampler:
             try:
                 write_nfd_features(path, self._identity.labels(), expiry_seconds=3 * _NFD_REWRITE_SECONDS)
             except OSError as exc:
-                log.warning("cannot write NFD feature file %s: %s", path, _one_line(exc))
+                log.warning("cannot write NFD feature file %s: %s", path, one_line(exc))
 
     def _collect(self, snapshot: Snapshot) -> list:
         families, stats = [], {}
@@ -282,15 +339,3 @@ class Sampler:
         families.extend(collectors.self_metrics.collect(snapshot, self.config, stats=stats, dropped=self.dropped,
                                                         backend=self.backend_name))
         return families
-
-    def openmetrics(self, rendered: Rendered) -> bytes:
-        """OpenMetrics for a tick, rendered once on first demand (most scrapers ask for text)."""
-        with self._om_lock:
-            if not rendered.openmetrics_cache:
-                rendered.openmetrics_cache.append(self._encoder_om.render(rendered.families))
-            return rendered.openmetrics_cache[0]
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")

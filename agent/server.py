@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import MappingProxyType
@@ -40,24 +41,38 @@ def to_jsonable(obj):
     return obj
 
 
-def accepts_gzip(header: str) -> bool:
-    """True when Accept-Encoding lists gzip (or *) with a non-zero quality."""
+def _qualities(header: str) -> dict:
+    """'a;q=0.5, b' -> {'a': 0.5, 'b': 1.0} (media ranges or codings, parameters other than q dropped)."""
+    out = {}
     for part in header.split(","):
-        token, _, params = part.strip().partition(";")
-        if token.strip().lower() not in ("gzip", "*"):
+        token, *params = [p.strip() for p in part.split(";")]
+        if not token:
             continue
-        q = params.replace(" ", "").lower()
-        if q.startswith("q="):
-            try:
-                return float(q[2:]) > 0
-            except ValueError:
-                return False
-        return True
-    return False
+        q = 1.0
+        for p in params:
+            if p.lower().startswith("q="):
+                try:
+                    q = float(p[2:])
+                except ValueError:
+                    q = 0.0
+        out[token.lower()] = max(q, out.get(token.lower(), 0.0))
+    return out
+
+
+def accepts_gzip(header: str) -> bool:
+    """True when Accept-Encoding allows gzip: named with q > 0, or covered by * and not refused."""
+    q = _qualities(header)
+    if "gzip" in q:
+        return q["gzip"] > 0
+    return q.get("*", 0.0) > 0
 
 
 def wants_openmetrics(header: str) -> bool:
-    return "application/openmetrics-text" in header
+    """True when the scraper prefers OpenMetrics (Prometheus lists it first) over text 0.0.4."""
+    q = _qualities(header)
+    om = max((v for k, v in q.items() if k.startswith("application/openmetrics-text")), default=0.0)
+    text = max((v for k, v in q.items() if k in ("text/plain", "text/*", "*/*")), default=0.0)
+    return om > 0 and om >= text
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -66,6 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
     # Headers and body are two writes: without TCP_NODELAY, Nagle meets the scraper's
     # delayed ACK on kept-alive connections and adds ~40 ms to every scrape.
     disable_nagle_algorithm = True
+    # An idle keep-alive or half-open client must not hold a thread and an fd forever.
+    timeout = 30
     sampler = None  # set by make_server
 
     def log_message(self, fmt, *args):  # quiet: Prometheus scrapes every second
@@ -92,13 +109,18 @@ class _Handler(BaseHTTPRequestHandler):
             rendered = sampler.current
             if rendered is None:
                 return self._send(503, b"no tick completed yet\n", "text/plain; charset=utf-8")
+            gzip = accepts_gzip(self.headers.get("Accept-Encoding", ""))
             if wants_openmetrics(self.headers.get("Accept", "")):
-                return self._send(200, sampler.openmetrics(rendered), OPENMETRICS_CONTENT_TYPE)
-            if accepts_gzip(self.headers.get("Accept-Encoding", "")):
+                body = rendered.openmetrics_gzip if gzip else rendered.openmetrics
+                return self._send(200, body, OPENMETRICS_CONTENT_TYPE, "gzip" if gzip else "")
+            if gzip:
                 return self._send(200, rendered.text_gzip, TEXT_CONTENT_TYPE, "gzip")
             return self._send(200, rendered.text, TEXT_CONTENT_TYPE)
         if path == "/livez":
-            return self._send(200, b"ok\n", "text/plain; charset=utf-8")
+            alive, reason = sampler.liveness()
+            if alive:
+                return self._send(200, b"ok\n", "text/plain; charset=utf-8")
+            return self._send(503, f"not alive: {reason}\n".encode(), "text/plain; charset=utf-8")
         if path == "/readyz":
             ready, reason = sampler.readiness()
             if ready:
@@ -128,6 +150,10 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 128
 
 
+class _Server6(_Server):
+    address_family = socket.AF_INET6
+
+
 def parse_listen_address(addr: str):
     host, _, port = addr.rpartition(":")
     host = host.strip("[]") or "0.0.0.0"
@@ -136,7 +162,9 @@ def parse_listen_address(addr: str):
 
 def make_server(listen_address: str, sampler) -> ThreadingHTTPServer:
     handler = type("Handler", (_Handler,), {"sampler": sampler})
-    return _Server(parse_listen_address(listen_address), handler)
+    host, port = parse_listen_address(listen_address)
+    server_cls = _Server6 if ":" in host else _Server
+    return server_cls((host, port), handler)
 
 
 def serve_in_thread(server: ThreadingHTTPServer) -> threading.Thread:

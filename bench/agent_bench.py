@@ -185,8 +185,8 @@ STAGES = (
     ("attribution", "attribution (processes to pods)"),
     ("identity", "identity refresh"),
     ("collectors", "collectors (families from the snapshot)"),
-    ("render", "render (text exposition)"),
-    ("gzip", "gzip (fast level)"),
+    ("render", "render (text and OpenMetrics)"),
+    ("gzip", "gzip of both (fast level)"),
     ("other", "other (snapshot, sources' current view)"),
 )
 

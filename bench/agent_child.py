@@ -230,6 +230,7 @@ def tick(ticks: int, warmup: int) -> int:
         s._refresh_identity = _timed(s._refresh_identity, spent, "identity")
         s._collect = _timed(s._collect, spent, "collectors")
         s.encoder = _TimedEncoder(s.encoder, spent)
+        s._encoder_om = _TimedEncoder(s._encoder_om, spent)  # both formats are rendered each tick
         kernels.compress = _timed(kernels.compress, spent, "gzip")  # the sampler calls kernels.compress
         rows = []
         for _ in range(ticks):
@@ -244,7 +245,7 @@ def tick(ticks: int, warmup: int) -> int:
             ncalls = nvml.ncalls - calls0
             rows.append({"total": total, "fake nvml": fake, "fake calls": ncalls, "timing": ncalls * nvml.overhead_ns, **spent})
             time.sleep(0.05)  # let the sources' own threads run between ticks, as at 1 s cadence
-        series = sum(len(f.samples) for f in rendered.families)
+        series = sum(1 for line in rendered.text.splitlines() if line and not line.startswith(b"#"))
         print(json.dumps({"ticks": rows, "series": series, "gpus": len(s.reader.devices), "pods": len(rendered.snapshot.pods),
                           "extensions": kernels.EXTENSIONS_LOADED}))
     return 0
@@ -269,14 +270,16 @@ def cache_server(n_series: int, port: int) -> int:
 
     snaps = snapshots(n_series)
     encoder = kernels.ExpositionEncoder()
+    encoder_om = kernels.ExpositionEncoder(openmetrics=True)
 
     class BenchSampler:
         current = None
-        ready = True
-        nvml_error = ""
 
-        def openmetrics(self, rendered):
-            return rendered.openmetrics()
+        def readiness(self):
+            return True, ""
+
+        def liveness(self):
+            return True, ""
 
     sampler = BenchSampler()
     stop = threading.Event()
@@ -285,9 +288,8 @@ def cache_server(n_series: int, port: int) -> int:
         i = 0
         while not stop.is_set():
             fams = snaps[i % len(snaps)]
-            text = encoder.render(fams)
-            sampler.current = Rendered(text, kernels.compress(text), None, kernels.ExpositionEncoder(openmetrics=True),
-                                       tuple(fams))
+            text, om = encoder.render(fams), encoder_om.render(fams)
+            sampler.current = Rendered(text, kernels.compress(text), om, kernels.compress(om), None)
             i += 1
             stop.wait(1.0)
 

@@ -161,10 +161,18 @@ def _header(name, type_, help_, labelnames, bint openmetrics):
         if not isinstance(k, str) or not _LABEL_NAME.match(k) or k.startswith("__"):
             raise ValueError(f"{name}: invalid label name {k!r}")
     if openmetrics:
-        if type_ == "counter" and name.endswith("_total"):
-            name = name[:-6]
-        elif type_ == "info" and name.endswith("_info"):
-            name = name[:-5]
+        # OpenMetrics names a counter's samples <family>_total and an info's <family>_info;
+        # a series named otherwise (dcgm-exporter's compat counters) can only be `unknown`.
+        if type_ == "counter":
+            if name.endswith("_total"):
+                name = name[:-6]
+            else:
+                type_ = "unknown"
+        elif type_ == "info":
+            if name.endswith("_info"):
+                name = name[:-5]
+            else:
+                type_ = "gauge"
         text = help_.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
     else:
         if type_ == "info":

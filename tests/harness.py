@@ -54,6 +54,7 @@ class Run:
         expected = sum(1 for p in self.world.scenario.pods if p.workload)
         while time.monotonic() < deadline:
             pods_ok = self.sampler.pod_source is None or self.sampler.pod_source.current().up
+            pods_ok = pods_ok and (self.sampler.node_cache is None or self.sampler.node_cache.version > 0)
             wl = self.sampler.workload_source
             wl_ok = wl is None or len({(w.namespace, w.pod) for w in wl.current()[0]}) >= expected
             if pods_ok and wl_ok:

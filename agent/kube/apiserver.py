@@ -363,12 +363,14 @@ class PodWatcher:
             except Gone as exc:
                 log.info("kube: %s; listing pods again", exc)
                 rv = ""
-            except KubeError as exc:
+            except Exception as exc:  # noqa: BLE001 - KubeError, or a surprise in a response
                 if self._stop.is_set():
                     break
-                self._up, self._error = False, str(exc)
-                log.warning("kube: %s (retrying in %.0fs)", exc, backoff)
+                error = str(exc) if isinstance(exc, KubeError) else f"unexpected {type(exc).__name__}: {exc}"
+                self._up, self._error = False, error
+                log.warning("kube: %s (retrying in %.0fs)", error, backoff)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 30.0)
+                rv = rv if isinstance(exc, KubeError) else ""  # after a surprise, list again
             finally:
                 self._conn = None

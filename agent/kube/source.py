@@ -185,7 +185,14 @@ class PodSource:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            delay = self.interval if self.refresh() else self.backoff.next_delay()
+            try:
+                ok = self.refresh()
+            except Exception as exc:  # noqa: BLE001 - a surprise must not end the refresh thread
+                log.exception("kubelet refresh failed")
+                with self._lock:
+                    self._up, self._error = False, f"{type(exc).__name__}: {exc}"
+                ok = False
+            delay = self.interval if ok else self.backoff.next_delay()
             self._wake.wait(delay)
             self._wake.clear()
 

@@ -21,6 +21,7 @@ log = logging.getLogger("gpulse.nvml")
 MIB = 1024 * 1024
 _LOST_PROBE_SECONDS = 10.0
 _GPM_MIN_INTERVAL = 0.1  # NVML wants GPM samples at least 100 ms apart
+_MIG_RESCAN_SECONDS = 30.0
 _NA_ID = 0xFFFFFFFF
 
 # Throttle reasons exported as gpulse_gpu_clock_event_active{reason}; the names match
@@ -68,6 +69,10 @@ VERSIONED = {
 }
 
 
+# Errors after which only a new nvmlInit helps: the driver was reloaded or unloaded under us.
+_RESTART_ERRORS = ("NVML_ERROR_UNINITIALIZED", "NVML_ERROR_DRIVER_NOT_LOADED", "NVML_ERROR_LIB_RM_VERSION_MISMATCH")
+
+
 def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -90,7 +95,8 @@ class _Device:
         self.mig_enabled = False
         self.migs: list = []  # [(handle, gi, ci, profile, mig_uuid)]
         self.gpm = False
-        self.gpm_samples: dict = {}  # gi -> (sample, time)
+        self.gpm_samples: dict = {}  # ("mig", gi) | "device" -> (sample, time, spare sample)
+        self.mig_scan_at = 0.0
 
 
 class NvmlReader:
@@ -107,26 +113,33 @@ class NvmlReader:
         self._stop = threading.Event()
         self._warned: set = set()
         self.functions: dict = {}  # versioned family -> the symbol this driver has
+        self.needs_restart = ""  # set when NVML must be initialised again (driver reload)
+        self._field_names = {getattr(lib, const): const[len("NVML_FI_DEV_"):].lower()
+                             for const, *_ in FIELDS if hasattr(lib, const)}
 
     # --- the chokepoint ------------------------------------------------------------
-    def _call(self, dev, function, *args):
-        """Call lib.<function>(*args); None when the call yields nothing this time."""
-        if dev is not None and (dev.lost or function in dev.unsupported):
+    def _call(self, dev, function, *args, scope: str = ""):
+        """Call lib.<function>(*args); None when the call yields nothing this time.
+
+        `scope` tells handles apart where the driver answers differently: "@mig" for calls on
+        a MIG device handle, so a function refused on the parent (NO_PERMISSION for the
+        whole GPU's processes without privileges) is still asked per instance."""
+        if dev is not None and (dev.lost or function + scope in dev.unsupported):
             return None
         self.calls[function] += 1
         try:
             return getattr(self.lib, function)(*args)
         except self.lib.NVMLError as exc:
-            self._classify(dev, function, exc)
+            self._classify(dev, function, exc, scope)
             return None
 
-    def _classify(self, dev, function, exc) -> str:
+    def _classify(self, dev, function, exc, scope: str = "") -> str:
         lib = self.lib
         code = getattr(exc, "value", None)
         if code in (lib.NVML_ERROR_NOT_SUPPORTED, lib.NVML_ERROR_FUNCTION_NOT_FOUND, lib.NVML_ERROR_NO_PERMISSION):
             reason = "unsupported"
             if dev is not None:
-                dev.unsupported.add(function)
+                dev.unsupported.add(function + scope)
         elif code in (lib.NVML_ERROR_NOT_FOUND, lib.NVML_ERROR_NO_DATA):
             reason = "no_data"
         elif code == lib.NVML_ERROR_GPU_IS_LOST:
@@ -136,6 +149,8 @@ class NvmlReader:
                 dev.lost, dev.lost_probe_at = True, self.clock()
         else:
             reason = "broken"
+            if code in {getattr(lib, name, None) for name in _RESTART_ERRORS}:
+                self.needs_restart = f"{function}: {exc}"
         self.errors[(function, reason)] += 1
         key = (dev.index if dev else None, function, reason)
         if reason != "no_data" and key not in self._warned:
@@ -228,6 +243,18 @@ class NvmlReader:
             self.functions[family] = chosen
             log.debug("NVML %s: using %s", family, chosen)
 
+    def _rescan_migs(self, dev: _Device, now: float) -> None:
+        """MIG instances can be created and destroyed at run time: look again every 30 s."""
+        if now - dev.mig_scan_at < _MIG_RESCAN_SECONDS:
+            return
+        dev.mig_scan_at = now
+        migs = self._enumerate_migs(dev)
+        if [m[1:] for m in migs] != [m[1:] for m in dev.migs]:
+            log.info("GPU %d: MIG layout changed: %d instance(s)", dev.index, len(migs))
+            dev.migs = migs
+            dev.gpm_samples = {k: v for k, v in dev.gpm_samples.items() if k == "device"}
+            dev.raw = dict(dev.raw, mig_profiles=sorted(m[3] for m in migs))
+
     def _enumerate_migs(self, dev: _Device) -> list:
         migs = []
         for slot in range(self._call(dev, "nvmlDeviceGetMaxMigDeviceCount", dev.handle) or 0):
@@ -236,11 +263,11 @@ class NvmlReader:
                 mh = self.lib.nvmlDeviceGetMigDeviceHandleByIndex(dev.handle, slot)
             except self.lib.NVMLError:
                 continue  # empty slot: NOT_FOUND is the normal answer
-            gi = self._call(dev, "nvmlDeviceGetGpuInstanceId", mh)
-            ci = self._call(dev, "nvmlDeviceGetComputeInstanceId", mh)
-            name = _text(self._call(dev, "nvmlDeviceGetName", mh) or "")
+            gi = self._call(dev, "nvmlDeviceGetGpuInstanceId", mh, scope="@mig")
+            ci = self._call(dev, "nvmlDeviceGetComputeInstanceId", mh, scope="@mig")
+            name = _text(self._call(dev, "nvmlDeviceGetName", mh, scope="@mig") or "")
             profile = name.rsplit(" ", 1)[-1] if " MIG " in f" {name} " or "MIG" in name else ""
-            migs.append((mh, gi, ci, profile, _text(self._call(dev, "nvmlDeviceGetUUID", mh) or "")))
+            migs.append((mh, gi, ci, profile, _text(self._call(dev, "nvmlDeviceGetUUID", mh, scope="@mig") or "")))
         return migs
 
     # --- XID events on their own thread ------------------------------------------------
@@ -272,6 +299,11 @@ class NvmlReader:
                 if getattr(exc, "value", None) != lib.NVML_ERROR_TIMEOUT:
                     self.errors[("nvmlEventSetWait_v2", "broken")] += 1
                     self._stop.wait(1.0)
+                continue
+            except Exception:  # noqa: BLE001 - the XID watch must outlive any surprise
+                log.exception("XID event wait failed")
+                self.errors[("nvmlEventSetWait_v2", "broken")] += 1
+                self._stop.wait(1.0)
                 continue
             index = self._device_index(data.device)
             with self._xid_lock:
@@ -370,9 +402,16 @@ class NvmlReader:
         if dev.gpm and not dev.mig_enabled:
             for name, value in self._gpm(dev, "device", now, "nvmlGpmSampleGet", (h,), tuple(GPM_DEVICE_METRICS)).items():
                 values[GPM_DEVICE_METRICS[name]] = max(0.0, min(1.0, value / 100.0))
-        processes = self._processes(dev, h)
-        proc_util = () if dev.mig_enabled else self._process_utilization(dev)
-        mig_readings = self._read_migs(dev, now) if dev.mig_enabled else ()
+        if dev.mig_enabled:
+            # Per instance: the parent's list needs privileges the DaemonSet does not have.
+            self._rescan_migs(dev, now)
+            mig_readings = self._read_migs(dev, now)
+            processes = tuple(p for m in mig_readings for p in m.processes)
+            proc_util = ()  # not supported on MIG GPUs
+        else:
+            mig_readings = ()
+            processes = self._processes(dev, h)
+            proc_util = self._process_utilization(dev)
         up = not dev.lost
         reading = DeviceReading(dev.index, dev.uuid, dev.name, dev.pci_bus_id, up=up, mig_enabled=dev.mig_enabled,
                                 utilization=util, memory_utilization=memutil, values=values, labeled=labeled,
@@ -403,15 +442,15 @@ class NvmlReader:
                 else:
                     values[family] = v
             elif ret in (lib.NVML_ERROR_NOT_SUPPORTED, lib.NVML_ERROR_NO_PERMISSION):
-                self.errors[(f"nvmlDeviceGetFieldValues:{fid}", "unsupported")] += 1  # asked once, then dropped
+                self.errors[(f"nvmlDeviceGetFieldValues:{self._field_names.get(fid, fid)}", "unsupported")] += 1  # then dropped
             else:
                 keep.append(spec)
-                self.errors[(f"nvmlDeviceGetFieldValues:{fid}", "broken")] += 1
+                self.errors[(f"nvmlDeviceGetFieldValues:{self._field_names.get(fid, fid)}", "broken")] += 1
         dev.field_ids = keep
 
-    def _processes(self, dev: _Device, handle) -> tuple:
+    def _processes(self, dev: _Device, handle, scope: str = "") -> tuple:
         function = self.functions.get("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeRunningProcesses")
-        procs = self._call(dev, function, handle)
+        procs = self._call(dev, function, handle, scope=scope)
         if not procs:
             return ()
         out = []
@@ -432,12 +471,9 @@ class NvmlReader:
 
     def _read_migs(self, dev: _Device, now: float) -> tuple:
         out = []
-        all_procs = None
         for mh, gi, ci, profile, mig_uuid in dev.migs:
-            mem = self._call(dev, "nvmlDeviceGetMemoryInfo", mh)
-            procs = self._processes(dev, mh)
-            if all_procs is None:
-                all_procs = procs
+            mem = self._call(dev, "nvmlDeviceGetMemoryInfo", mh, scope="@mig")
+            procs = self._processes(dev, mh, scope="@mig")
             util = self._gpm_utilization(dev, gi, now) if dev.gpm else None
             out.append(MigReading(dev.index, dev.uuid, gi, ci, profile, mig_uuid,
                                   float(mem.used) if mem is not None else None,

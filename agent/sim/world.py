@@ -43,6 +43,14 @@ class World:
         return cls(scenario_mod.load(name_or_path), **kwargs)
 
     def start(self, config):
+        """Start every fake; on any failure stop what started (and remove the temp dir) first."""
+        try:
+            return self._start(config)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self, config):
         d = self.workdir
         proc_root, sys_root = os.path.join(d, "proc"), os.path.join(d, "sys")
         self._write_dmi(sys_root)

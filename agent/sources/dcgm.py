@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import urllib.error
 import urllib.request
 from types import MappingProxyType
 from typing import Callable, Mapping, Optional
@@ -46,9 +45,13 @@ def engine_activity(body: bytes) -> dict:
     return out
 
 
+# A co-located exporter is reached directly: HTTP(S)_PROXY from the environment must not apply.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def fetch(url: str, timeout: float, max_bytes: int = MAX_BODY_BYTES) -> bytes:
     req = urllib.request.Request(url, headers={"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "identity"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - configured URL
+    with _OPENER.open(req, timeout=timeout) as resp:  # noqa: S310 - configured URL
         body = resp.read(max_bytes + 1)
     if len(body) > max_bytes:
         raise ValueError(f"body larger than {max_bytes} bytes")
@@ -88,8 +91,8 @@ class DcgmSource:
     def refresh(self) -> bool:
         try:
             values = engine_activity(fetch(self.url, self.timeout))
-        except (OSError, ValueError, urllib.error.URLError) as exc:
-            error = f"dcgm-exporter {self.url}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        except Exception as exc:  # noqa: BLE001 - any failure is reported; the thread lives on
+            error = f"dcgm-exporter {self.url}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
             with self._lock:
                 if error != self._error:
                     log.warning("%s", error)
@@ -110,4 +113,5 @@ class DcgmSource:
     def status(self) -> SourceStatus:
         with self._lock:
             age = None if self._last_success is None else self._clock() - self._last_success
-            return SourceStatus(up=not self._error, age_seconds=age, error=self._error)
+            fresh = age is not None and age <= self.stale_after
+            return SourceStatus(up=fresh and not self._error, age_seconds=age, error=self._error)

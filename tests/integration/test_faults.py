@@ -173,3 +173,69 @@ def test_failing_collector_reports_success_0_and_the_rest_renders(fault_run, mon
     success = series(text, "gpulse_collector_success")
     assert success['{collector="mig"}'] == 0 and success['{collector="gpu"}'] == 1
     assert "gpulse_gpu_up{" in text
+
+
+RELOAD = """name: driver-reload
+node: {name: n}
+gpus:
+  - model: A10G
+faults:
+  - {at: 3s, until: 4s, kind: nvml_error, function: nvmlDeviceGetMemoryInfo, error: UNINITIALIZED}
+"""
+
+
+def test_driver_reload_reinitialises_nvml(tmp_path):
+    path = tmp_path / "reload.yaml"
+    path.write_text(RELOAD)
+    with Run(str(path), start=0.0, workloads_enabled=False) as run:
+        run.tick(3)  # t=3: NVML answers UNINITIALIZED: the reader asks for a restart
+        assert run.sampler.reader.needs_restart
+        first = run.sampler.reader
+        text = run.tick().text.decode()  # t=4: a new reader, initialised again
+        assert run.sampler.reader is not first and not run.sampler.reader.needs_restart
+        assert 'gpulse_gpu_up{gpu="0"' in text and series(text, "gpulse_gpu_memory_used_bytes")
+        assert run.sampler.readiness()[0]
+
+
+def test_prometheus_default_accept_gets_gzipped_openmetrics(fault_run):
+    run = fault_run
+    run.tick()
+    server = make_server("127.0.0.1:0", run.sampler)
+    serve_in_thread(server)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    prometheus_accept = ("application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
+                         "text/plain;version=0.0.4;q=0.3,*/*;q=0.2")
+    try:
+        code, headers, body = _get(base + "/metrics", {"Accept": prometheus_accept, "Accept-Encoding": "gzip"})
+        assert headers["Content-Type"].startswith("application/openmetrics-text")
+        assert headers["Content-Encoding"] == "gzip" and gzip.decompress(body) == run.sampler.current.openmetrics
+        code, headers, body = _get(base + "/metrics", {"Accept": "application/openmetrics-text;q=0.2,text/plain;q=0.9"})
+        assert headers["Content-Type"].startswith("text/plain")
+        code, headers, body = _get(base + "/metrics", {"Accept-Encoding": "gzip;q=0, *"})
+        assert "Content-Encoding" not in headers
+        assert _get(base + "/livez")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_livez_fails_only_when_the_tick_loop_hangs(fault_run):
+    run = fault_run
+    run.tick()
+    run.clock.t += 20
+    assert run.sampler.liveness()[0] and not run.sampler.readiness()[0]
+    run.clock.t += 20
+    alive, reason = run.sampler.liveness()
+    assert not alive and "no tick" in reason
+    run.tick()
+    assert run.sampler.liveness()[0]
+
+
+def test_openmetrics_with_dcgm_compat_parses():
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+    with Run("reference", workloads_enabled=False, compat_dcgm=True) as run:
+        rendered = run.tick(2)
+        families = {f.name: f for f in text_string_to_metric_families(rendered.openmetrics.decode())}
+        assert families["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].type == "unknown"
+        assert families["gpulse_gpu_energy_joules"].type == "counter"
+        assert "DCGM_FI_DEV_GPU_UTIL" in families

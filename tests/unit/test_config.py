@@ -86,3 +86,24 @@ def test_cli_bad_input_is_one_line_and_exit_2(argv, needle):
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert needle in r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--collect.interval=10s", "--collect.window=5s"], "--collect.window (5s) must be at least --collect.interval (10s)"),
+    (["--collect.interval=100ms", "--collect.window=10m"], "holds more than 1024 ticks"),
+])
+def test_settings_checked_together(argv, needle):
+    with pytest.raises(c.ConfigError) as err:
+        c.load(_args(*argv), environ={})
+    assert needle in str(err.value)
+
+
+def test_ipv6_listen_address(tmp_path):
+    import socket
+    from agent.server import make_server
+    try:
+        server = make_server("[::1]:0", sampler=None)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    assert server.socket.family == socket.AF_INET6
+    server.server_close()

@@ -93,3 +93,43 @@ def test_thread_start_stop(exporter):
         assert src.current()[(G, 1)] == 0.9
     finally:
         src.stop()
+
+
+def test_garbage_that_is_not_http_keeps_the_thread_alive_and_reports_down():
+    import socket
+    import threading
+    import time as _time
+    from types import SimpleNamespace
+
+    from agent.sources.dcgm import DcgmSource
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    stop = threading.Event()
+
+    def serve():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            conn.sendall(b"SSH-2.0-not-http\r\n")
+            conn.close()
+    threading.Thread(target=serve, daemon=True).start()
+    cfg = SimpleNamespace(sources_dcgm_exporter_url=f"http://127.0.0.1:{listener.getsockname()[1]}/metrics")
+    src = DcgmSource(cfg, interval=0.05, timeout=1.0)
+    src.start()
+    try:
+        deadline = _time.monotonic() + 5
+        while "BadStatusLine" not in src.status().error and _time.monotonic() < deadline:
+            _time.sleep(0.02)
+        status = src.status()
+        assert not status.up and "BadStatusLine" in status.error
+        _time.sleep(0.2)
+        assert src._thread is not None and src._thread.is_alive()
+    finally:
+        src.stop()
+        stop.set()
+        listener.close()

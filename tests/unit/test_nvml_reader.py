@@ -40,7 +40,7 @@ def test_one_batched_field_call_per_gpu_per_tick():
         assert reader.calls["nvmlDeviceGetFieldValues"] - before == 4
         # A10G: the memory temperature field is not supported and was dropped after one ask
         assert all(f[1] != "gpulse_gpu_memory_temperature_celsius" for d in reader.devices for f in d.field_ids)
-        assert reader.errors[(f"nvmlDeviceGetFieldValues:{reader.lib.NVML_FI_DEV_MEMORY_TEMP}", "unsupported")] == 4
+        assert reader.errors[("nvmlDeviceGetFieldValues:memory_temp", "unsupported")] == 4
     finally:
         reader.stop()
 
