@@ -287,11 +287,8 @@ class Attributor:
             present = {p.pid for p in unit.processes()}
             last = self._last_process_util.get(unit.key, {})
             return {pid: v for pid, v in last.items() if pid in present}
-        sums, counts = {}, {}
-        for s in samples:
-            sums[s.pid] = sums.get(s.pid, 0.0) + s.sm_util
-            counts[s.pid] = counts.get(s.pid, 0) + 1
-        util = {pid: min(1.0, max(0.0, sums[pid] / counts[pid] / 100.0)) for pid in sums}
+        # The reader already folded the driver's samples to one mean per PID.
+        util = {s.pid: min(1.0, max(0.0, s.sm_util / 100.0)) for s in samples}
         self._last_process_util[unit.key] = util
         return util
 

@@ -18,6 +18,7 @@ from . import collectors, kernels
 from .config import WINDOW_SAMPLES
 from .errors import one_line
 from .identity.labels import write_nfd_features
+from .nvml.reader import NvmlReader
 from .snapshot import GpuState, MigState, Snapshot, SourceStatus
 
 log = logging.getLogger("gpulse.sampler")
@@ -74,10 +75,7 @@ class Sampler:
     def __init__(self, config, lib_loader, *, pod_source=None, attributor=None, workload_source=None,
                  identity_resolver=None, node_fetcher=None, dcgm_source=None, clock=time.monotonic,
                  wallclock=time.time, backend_name="real"):
-        from .nvml.reader import NvmlReader
-
         self.config = config
-        self._reader_cls = NvmlReader
         self._lib_loader = lib_loader
         self.reader = None
         self.pod_source = pod_source
@@ -157,7 +155,7 @@ class Sampler:
             return False
         try:
             lib = self._lib_loader()
-            reader = self._reader_cls(lib, clock=self.clock)
+            reader = NvmlReader(lib, clock=self.clock)
             reader.start()
         except Exception as exc:  # noqa: BLE001 - NVML missing or failing: keep serving, retry
             self.nvml_error = one_line(exc)

@@ -42,7 +42,7 @@ def collect(snapshot, config):
         yield up
 
     unresolved = snapshot.extra.get("attribution_unresolved")
-    if unresolved is not None and UNRESOLVED_FAMILY in catalog.BY_NAME:
+    if unresolved is not None:
         fam = catalog.family(UNRESOLVED_FAMILY)
         for (gpu, reason), count in sorted(unresolved.items()):
             if gpu in uuids:

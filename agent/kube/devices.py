@@ -37,11 +37,6 @@ class DeviceId:
     compute_instance: Optional[int] = None
     replica: Optional[int] = None  # time-slicing / MPS replica
 
-    @property
-    def is_mig(self) -> bool:
-        return bool(self.mig_uuid) or self.gpu_instance is not None
-
-
 def _int(text: Optional[str]) -> Optional[int]:
     return None if text is None else int(text)
 

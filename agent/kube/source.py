@@ -99,10 +99,6 @@ class PodView:
             log.debug("pod directory lookup %s failed: %s", uid, exc)
             return None
 
-    @property
-    def has_directory(self) -> bool:
-        return self.directory is not None
-
 
 def parse_allocations(response, extra_resources=(), on_malformed=None) -> tuple:
     """ListPodResourcesResponse -> tuple[Allocation] for GPU resources."""
@@ -178,10 +174,6 @@ class PodSource:
             self._thread.join(timeout=self.client.timeout_seconds + 1.0)
             self._thread = None
         self.client.close()
-
-    def refresh_soon(self) -> None:
-        """Ask the refresh thread to run now (e.g. when NVML sees a new process)."""
-        self._wake.set()
 
     def _run(self) -> None:
         while not self._stop.is_set():

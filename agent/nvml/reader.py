@@ -10,11 +10,13 @@ Everything is counted in `errors[(function, reason)]` and `calls[function]`.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
 from collections import Counter
 
+from ..kernels import fold_process_samples
 from .reading import DeviceReading, MigReading, NvmlReading, ProcessInfo, ProcessUtilization
 
 log = logging.getLogger("gpulse.nvml")
@@ -314,8 +316,11 @@ class NvmlReader:
         self._call(None, "nvmlEventSetFree", event_set)
 
     def _device_index(self, handle):
+        # pynvml hands back a new ctypes object per event: compare what it points to. The
+        # UUID is only a fallback, as a GPU that fell off the bus no longer answers it.
+        key = _handle_key(handle)
         for dev in self.devices:
-            if dev.handle is handle:
+            if key is not None and _handle_key(dev.handle) == key:
                 return dev.index
         uuid = _text(self._call(None, "nvmlDeviceGetUUID", handle) or "")
         return next((d.index for d in self.devices if d.uuid == uuid), None)
@@ -462,11 +467,20 @@ class NvmlReader:
         return tuple(out)
 
     def _process_utilization(self, dev: _Device) -> tuple:
+        """One mean sample per PID over the period since the last call (the driver may answer
+        several samples per process, and old ones again: the fold skips those)."""
         samples = self._call(dev, "nvmlDeviceGetProcessUtilization", dev.handle, dev.last_seen_us)
         if not samples:
             return ()
-        out = tuple(ProcessUtilization(int(s.pid), int(s.timeStamp), float(s.smUtil), float(s.memUtil)) for s in samples)
-        dev.last_seen_us = max(dev.last_seen_us, max(s.timestamp_us for s in out))
+        folded = fold_process_samples(samples, dev.last_seen_us)
+        mem = {}
+        for s in samples:
+            if int(s.timeStamp) > dev.last_seen_us:
+                mem[s.pid] = mem.get(s.pid, 0.0) + float(s.memUtil)
+        out = tuple(ProcessUtilization(int(pid), last_ts, total / count, mem.get(pid, 0.0) / count)
+                    for pid, (total, count, last_ts) in sorted(folded.items()))
+        if out:
+            dev.last_seen_us = max(dev.last_seen_us, max(p.timestamp_us for p in out))
         return out
 
     def _read_migs(self, dev: _Device, now: float) -> tuple:
@@ -512,6 +526,14 @@ class NvmlReader:
             return {}
         return {name: request.metrics[i].value for i, name in enumerate(metrics)
                 if request.metrics[i].nvmlReturn == lib.NVML_SUCCESS}
+
+
+def _handle_key(handle):
+    """The device a handle points to: the address for ctypes handles, the object otherwise."""
+    try:
+        return ctypes.cast(handle, ctypes.c_void_p).value
+    except (TypeError, ctypes.ArgumentError):
+        return id(handle)
 
 
 def _field_value(lib, fv) -> float:

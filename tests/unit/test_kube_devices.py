@@ -34,9 +34,9 @@ def test_malformed_ids_are_none(text):
 
 
 def test_mig_flag():
-    assert parse_device_id(f"MIG-{U}").is_mig
-    assert parse_device_id("nvidia0/gi1").is_mig
-    assert not parse_device_id(f"GPU-{U}::1").is_mig
+    assert parse_device_id(f"MIG-{U}").mig_uuid == f"MIG-{U}"
+    assert parse_device_id("nvidia0/gi1").gpu_instance == 1
+    assert parse_device_id(f"GPU-{U}::1").gpu_instance is None and not parse_device_id(f"GPU-{U}::1").mig_uuid
 
 
 def test_resource_names():

@@ -60,3 +60,16 @@ def test_process_utilization_carries_last_seen_timestamp():
     finally:
         reader.stop()
         time.sleep(0)
+
+
+def test_event_handles_match_devices_by_address_like_pynvml_returns_them():
+    import ctypes
+
+    import pynvml
+
+    from agent.nvml.reader import _handle_key
+    target = pynvml.struct_c_nvmlDevice_t()
+    a = ctypes.cast(ctypes.pointer(target), pynvml.c_nvmlDevice_t)
+    b = ctypes.cast(ctypes.pointer(target), pynvml.c_nvmlDevice_t)  # a new object, as per event
+    other = ctypes.cast(ctypes.pointer(pynvml.struct_c_nvmlDevice_t()), pynvml.c_nvmlDevice_t)
+    assert a is not b and _handle_key(a) == _handle_key(b) != _handle_key(other)
