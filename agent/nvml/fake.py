@@ -2,7 +2,9 @@
 result attribute names as pynvml, so the agent's reader runs unchanged against it.
 
 Constants, exception classes and ctypes result structures are pynvml's own (imported
-here, inside agent/nvml/); only the functions are simulated. A function the fake does
+here, inside agent/nvml/); only the functions are simulated. GPM samples are the one
+exception: the driver keeps them opaque, so the fake's samples and its GPM request are
+Python objects with pynvml's attribute names (the contract test holds them to it). A function the fake does
 not implement raises NVMLError_FunctionNotFound, as a driver lacking the symbol would.
 Values are deterministic functions of scenario time (clock() seconds since start).
 """
