@@ -100,38 +100,31 @@ class PodView:
             return None
 
 
-def parse_allocations(response, extra_resources=(), on_malformed=None) -> tuple:
-    """ListPodResourcesResponse -> tuple[Allocation] for GPU resources."""
-    out = []
-    for pod in response.pod_resources:
-        for container in pod.containers:
-            for devices in container.devices:
-                if not is_gpu_resource(devices.resource_name, extra_resources):
-                    continue
-                for raw in devices.device_ids:
-                    dev = parse_device_id(raw)
-                    if dev is None:
-                        if on_malformed:
-                            on_malformed(raw, f"{pod.namespace}/{pod.name}/{container.name} {devices.resource_name}")
-                        continue
-                    out.append(Allocation(pod.namespace, pod.name, container.name, devices.resource_name, dev))
-    return tuple(out)
-
-
-def parse_allocatable(response, extra_resources=(), on_malformed=None) -> tuple:
-    """AllocatableResourcesResponse -> tuple[DeviceId] for GPU resources."""
-    out = []
-    for devices in response.devices:
+def _gpu_devices(device_lists, extra_resources, on_malformed, where: str):
+    """(resource name, DeviceId) for each well-formed GPU device id in ContainerDevices lists."""
+    for devices in device_lists:
         if not is_gpu_resource(devices.resource_name, extra_resources):
             continue
         for raw in devices.device_ids:
             dev = parse_device_id(raw)
             if dev is None:
                 if on_malformed:
-                    on_malformed(raw, f"allocatable {devices.resource_name}")
+                    on_malformed(raw, f"{where} {devices.resource_name}")
                 continue
-            out.append(dev)
-    return tuple(out)
+            yield devices.resource_name, dev
+
+
+def parse_allocations(response, extra_resources=(), on_malformed=None) -> tuple:
+    """ListPodResourcesResponse -> tuple[Allocation] for GPU resources."""
+    return tuple(Allocation(pod.namespace, pod.name, container.name, resource, dev)
+                 for pod in response.pod_resources for container in pod.containers
+                 for resource, dev in _gpu_devices(container.devices, extra_resources, on_malformed,
+                                                   f"{pod.namespace}/{pod.name}/{container.name}"))
+
+
+def parse_allocatable(response, extra_resources=(), on_malformed=None) -> tuple:
+    """AllocatableResourcesResponse -> tuple[DeviceId] for GPU resources."""
+    return tuple(dev for _, dev in _gpu_devices(response.devices, extra_resources, on_malformed, "allocatable"))
 
 
 class PodSource:
