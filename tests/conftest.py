@@ -39,3 +39,15 @@ def require_promtool():
             pytest.fail("promtool missing in CI: `make test` installs Debian's prometheus package")
         pytest.skip("promtool not installed (make test installs Debian's prometheus package)")
     return path
+
+
+def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02) -> bool:
+    """Poll until predicate() is true or the timeout passes; the last answer is returned."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

@@ -16,6 +16,7 @@ from agent.sim.inference import expected_model, expected_values, start_inference
 from agent.snapshot import Snapshot
 from agent.workloads import exposition
 from agent.workloads.source import WorkloadSource
+from tests.conftest import wait_for
 
 
 class Clock:
@@ -24,15 +25,6 @@ class Clock:
 
     def __call__(self):
         return self.t
-
-
-def wait_for(predicate, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 class Node:

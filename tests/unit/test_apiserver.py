@@ -8,17 +8,9 @@ import pytest
 
 from agent.kube.apiserver import Gone, KubeClient, KubeConfig, KubeError, PodIndex, PodWatcher
 from agent.sim.apiserver import FakeApiServer, pod_object
+from tests.conftest import wait_for
 
 NODE = "node-a"
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 class Cfg:

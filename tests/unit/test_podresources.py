@@ -14,6 +14,7 @@ from agent.kube.podresources import Backoff, PodResourcesClient, PodResourcesErr
 from agent.kube.source import PodSource, as_identity, PodIdentity
 from agent.sim import scenario as scen
 from agent.sim.kubelet import start_fake_kubelet
+from tests.conftest import wait_for
 
 U = "a1b2c3d4-e5f6-4789-8abc-def012345678"
 
@@ -29,15 +30,6 @@ def _config(sock, **kw):
     base = cfgmod.load(None, environ={})
     return dataclasses.replace(base, kubelet_pod_resources_socket=sock, kubelet_refresh_interval=0.2,
                                path_procfs="/nonexistent", **kw)
-
-
-def _wait(cond, seconds=10.0):
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def test_happy_path_reference(sockdir):
@@ -70,11 +62,11 @@ def test_socket_missing_at_start_then_appears(sockdir):
     src.start()
     kubelet = None
     try:
-        assert _wait(lambda: src.refreshes >= 2)
+        assert wait_for(lambda: src.refreshes >= 2)
         view = src.current()
         assert not view.up and "UNAVAILABLE" in view.error and view.allocations == ()
         kubelet = start_fake_kubelet(sc, sock)
-        assert _wait(lambda: src.current().up)
+        assert wait_for(lambda: src.current().up)
         assert len(src.current().allocations) == 16
     finally:
         src.stop()
@@ -97,7 +89,7 @@ def test_server_restart_keeps_last_good_mapping(sockdir):
         assert view.allocations == good  # the last good mapping is kept
         kubelet.set_pods(sc.pods[:3])
         kubelet.start()
-        assert _wait(src.refresh)
+        assert wait_for(src.refresh)
         view = src.current()
         assert view.up and {a.pod for a in view.allocations} == {p.name for p in sc.pods[:3]}
     finally:
@@ -119,7 +111,7 @@ def test_deadline_exceeded(sockdir):
         assert "DEADLINE_EXCEEDED" in view.error and not view.up
         assert len(view.allocations) == 2
         kubelet.set_delay(0)
-        assert _wait(src.refresh)
+        assert wait_for(src.refresh)
     finally:
         kubelet.stop()
         src.stop()

@@ -12,6 +12,7 @@ from agent.sim.scenario import PodSpec, WorkloadSpec
 from agent.sim.traces import parse_trace
 from agent.workloads.discovery import ScrapeTarget
 from agent.workloads.scrape import Scraper, scrape
+from tests.conftest import wait_for
 
 T = 30.0
 
@@ -27,15 +28,6 @@ def scenario(**pods):
 def target(handle, name, server=""):
     host, port, path = handle.endpoints[("ns", name)]
     return ScrapeTarget("ns", name, f"uid-{name}", host, port, path, server)
-
-
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 @pytest.fixture
