@@ -329,7 +329,7 @@ cdef class ExpositionEncoder:
                 if not rebuilding:
                     if i < nprev:
                         kp = GP_LIST_ITEM(<PyObject*>prev_keys, i)
-                        if lvp == kp or GP_EQUAL(lvp, kp, Py_EQ):
+                        if _same_labels(lvp, kp):
                             # Same series at the same place as last time: the common case.
                             plen = offsets[i + 1] - offsets[i]
                             if used + plen + VALUE_ROOM > cap:
@@ -380,6 +380,27 @@ cdef class ExpositionEncoder:
             del self._families[k]
         self._last_used = used
         return buf
+
+
+cdef inline bint _same_labels(PyObject *a, PyObject *b) except -1:
+    """Tuple equality without a call per tuple: label values are usually the very same
+    str objects as last tick, so most elements compare by pointer alone."""
+    cdef Py_ssize_t k, n
+    cdef PyObject *x
+    cdef PyObject *y
+    if a == b:
+        return True
+    if not (GP_IS_TUPLE(a) and GP_IS_TUPLE(b)):
+        return GP_EQUAL(a, b, Py_EQ)
+    n = GP_TUPLE_SIZE(a)
+    if n != GP_TUPLE_SIZE(b):
+        return False
+    for k in range(n):
+        x = GP_TUPLE_ITEM(a, k)
+        y = GP_TUPLE_ITEM(b, k)
+        if x != y and not GP_EQUAL(x, y, Py_EQ):
+            return False
+    return True
 
 
 cdef Py_ssize_t _grow(bytearray buf, Py_ssize_t need) except -1:
