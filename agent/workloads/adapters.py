@@ -138,6 +138,29 @@ def _matches(labels: tuple, match: tuple) -> bool:
     return all(pair in labels for pair in match)
 
 
+# A server names its models (LoRA adapters too): bound the series one endpoint can add.
+MAX_MODELS_PER_ENDPOINT = 32
+OTHER_MODELS = "_other"
+
+
+def _cap_models(per_model: dict) -> dict:
+    """Past the cap, the rest of the models fold into one `_other` state; sums (queue,
+    running) stay exact for the pod, the KV ratio is the fullest cache."""
+    if len(per_model) <= MAX_MODELS_PER_ENDPOINT:
+        return per_model
+    names = sorted(per_model)
+    kept = {m: per_model[m] for m in names[:MAX_MODELS_PER_ENDPOINT - 1]}
+    other: dict = {}
+    for m in names[MAX_MODELS_PER_ENDPOINT - 1:]:
+        for signal, value in per_model[m].items():
+            if signal == "kv_cache_usage":
+                other[signal] = max(other.get(signal, value), value)
+            else:
+                other[signal] = other.get(signal, 0.0) + value
+    kept[OTHER_MODELS] = other
+    return kept
+
+
 def extract(adapter: ServerAdapter, samples, namespace: str, pod: str,
             duration: Optional[float] = None) -> tuple:
     """Parsed samples of one endpoint -> one WorkloadState per model (at least one)."""
@@ -169,6 +192,7 @@ def extract(adapter: ServerAdapter, samples, namespace: str, pod: str,
             only.setdefault(signal, value)
     if not per_model:
         per_model[""] = {}
+    per_model = _cap_models(per_model)
     return tuple(WorkloadState(namespace=namespace, pod=pod, server=adapter.server, model=model,
                                scrape_up=True, scrape_duration_seconds=duration, **values)
                  for model, values in sorted(per_model.items()))

@@ -93,3 +93,13 @@ def test_nan_is_dropped_by_the_parser():
 def test_parse_error_names_the_line():
     with pytest.raises(exposition.ExpositionError, match="line 2"):
         exposition.parse(b"tgi_queue_size 1\n{{{ nonsense\n")
+
+
+def test_models_past_the_cap_fold_into_other_and_keep_the_pod_total():
+    from agent.workloads import adapters
+    n = adapters.MAX_MODELS_PER_ENDPOINT + 10
+    samples = [("vllm:num_requests_waiting", (("model_name", f"lora-{i:03d}"),), float(i), None) for i in range(n)]
+    states = adapters.extract(adapters.BY_SERVER["vllm"], samples, "ns", "pod")
+    assert len(states) == adapters.MAX_MODELS_PER_ENDPOINT
+    assert states[-1].model == adapters.OTHER_MODELS or any(s.model == adapters.OTHER_MODELS for s in states)
+    assert sum(s.queue_depth for s in states) == sum(range(n))
