@@ -41,7 +41,7 @@ MIB = 1024 * 1024
 
 
 def _row(section, case, size, value, note=""):
-    from run import Row  # bench/run.py is on sys.path whenever these sections run
+    from table import Row  # bench/ is on sys.path whenever these sections run
 
     return Row(section, case, size, value, note)
 

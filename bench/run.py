@@ -27,17 +27,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from series import snapshots  # noqa: E402
+from table import Row  # noqa: E402
 
 from agent import _expo_py, _textparse_py, _window_py, kernels  # noqa: E402
-
-
-@dataclass
-class Row:
-    section: str
-    case: str
-    size: str
-    value: str
-    note: str = ""
 
 
 @dataclass
