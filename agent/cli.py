@@ -67,11 +67,18 @@ def main(argv=None) -> int:
     except _BadInput as exc:
         print(f"gpulse: {exc}", file=sys.stderr)
         return 2
+    except _NvmlUnavailable as exc:
+        print(f"gpulse {args.command}: {exc}", file=sys.stderr)
+        return 1
     return 2
 
 
 class _BadInput(Exception):
-    pass
+    """The user's input (a scenario) is wrong: exit 2."""
+
+
+class _NvmlUnavailable(Exception):
+    """NVML cannot be used on this machine: exit 1 with one line saying why."""
 
 
 def _start_world(cfg):
@@ -121,7 +128,7 @@ def serve_main(cfg) -> int:
 
 
 def _open_reader(cfg):
-    """(reader, world) after nvmlInit and discovery; raises NVMLError when NVML is not usable."""
+    """(reader, world, cfg) after nvmlInit and discovery; _NvmlUnavailable when NVML is not usable."""
     from .nvml import lib as nvml_lib
     from .nvml.reader import NvmlReader
 
@@ -134,10 +141,11 @@ def _open_reader(cfg):
     reader = NvmlReader(lib)
     try:
         reader.start()
-    except Exception:
+    except Exception as exc:  # noqa: BLE001 - any failure here is the answer
         if world:
             world.stop()
-        raise
+        hint = "" if world else " (is the NVIDIA driver installed? --nvml.backend=fake simulates a node)"
+        raise _NvmlUnavailable(f"NVML not available: {one_line(exc)}{hint}") from None
     return reader, world, cfg
 
 
@@ -182,14 +190,7 @@ CHECKS = (
 
 def check_main(cfg) -> int:
     from .nvml.reader import FIELDS
-    try:
-        reader, world, cfg = _open_reader(cfg)
-    except _BadInput:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any failure here is the answer
-        hint = "" if cfg.nvml_backend == "fake" else " (is the NVIDIA driver installed? --nvml.backend=fake simulates a node)"
-        print(f"gpulse check: NVML not available: {one_line(exc)}{hint}", file=sys.stderr)
-        return 1
+    reader, world, cfg = _open_reader(cfg)
     try:
         reader.read(time.monotonic())
         time.sleep(0.2)  # a second read exercises the calls that need a previous sample

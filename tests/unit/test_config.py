@@ -107,3 +107,31 @@ def test_ipv6_listen_address(tmp_path):
         pytest.skip("no IPv6 loopback here")
     assert server.socket.family == socket.AF_INET6
     server.server_close()
+
+
+def _has_real_nvml() -> bool:
+    import pynvml
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:
+        return False
+    pynvml.nvmlShutdown()
+    return True
+
+
+@pytest.mark.parametrize("command", ["check", "identify", "labels"])
+def test_without_nvml_one_line_and_non_zero(command):
+    if _has_real_nvml():
+        pytest.skip("this machine has a working NVML")
+    r = subprocess.run(gpulse_cmd(command, "--kube.enabled=false"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [f"gpulse {command}: NVML not available: NVMLError_LibraryNotFound: "
+                                             "NVML Shared Library Not Found (is the NVIDIA driver installed? "
+                                             "--nvml.backend=fake simulates a node)"]
+
+
+def test_check_on_the_simulated_node_prints_the_table_and_exits_0():
+    r = subprocess.run(gpulse_cmd("check", "--nvml.backend=fake", "--scenario=t4-legacy"), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "NVML   ok      driver 470.256.02" in r.stdout and "field memory_temp" in r.stdout
