@@ -78,6 +78,21 @@ def _keys(spec: dict, allowed: set, required: set, what: str):
             raise TraceError(f"{what}: missing key {k!r}")
 
 
+def _positive_dur(v, what):
+    seconds = _dur(v, what)
+    if seconds <= 0:
+        raise TraceError(f"{what} must be positive")
+    return seconds
+
+
+# Parameterised shapes as data: (key, parser, default; None = required), in Trace.params order.
+_SHAPES = {
+    "step": (("before", _num, None), ("after", _num, None), ("at", _dur, None)),
+    "ramp": (("from", _num, None), ("to", _num, None), ("over", _positive_dur, None), ("start", _dur, 0)),
+    "sine": (("mean", _num, None), ("amplitude", _num, None), ("period", _positive_dur, None), ("phase", _dur, 0)),
+}
+
+
 def parse_trace(spec, base_dir: str = ".") -> Trace:
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return Trace("constant", (float(spec),))
@@ -87,21 +102,11 @@ def parse_trace(spec, base_dir: str = ".") -> Trace:
     body = spec[kind]
     if kind == "constant":
         return Trace("constant", (_num(body, "constant"),))
-    if kind == "step":
-        _keys(body, {"before", "after", "at"}, {"before", "after", "at"}, "step")
-        return Trace("step", (_num(body["before"], "step.before"), _num(body["after"], "step.after"), _dur(body["at"], "step.at")))
-    if kind == "ramp":
-        _keys(body, {"from", "to", "over", "start"}, {"from", "to", "over"}, "ramp")
-        over = _dur(body["over"], "ramp.over")
-        if over <= 0:
-            raise TraceError("ramp.over must be positive")
-        return Trace("ramp", (_num(body["from"], "ramp.from"), _num(body["to"], "ramp.to"), over, _dur(body.get("start", 0), "ramp.start")))
-    if kind == "sine":
-        _keys(body, {"mean", "amplitude", "period", "phase"}, {"mean", "amplitude", "period"}, "sine")
-        period = _dur(body["period"], "sine.period")
-        if period <= 0:
-            raise TraceError("sine.period must be positive")
-        return Trace("sine", (_num(body["mean"], "sine.mean"), _num(body["amplitude"], "sine.amplitude"), period, _dur(body.get("phase", 0), "sine.phase")))
+    if kind in _SHAPES:
+        fields = _SHAPES[kind]
+        names = {name for name, _, _ in fields}
+        _keys(body, names, {name for name, _, default in fields if default is None}, kind)
+        return Trace(kind, tuple(parse(body.get(name, default), f"{kind}.{name}") for name, parse, default in fields))
     if kind == "replay":
         path = os.path.join(base_dir, str(body))
         try:
