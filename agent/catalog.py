@@ -74,7 +74,6 @@ CATALOG: tuple[MetricSpec, ...] = (
     _m("gpulse_pod_gpu_memory_used_bytes", "gauge", "bytes", "Device memory used by the container's processes.", POD, "pods", "nvmlDeviceGetComputeRunningProcesses + /proc/<pid>/cgroup"),
     _m("gpulse_gpu_unattributed_utilization_ratio", "gauge", "ratio", "Utilization of a shared GPU that no pod could be tied to.", GPU, "pods", "attribution"),
     _m("gpulse_attribution_unresolved_processes", "gauge", "", "GPU processes whose usage could not be tied to a pod, by reason (not_in_pod, unknown_pod_uid, pod_holds_no_slot, ambiguous_container).", GPU + ("reason",), "pods", "/proc/<pid>/cgroup + kubelet + API"),
-    _m("gpulse_kubelet_up", "gauge", "", "1 when the last PodResources List succeeded.", (), "pods", "kubelet PodResources"),
     # --- workloads (collector "workloads") ---
     _m("gpulse_workload_queue_depth", "gauge", "", "Requests waiting in the inference server's queue.", WORKLOAD, "workloads", "server adapters / push"),
     _m("gpulse_workload_running_requests", "gauge", "", "Requests being processed by the inference server.", WORKLOAD, "workloads", "server adapters / push"),

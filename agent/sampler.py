@@ -319,8 +319,6 @@ class Sampler:
         families, stats = [], {}
         limit = self.config.limits_max_series
         for mod in collectors.ALL:
-            if mod is collectors.self_metrics:
-                continue
             t0 = time.perf_counter()
             try:
                 produced = list(mod.collect(snapshot, self.config))

@@ -35,12 +35,6 @@ def collect(snapshot, config):
             unattributed.add((str(gpu), uuids[gpu]), ratio)
     yield unattributed
 
-    kubelet = snapshot.sources.get("kubelet")
-    if kubelet is not None:
-        up = catalog.family("gpulse_kubelet_up")
-        up.add((), 1.0 if kubelet.up else 0.0)
-        yield up
-
     unresolved = snapshot.extra.get("attribution_unresolved")
     if unresolved is not None:
         fam = catalog.family(UNRESOLVED_FAMILY)

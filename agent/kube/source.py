@@ -3,7 +3,7 @@
 PodSource(config) refreshes allocations on its own thread every
 `kubelet.refresh-interval`, off the tick; current() hands the sampler an immutable
 PodView. A failed refresh keeps the last good allocations and shows up=False with the
-error (rendered as gpulse_kubelet_up 0); retries back off exponentially up to the
+error (rendered as gpulse_source_up{source="kubelet"} 0); retries back off exponentially up to the
 refresh interval.
 
 PodResources names pods by namespace/name, a process's cgroup names them by UID. The

@@ -1,5 +1,6 @@
 """Fault scenarios through the whole agent: unsupported fields, XIDs, a lost GPU, NVML late."""
 
+import contextlib
 import gzip
 import os
 import re
@@ -63,6 +64,18 @@ def test_unsupported_field_is_asked_once(fault_run):
     assert after - before <= 3
 
 
+@contextlib.contextmanager
+def serving(sampler):
+    """The agent's HTTP server for `sampler` on a free loopback port; yields its base URL."""
+    server = make_server("127.0.0.1:0", sampler)
+    serve_in_thread(server)
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def _get(url, headers=None):
     req = urllib.request.Request(url, headers=headers or {})
     try:
@@ -75,10 +88,7 @@ def _get(url, headers=None):
 def test_nvml_failing_at_start_keeps_livez_and_retries_with_backoff():
     with Run(LATE, start=0.0, workloads_enabled=False) as run:
         sampler = run.sampler
-        server = make_server("127.0.0.1:0", sampler)
-        serve_in_thread(server)
-        base = f"http://127.0.0.1:{server.server_address[1]}"
-        try:
+        with serving(sampler) as base:
             run.tick()  # t=1: init fails
             assert _get(base + "/livez")[0] == 200
             code, _, body = _get(base + "/readyz")
@@ -93,18 +103,12 @@ def test_nvml_failing_at_start_keeps_livez_and_retries_with_backoff():
             assert _get(base + "/readyz")[0] == 200
             code, _, body = _get(base + "/metrics")
             assert b'gpulse_gpu_up{gpu="0"' in body and b'gpulse_source_up{source="nvml"} 1' in body
-        finally:
-            server.shutdown()
-            server.server_close()
 
 
 def test_http_negotiation(fault_run):
     run = fault_run
     run.tick()
-    server = make_server("127.0.0.1:0", run.sampler)
-    serve_in_thread(server)
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
+    with serving(run.sampler) as base:
         code, headers, body = _get(base + "/metrics")
         assert code == 200 and headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
         assert body == run.sampler.current.text
@@ -120,9 +124,6 @@ def test_http_negotiation(fault_run):
         assert _get(base + "/nope")[0] == 404
         code, headers, body = _get(base + "/debug/snapshot")
         assert code == 200 and b'"gpus"' in body
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_readyz_fails_when_ticks_go_stale(fault_run):
@@ -200,12 +201,9 @@ def test_driver_reload_reinitialises_nvml(tmp_path):
 def test_prometheus_default_accept_gets_gzipped_openmetrics(fault_run):
     run = fault_run
     run.tick()
-    server = make_server("127.0.0.1:0", run.sampler)
-    serve_in_thread(server)
-    base = f"http://127.0.0.1:{server.server_address[1]}"
     prometheus_accept = ("application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
                          "text/plain;version=0.0.4;q=0.3,*/*;q=0.2")
-    try:
+    with serving(run.sampler) as base:
         code, headers, body = _get(base + "/metrics", {"Accept": prometheus_accept, "Accept-Encoding": "gzip"})
         assert headers["Content-Type"].startswith("application/openmetrics-text")
         assert headers["Content-Encoding"] == "gzip" and gzip.decompress(body) == run.sampler.current.openmetrics
@@ -214,9 +212,6 @@ def test_prometheus_default_accept_gets_gzipped_openmetrics(fault_run):
         code, headers, body = _get(base + "/metrics", {"Accept-Encoding": "gzip;q=0, *"})
         assert "Content-Encoding" not in headers
         assert _get(base + "/livez")[0] == 200
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_livez_fails_only_when_the_tick_loop_hangs(fault_run):

@@ -29,14 +29,12 @@ def test_pod_series_and_empty_mig_labels():
             f'uuid="{G}",sharing="mig",gpu_instance="3",compute_instance="0",mig_profile="1g.10gb",mig_uuid="MIG-x"}} 7') in text
     assert 'pod="b"' not in "".join(l for l in text.splitlines() if l.startswith("gpulse_pod_gpu_utilization_ratio"))
     assert f'gpulse_gpu_unattributed_utilization_ratio{{gpu="0",uuid="{G}"}} 0.05' in text
-    assert "gpulse_kubelet_up 1" in text
     assert "NaN" not in text
 
 
-def test_gone_pod_has_no_series_and_kubelet_down():
+def test_gone_pod_has_no_series():
     text = _render(pods_collector, _snap([], kubelet=False))
     assert "gpulse_pod_gpu" not in text
-    assert "gpulse_kubelet_up 0" in text
 
 
 def test_mig_families():
