@@ -45,8 +45,12 @@ e2e: setup deb-deps
 bench: setup
 	$(PY) bench/run.py
 
+# Byte-compiles everything and checks that every generated artifact is current.
 lint: setup
-	$(PY) -m compileall -q agent tests bench
+	$(PY) -m compileall -q agent tests bench tools deploy dashboards
+	$(PY) -m agent.docs --check README.md
+	$(PY) deploy/generate.py --check
+	$(PY) dashboards/generate.py --check
 
 docs: setup
 	$(PY) -m agent.docs --write README.md
