@@ -189,7 +189,7 @@ class Sampler:
         reading = None
         if self._ensure_reader(now) and self._reader_healthy():
             reading = self.reader.read(now)
-            sources["nvml"] = SourceStatus(up=True, age_seconds=0.0)
+            sources["nvml"] = SourceStatus(up=True)  # read in this very tick: no age to report
             dcgm = None
             if self.dcgm_source is not None:
                 dcgm = self.dcgm_source.current()
