@@ -48,12 +48,12 @@ bench: setup
 # Byte-compiles everything and checks that every generated artifact is current.
 lint: setup
 	$(PY) -m compileall -q agent tests bench tools deploy dashboards
-	$(PY) -m agent.docs --check README.md
+	$(PY) tools/gen_docs.py --check README.md
 	$(PY) deploy/generate.py --check
 	$(PY) dashboards/generate.py --check
 
 docs: setup
-	$(PY) -m agent.docs --write README.md
+	$(PY) tools/gen_docs.py --write README.md
 
 # Generated artifacts checked by tests: PrometheusRule from the rule files, dashboards, scenarios.
 generate: setup docs
@@ -62,7 +62,7 @@ generate: setup docs
 	$(PY) tools/gen_scenarios.py
 
 proto: setup
-	$(PY) -m agent.genproto
+	$(PY) tools/gen_proto.py
 
 clean:
 	rm -rf $(VENV) build agent/*.so ext/*.c

@@ -17,7 +17,7 @@ from .nvml import lib as nvml_lib
 from .sampler import Sampler
 from .workloads.source import WorkloadSource
 
-log = logging.getLogger("gpulse")
+log = logging.getLogger(__name__)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from . import __version__
 from . import config as config_mod
 from .errors import one_line
 
-log = logging.getLogger("gpulse")
+log = logging.getLogger(__name__)
 
 
 def _parser() -> argparse.ArgumentParser:

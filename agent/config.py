@@ -233,7 +233,7 @@ def load(args: argparse.Namespace | None = None, environ: dict | None = None) ->
     return Config(**values)
 
 
-WINDOW_SAMPLES = 1024  # the ring buffer behind each window (agent.kernels.WindowSet)
+WINDOW_SAMPLES = 1024  # the ring buffer behind each window (gpulse.kernels.WindowSet)
 
 
 def _check_together(values: dict) -> None:

@@ -2,7 +2,7 @@
 
 Collectors build fresh families on every tick (client_python style), so series of
 gone pods or GPUs vanish by themselves. A family is plain data: the renderer
-(`agent.kernels.ExpositionEncoder`) caches each series' escaped label prefix itself.
+(`gpulse.kernels.ExpositionEncoder`) caches each series' escaped label prefix itself.
 """
 
 from __future__ import annotations

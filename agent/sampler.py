@@ -1,7 +1,7 @@
 """The tick loop: read every source once, window, attribute, snapshot, render, swap.
 
 The sampler is the one place that calls sources. A scrape only ever reads the
-`Rendered` bytes of the last tick (see agent.server), so any number of scrapers cost the
+`Rendered` bytes of the last tick (see gpulse.server), so any number of scrapers cost the
 driver nothing. Ticks follow a drift-free cadence: tick n starts at start + n*interval; a
 tick that overruns skips the missed slots and counts them.
 """
@@ -21,7 +21,7 @@ from .identity.labels import write_nfd_features
 from .nvml.reader import NvmlReader
 from .snapshot import GpuState, MigState, Snapshot, SourceStatus
 
-log = logging.getLogger("gpulse.sampler")
+log = logging.getLogger(__name__)
 _IDENTITY_REFRESH_SECONDS = 300.0
 _NFD_REWRITE_SECONDS = 60.0
 

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from . import __version__
 from .kernels import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 
-log = logging.getLogger("gpulse.http")
+log = logging.getLogger(__name__)
 
 INDEX = f"""<html><head><title>gpulse</title></head><body><h1>gpulse {__version__}</h1>
 <ul><li><a href="/metrics">/metrics</a></li><li><a href="/identity">/identity</a></li>

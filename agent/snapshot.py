@@ -93,7 +93,7 @@ class Snapshot:
     pods: tuple = ()  # PodShare
     unattributed: Mapping[int, float] = _empty()  # gpu index -> ratio (shared GPUs only)
     workloads: tuple = ()  # WorkloadState
-    identity: Any = None  # agent.identity view (gpus by uuid, node, conflicts)
+    identity: Any = None  # gpulse.identity view (gpus by uuid, node, conflicts)
     sources: Mapping[str, SourceStatus] = _empty()  # "nvml", "kubelet", "workloads", ...
     nvml_errors: Mapping[tuple, int] = _empty()  # (function, reason) -> count
     nvml_calls: Mapping[str, int] = _empty()  # function -> count

@@ -28,7 +28,7 @@ import time
 
 import psutil
 
-from agent import kernels
+from gpulse import kernels
 from agent_child import FAKE_NVML
 
 BENCH = pathlib.Path(__file__).resolve().parent
@@ -333,7 +333,7 @@ def bench_agent(ctx):
 # --- scrape latency under 20 concurrent scrapers -------------------------------------------
 def server_tuned() -> bool:
     """Whether agent.server already has a listen backlog for 20 scrapers and TCP_NODELAY."""
-    from agent import server
+    from gpulse import server
 
     return server._Server.request_queue_size >= SCRAPERS and bool(server._Handler.disable_nagle_algorithm)
 
@@ -366,7 +366,7 @@ def bench_scrape(ctx):
     per = 5 if ctx.quick else 20
     tuned_env = None if server_tuned() else {"GPULSE_BENCH_SERVER_TUNING": "1"}
     with tempfile.TemporaryDirectory(prefix="gpulse-bench-") as tmp:
-        cases = [("reference", "reference node", lambda p: [sys.executable, "-m", "agent.cli", "serve", *serve_args(p)],
+        cases = [("reference", "reference node", lambda p: [sys.executable, "-m", "gpulse.cli", "serve", *serve_args(p)],
                   lambda p: [*CHILD, "serve", *serve_args(p)], "/readyz", None, 3 if ctx.quick else 10)]
         for n in ctx.sizes:
             cases.append((f"{n:,}", f"{n:,} synthetic", lambda p, n=n: [*CHILD, "cache-server", str(n), str(p)],

@@ -101,7 +101,7 @@ def thread_group(t: threading.Thread) -> str:
     target = getattr(t, "_target", None)
     owner = getattr(target, "__self__", None)
     module = (type(owner).__module__ if owner is not None else getattr(target, "__module__", None)) or ""
-    if name.startswith(("sim-", "fake-")) or module.startswith("agent.sim"):
+    if name.startswith(("sim-", "fake-")) or module.startswith("gpulse.sim"):
         return "simulated world (kubelet, inference servers, API server)"
     if name == "gpulse-sampler":
         return "tick thread (agent)"
@@ -109,7 +109,7 @@ def thread_group(t: threading.Thread) -> str:
         return "workload endpoint scrapes (agent)"
     if name.startswith(("gpulse-kubelet", "gpulse-pod-watch")):
         return "kubelet and pod watch (agent)"
-    if name == "gpulse-http" or module == "agent.server":
+    if name == "gpulse-http" or module == "gpulse.server":
         return "HTTP /metrics serving (agent)"
     if name.startswith("gpulse") or module.startswith("agent") or t is threading.main_thread():
         return "other agent threads (XID events, push, main)"
@@ -158,8 +158,8 @@ def cpu_report(nvml: TimedNvml | None) -> dict:
 
 
 def serve(argv) -> int:
-    from agent import cli
-    from agent.sim import world as world_mod
+    from gpulse import cli
+    from gpulse.sim import world as world_mod
 
     install_thread_accounting()
     holder = {}
@@ -214,7 +214,7 @@ def _timed(fn, spent, stage):
 def tick(ticks: int, warmup: int) -> int:
     """Tick the reference node `ticks` times after `warmup` ticks, with the default source
     intervals; print per-tick thread CPU by stage (ns) as JSON."""
-    from agent import kernels
+    from gpulse import kernels
     from tests.harness import Run
 
     with Run("reference", workloads_scrape_interval=1.0, kubelet_refresh_interval=5.0) as run:
@@ -264,9 +264,9 @@ def cache_server(n_series: int, port: int) -> int:
     as the sampler does: scrapes are served from the last tick's bytes."""
     from series import snapshots
 
-    from agent import kernels
-    from agent.sampler import Rendered
-    from agent.server import make_server, serve_in_thread
+    from gpulse import kernels
+    from gpulse.sampler import Rendered
+    from gpulse.server import make_server, serve_in_thread
 
     snaps = snapshots(n_series)
     encoder = kernels.ExpositionEncoder()
@@ -304,7 +304,7 @@ def cache_server(n_series: int, port: int) -> int:
 
 def _families_from_exposition(path: str):
     """[(name, type, help, labelnames, [(labelvalues, value)])] from a text exposition file."""
-    from agent import kernels
+    from gpulse import kernels
 
     expo = kernels.parse_exposition(pathlib.Path(path).read_bytes())
     fams = collections.OrderedDict()
@@ -352,7 +352,7 @@ def tune_server() -> None:
     """GPULSE_BENCH_SERVER_TUNING=1: the agent's HTTP server with a listen backlog for 20
     concurrent scrapers and TCP_NODELAY (headers and body go out as separate writes, so with
     keep-alive Nagle meets the scraper's delayed ACK), to measure the proposed settings."""
-    from agent import server
+    from gpulse import server
 
     server._Server.request_queue_size = 128
     server._Handler.disable_nagle_algorithm = True

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from series import snapshots  # noqa: E402
 from table import Row  # noqa: E402
 
-from agent import _expo_py, _textparse_py, _window_py, kernels  # noqa: E402
+from gpulse import _expo_py, _textparse_py, _window_py, kernels  # noqa: E402
 
 
 @dataclass
@@ -176,7 +176,7 @@ def bench_windows(ctx: Context):
         return run
 
     if kernels.EXTENSIONS_LOADED:
-        from agent import _window
+        from gpulse import _window
 
         t_c = timed(tick(_window), ctx, min_runs=10, seconds=1.0)
     t_py = timed(tick(_window_py), ctx, min_runs=5, seconds=1.0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 
-from agent.family import Family
+from gpulse.family import Family
 
 FAMILIES = 50
 SNAPSHOTS = 4

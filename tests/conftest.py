@@ -29,7 +29,7 @@ def free_port() -> int:
 
 def gpulse_cmd(*args):
     """The installed CLI, run with this interpreter (works without the venv on PATH)."""
-    return [sys.executable, "-m", "agent.cli", *args]
+    return [sys.executable, "-m", "gpulse.cli", *args]
 
 
 def require_promtool():

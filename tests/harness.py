@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import time
 
-from agent import config as config_mod
-from agent.app import build
-from agent.sim.world import World
+from gpulse import config as config_mod
+from gpulse.app import build
+from gpulse.sim.world import World
 
 START = 10.0
 

@@ -1,5 +1,5 @@
 """Identity families: gpulse_gpu_info, gpulse_node_info, gpulse_identity_conflict and
-gpulse_identity_unknown_gpus, from Snapshot.identity (an agent.identity IdentityView).
+gpulse_identity_unknown_gpus, from Snapshot.identity (an gpulse.identity IdentityView).
 Nothing is yielded before the first identity resolution."""
 
 from __future__ import annotations

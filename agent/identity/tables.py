@@ -132,7 +132,7 @@ _DATA = "data"
 
 def _read(name: str) -> str:
     try:
-        return resources.files("agent.identity").joinpath(_DATA, name).read_text(encoding="utf-8")
+        return resources.files(__package__).joinpath(_DATA, name).read_text(encoding="utf-8")
     except OSError as exc:
         raise TableError(f"identity/data/{name}: cannot read: {exc}") from None
 

@@ -28,7 +28,7 @@ from .cgroup import PidOwner, PidResolver
 from .devices import DeviceId, is_gpu_resource, parse_device_id
 from .podresources import Backoff, PodResourcesClient, PodResourcesError
 
-log = logging.getLogger("gpulse.kube")
+log = logging.getLogger(__name__)
 
 _MAX_LOGGED_IDS = 1000
 

@@ -95,7 +95,7 @@ class _Integral:
 
 
 class FakeNvml:
-    """Use as the `lib` of agent.nvml.reader.NvmlReader in place of the pynvml module."""
+    """Use as the `lib` of gpulse.nvml.reader.NvmlReader in place of the pynvml module."""
 
     def __init__(self, scenario, clock=None):
         self.scenario = scenario

@@ -1,6 +1,6 @@
 """Reads every GPU once per tick through one chokepoint, with errors classified once.
 
-`lib` is the pynvml module (agent.nvml.lib.load_real) or a FakeNvml: same names either way.
+`lib` is the pynvml module (gpulse.nvml.lib.load_real) or a FakeNvml: same names either way.
 Outcomes of a call: ok; *unsupported* (NOT_SUPPORTED, FUNCTION_NOT_FOUND, NO_PERMISSION:
 remembered per device and never asked again); *no_data* (NOT_FOUND, NO_DATA: nothing this
 time); *gone* (GPU_IS_LOST: the device reports gpulse_gpu_up 0 and is probed rarely);
@@ -19,7 +19,7 @@ from collections import Counter
 from ..kernels import fold_process_samples
 from .reading import DeviceReading, MigReading, NvmlReading, ProcessInfo, ProcessUtilization
 
-log = logging.getLogger("gpulse.nvml")
+log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 _LOST_PROBE_SECONDS = 10.0
 _GPM_MIN_INTERVAL = 0.1  # NVML wants GPM samples at least 100 ms apart

@@ -21,7 +21,7 @@ from .inference import start_inference_servers
 from .kubelet import start_fake_kubelet
 from .proctree import build_proc_tree
 
-log = logging.getLogger("gpulse.sim")
+log = logging.getLogger(__name__)
 
 
 class World:

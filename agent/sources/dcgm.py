@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Optional
 from ..kernels import parse_exposition
 from ..snapshot import SourceStatus
 
-log = logging.getLogger("gpulse.sources.dcgm")
+log = logging.getLogger(__name__)
 
 GR_ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
 MAX_BODY_BYTES = 16 * 1024 * 1024

@@ -1,6 +1,6 @@
 """The one place the workload scraper gets its Prometheus text parser from.
 
-`agent.kernels.parse_exposition` (Cython, pure twin without a compiler) returns
+`gpulse.kernels.parse_exposition` (Cython, pure twin without a compiler) returns
 `Exposition(samples, types, helps)`; samples are `(name, labels, value, timestamp)` with
 labels a tuple of `(key, value)` pairs. `parse()` narrows that to what the adapters need.
 """

@@ -5,7 +5,7 @@ current() -> (tuple[WorkloadState], SourceStatus). current() only reads referenc
 background threads publish; it never waits on the network.
 
 Pieces, each on its own thread(s):
-  PodWatcher  (agent.kube.apiserver) list+watch of this node's pods -> PodIndex
+  PodWatcher  (gpulse.kube.apiserver) list+watch of this node's pods -> PodIndex
   Discovery   PodIndex changes -> scrape targets (gpulse.dev/ annotations)
   Scraper     targets -> per-endpoint results every workloads.scrape-interval
   PushServer  gRPC on workloads.push-socket -> PushStore with a TTL

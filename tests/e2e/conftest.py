@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.sim.scenario import load as load_scenario
+from gpulse.sim.scenario import load as load_scenario
 from tests.e2e.procs import (ManagedProcess, StaticExposition, WebhookReceiver, env_without_proxies,
                              find_binary, wait_for)
 from tests.e2e.promql import Prometheus
@@ -158,7 +158,7 @@ def _start_agent(agent: Agent, tmp: Path, flags: list, env: dict) -> None:
     agent.started_at = time.time()
     agent.process = ManagedProcess(
         f"gpulse {agent.name}",
-        [sys.executable, "-m", "agent.cli", "serve", "--nvml.backend=fake", f"--scenario={agent.scenario}",
+        [sys.executable, "-m", "gpulse.cli", "serve", "--nvml.backend=fake", f"--scenario={agent.scenario}",
          f"--web.listen-address=127.0.0.1:{agent.port}", "--log.level=info", *flags],
         tmp / f"{agent.name}.log", cwd=ROOT, env=env)
 

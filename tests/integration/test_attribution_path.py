@@ -9,17 +9,17 @@ import time
 
 import pytest
 
-from agent import config as cfgmod
-from agent.attribution import Attributor
-from agent.collectors import pods as pods_collector
-from agent.kernels import WindowSet
-from agent.kube.source import PodSource
-from agent.nvml.fake import FakeNvml
-from agent.nvml.reader import NvmlReader
-from agent.sim import scenario as scen
-from agent.sim.kubelet import start_fake_kubelet
-from agent.sim.proctree import build_proc_tree, cgroup_file, pod_cgroup_path, write_process
-from agent.snapshot import GpuState, Snapshot, SourceStatus
+from gpulse import config as cfgmod
+from gpulse.attribution import Attributor
+from gpulse.collectors import pods as pods_collector
+from gpulse.kernels import WindowSet
+from gpulse.kube.source import PodSource
+from gpulse.nvml.fake import FakeNvml
+from gpulse.nvml.reader import NvmlReader
+from gpulse.sim import scenario as scen
+from gpulse.sim.kubelet import start_fake_kubelet
+from gpulse.sim.proctree import build_proc_tree, cgroup_file, pod_cgroup_path, write_process
+from gpulse.snapshot import GpuState, Snapshot, SourceStatus
 
 WINDOW = 10.0
 

@@ -45,7 +45,7 @@ def dcgm_exporter():
 
 def test_mig_activity_from_dcgm_exporter_reaches_instances_and_pods(dcgm_exporter):
     state, url = dcgm_exporter
-    from agent.sim import scenario
+    from gpulse.sim import scenario
     state["body"] = _dcgm_body(scenario.load("a100-mig-mixed"))
     with Run("a100-mig-mixed", workloads_enabled=False, sources_dcgm_exporter_url=url) as run:
         import time

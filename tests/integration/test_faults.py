@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from agent.server import make_server, serve_in_thread
+from gpulse.server import make_server, serve_in_thread
 from tests.conftest import ROOT
 from tests.harness import Run
 
@@ -165,7 +165,7 @@ def test_broken_call_omits_the_sample_and_is_retried(tmp_path):
 
 
 def test_failing_collector_reports_success_0_and_the_rest_renders(fault_run, monkeypatch):
-    from agent.collectors import mig
+    from gpulse.collectors import mig
 
     def broken(snapshot, config):
         raise RuntimeError("boom")

@@ -11,7 +11,7 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.sim import scenario
+from gpulse.sim import scenario
 from tests.conftest import ROOT, require_promtool
 from tests.harness import Run
 

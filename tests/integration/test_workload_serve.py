@@ -5,7 +5,7 @@ reference node: each tick exports the vLLM pods' queue depth at that tick's scen
 import re
 import time
 
-from agent.sim.inference import expected_values
+from gpulse.sim.inference import expected_values
 from tests.harness import Run
 
 

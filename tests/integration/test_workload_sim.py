@@ -7,15 +7,15 @@ import time
 
 import pytest
 
-from agent import config as config_mod
-from agent.collectors import workloads as collector
-from agent.kernels import ExpositionEncoder
-from agent.sim import scenario as scenario_mod
-from agent.sim.apiserver import start_fake_apiserver
-from agent.sim.inference import expected_model, expected_values, start_inference_servers
-from agent.snapshot import Snapshot
-from agent.workloads import exposition
-from agent.workloads.source import WorkloadSource
+from gpulse import config as config_mod
+from gpulse.collectors import workloads as collector
+from gpulse.kernels import ExpositionEncoder
+from gpulse.sim import scenario as scenario_mod
+from gpulse.sim.apiserver import start_fake_apiserver
+from gpulse.sim.inference import expected_model, expected_values, start_inference_servers
+from gpulse.snapshot import Snapshot
+from gpulse.workloads import exposition
+from gpulse.workloads.source import WorkloadSource
 from tests.conftest import wait_for
 
 

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from agent.workloads import adapters, exposition
+from gpulse.workloads import adapters, exposition
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "servers")
 
@@ -96,7 +96,7 @@ def test_parse_error_names_the_line():
 
 
 def test_models_past_the_cap_fold_into_other_and_keep_the_pod_total():
-    from agent.workloads import adapters
+    from gpulse.workloads import adapters
     n = adapters.MAX_MODELS_PER_ENDPOINT + 10
     samples = [("vllm:num_requests_waiting", (("model_name", f"lora-{i:03d}"),), float(i), None) for i in range(n)]
     states = adapters.extract(adapters.BY_SERVER["vllm"], samples, "ns", "pod")

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from agent.kube.apiserver import Gone, KubeClient, KubeConfig, KubeError, PodIndex, PodWatcher
-from agent.sim.apiserver import FakeApiServer, pod_object
+from gpulse.kube.apiserver import Gone, KubeClient, KubeConfig, KubeError, PodIndex, PodWatcher
+from gpulse.sim.apiserver import FakeApiServer, pod_object
 from tests.conftest import wait_for
 
 NODE = "node-a"
@@ -113,7 +113,7 @@ def test_subscribers_see_every_change(api, client):
 def test_unreachable_server_reports_down_and_retries(caplog):
     client = KubeClient(KubeConfig("http://127.0.0.1:9"), timeout=1)
     watcher = PodWatcher(client, NODE)
-    with caplog.at_level(logging.WARNING, logger="agent.kube.apiserver"):
+    with caplog.at_level(logging.WARNING, logger="gpulse.kube.apiserver"):
         watcher.start()
         try:
             assert wait_for(lambda: watcher.status()[1] != "")

@@ -2,10 +2,10 @@
 
 from types import MappingProxyType
 
-from agent.collectors import mig as mig_collector
-from agent.collectors import pods as pods_collector
-from agent.kernels import ExpositionEncoder
-from agent.snapshot import GpuState, MigState, PodShare, Snapshot, SourceStatus
+from gpulse.collectors import mig as mig_collector
+from gpulse.collectors import pods as pods_collector
+from gpulse.kernels import ExpositionEncoder
+from gpulse.snapshot import GpuState, MigState, PodShare, Snapshot, SourceStatus
 
 G = "GPU-00000000-0000-4000-8000-000000000000"
 

@@ -83,8 +83,8 @@ def test_thread_groups_separate_agent_from_simulator():
     assert group("gpulse-scrape_3").startswith("workload endpoint scrapes")
     assert group("sim-inference").startswith("simulated world")
     assert group("fake-kubelet_0").startswith("simulated world")
-    from agent.server import _Server
-    from agent.sim.apiserver import _Server as SimServer
+    from gpulse.server import _Server
+    from gpulse.sim.apiserver import _Server as SimServer
 
     agent_server, sim_server = object.__new__(_Server), object.__new__(SimServer)
     assert group("Thread-9 (process_request_thread)", agent_server.process_request_thread).startswith("HTTP /metrics")

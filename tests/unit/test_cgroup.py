@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from agent.kube.cgroup import PidOwner, PidResolver, parse_cgroup, read_start_time
-from agent.sim.proctree import remove_process, stat_line, write_process
+from gpulse.kube.cgroup import PidOwner, PidResolver, parse_cgroup, read_start_time
+from gpulse.sim.proctree import remove_process, stat_line, write_process
 
 UID = "6f1c2e3a-9b8d-4c7e-a1f2-0123456789ab"
 UID_ = UID.replace("-", "_")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.catalog import BY_NAME
-from agent.collectors import dcgm_compat
-from agent.config import Config
-from agent.kernels import ExpositionEncoder
-from agent.snapshot import GpuState, MigState, PodShare, Snapshot
+from gpulse.catalog import BY_NAME
+from gpulse.collectors import dcgm_compat
+from gpulse.config import Config
+from gpulse.kernels import ExpositionEncoder
+from gpulse.snapshot import GpuState, MigState, PodShare, Snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 ANCHOR = ROOT.parent / "shared" / "anchors" / "dcgm-exporter" / "default-counters.csv"

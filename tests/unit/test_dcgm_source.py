@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from agent import config as cfgmod
-from agent.sources.dcgm import DcgmSource, engine_activity
+from gpulse import config as cfgmod
+from gpulse.sources.dcgm import DcgmSource, engine_activity
 
 G = "GPU-5a1e7c1b-3d1f-4c55-9e0e-1d2f3a4b5c6d"
 BODY = f"""# HELP DCGM_FI_PROF_GR_ENGINE_ACTIVE Ratio of time the graphics engine is active.
@@ -101,7 +101,7 @@ def test_garbage_that_is_not_http_keeps_the_thread_alive_and_reports_down():
     import time as _time
     from types import SimpleNamespace
 
-    from agent.sources.dcgm import DcgmSource
+    from gpulse.sources.dcgm import DcgmSource
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))

@@ -1,5 +1,5 @@
 """Every gpulse metric that the rules, the adapter, KEDA and the dashboards name exists in
-agent.catalog, and every label they match on it is one the catalog gives it (or a target
+gpulse.catalog, and every label they match on it is one the catalog gives it (or a target
 label Prometheus adds). Recording-rule names must be defined in deploy/prometheus/."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agent.catalog import BY_NAME
+from gpulse.catalog import BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET_LABELS = {"job", "instance", "node"}  # set by the scrape config / ServiceMonitor
@@ -73,7 +73,7 @@ def test_metrics_and_labels_exist(where, expr):
     records = recorded()
     for name, labels in selectors(expr):
         if name.startswith("gpulse_") or name.startswith("process_"):
-            assert name in BY_NAME, f"{where}: {name} is not in agent.catalog"
+            assert name in BY_NAME, f"{where}: {name} is not in gpulse.catalog"
             allowed = set(BY_NAME[name].labels) | TARGET_LABELS
             unknown = set(labels) - allowed
             assert not unknown, f"{where}: {name} has no label(s) {sorted(unknown)} in the catalog"

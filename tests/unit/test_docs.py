@@ -4,12 +4,12 @@ import os
 import subprocess
 import sys
 
-from agent import catalog, config
+from gpulse import catalog, config
 from tests.conftest import ROOT
 
 
 def test_readme_references_are_current():
-    r = subprocess.run([sys.executable, "-m", "agent.docs", "--check", os.path.join(ROOT, "README.md")],
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "gen_docs.py"), "--check", os.path.join(ROOT, "README.md")],
                        capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
 

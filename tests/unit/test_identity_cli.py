@@ -8,13 +8,13 @@ import json
 
 import pytest
 
-from agent.catalog import BY_NAME
-from agent.collectors import identity as identity_collector
-from agent.config import Config
-from agent.identity import IdentityResolver
-from agent.identity.cli import add_identify_arguments, add_labels_arguments, identify_main, labels_main
-from agent.nvml.reading import DeviceReading, NvmlReading
-from agent.snapshot import Snapshot
+from gpulse.catalog import BY_NAME
+from gpulse.collectors import identity as identity_collector
+from gpulse.config import Config
+from gpulse.identity import IdentityResolver
+from gpulse.identity.cli import add_identify_arguments, add_labels_arguments, identify_main, labels_main
+from gpulse.nvml.reading import DeviceReading, NvmlReading
+from gpulse.snapshot import Snapshot
 
 
 def parse(args, add=add_identify_arguments):

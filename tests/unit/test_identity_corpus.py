@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.identity.gpu import nominal_memory_gb, resolve_gpu
-from agent.identity.node import normalize_cloud_label
-from agent.identity.tables import tables
+from gpulse.identity.gpu import nominal_memory_gb, resolve_gpu
+from gpulse.identity.node import normalize_cloud_label
+from gpulse.identity.tables import tables
 
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO.parent / "shared" / "reference" / "gpu_names_corpus.csv"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.identity.gpu import family_for, resolve_gpu, split_pci_id
+from gpulse.identity.gpu import family_for, resolve_gpu, split_pci_id
 
 
 def test_done_when_example():

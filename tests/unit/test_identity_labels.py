@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.identity.gpu import resolve_gpu
-from agent.identity.labels import (NFD_MAX_BYTES, is_valid_label_key, is_valid_label_value, node_labels,
+from gpulse.identity.gpu import resolve_gpu
+from gpulse.identity.labels import (NFD_MAX_BYTES, is_valid_label_key, is_valid_label_value, node_labels,
                                    render_nfd_features, sanitize_label_value, write_nfd_features)
-from agent.identity.node import resolve_node
+from gpulse.identity.node import resolve_node
 
 K8S_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 

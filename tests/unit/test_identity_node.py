@@ -7,11 +7,11 @@ import os
 
 import pytest
 
-from agent.config import Config
-from agent.identity import IdentityResolver
-from agent.identity.gpu import resolve_gpu
-from agent.identity.node import detect_cloud, format_cuda_version, read_dmi, resolve_node
-from agent.nvml.reading import DeviceReading, MigReading, NvmlReading
+from gpulse.config import Config
+from gpulse.identity import IdentityResolver
+from gpulse.identity.gpu import resolve_gpu
+from gpulse.identity.node import detect_cloud, format_cuda_version, read_dmi, resolve_node
+from gpulse.nvml.reading import DeviceReading, MigReading, NvmlReading
 
 
 def write_dmi(root, **files) -> str:

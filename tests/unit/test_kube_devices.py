@@ -2,7 +2,7 @@
 
 import pytest
 
-from agent.kube.devices import DeviceId, is_gpu_resource, parse_device_id
+from gpulse.kube.devices import DeviceId, is_gpu_resource, parse_device_id
 
 U = "a1b2c3d4-e5f6-4789-8abc-def012345678"
 

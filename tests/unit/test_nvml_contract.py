@@ -7,9 +7,9 @@ import os
 import pynvml
 import pytest
 
-from agent.nvml import reader as reader_mod
-from agent.nvml.fake import FakeNvml
-from agent.sim import scenario
+from gpulse.nvml import reader as reader_mod
+from gpulse.nvml.fake import FakeNvml
+from gpulse.sim import scenario
 
 FAKE_FUNCTIONS = sorted(n for n, v in vars(FakeNvml).items() if n.startswith("nvml") and callable(v))
 

@@ -2,9 +2,9 @@
 
 import time
 
-from agent.nvml.fake import FakeNvml
-from agent.nvml.reader import NvmlReader
-from agent.sim import scenario
+from gpulse.nvml.fake import FakeNvml
+from gpulse.nvml.reader import NvmlReader
+from gpulse.sim import scenario
 
 
 def _reader(name):
@@ -67,7 +67,7 @@ def test_event_handles_match_devices_by_address_like_pynvml_returns_them():
 
     import pynvml
 
-    from agent.nvml.reader import _handle_key
+    from gpulse.nvml.reader import _handle_key
     target = pynvml.struct_c_nvmlDevice_t()
     a = ctypes.cast(ctypes.pointer(target), pynvml.c_nvmlDevice_t)
     b = ctypes.cast(ctypes.pointer(target), pynvml.c_nvmlDevice_t)  # a new object, as per event

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from agent import config as cfgmod
-from agent.kube.podresources import Backoff, PodResourcesClient, PodResourcesError
-from agent.kube.source import PodSource, as_identity, PodIdentity
-from agent.sim import scenario as scen
-from agent.sim.kubelet import start_fake_kubelet
+from gpulse import config as cfgmod
+from gpulse.kube.podresources import Backoff, PodResourcesClient, PodResourcesError
+from gpulse.kube.source import PodSource, as_identity, PodIdentity
+from gpulse.sim import scenario as scen
+from gpulse.sim.kubelet import start_fake_kubelet
 from tests.conftest import wait_for
 
 U = "a1b2c3d4-e5f6-4789-8abc-def012345678"

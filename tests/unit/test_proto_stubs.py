@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from agent import genproto
+from tools import gen_proto as genproto
 
 pytest.importorskip("grpc_tools")
 

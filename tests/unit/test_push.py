@@ -8,9 +8,9 @@ from types import MappingProxyType
 import grpc
 import pytest
 
-from agent.kube.apiserver import PodIndex, PodInfo
-from agent.workloads import push_pb2, push_pb2_grpc
-from agent.workloads.push import PushServer, PushStore, push_once
+from gpulse.kube.apiserver import PodIndex, PodInfo
+from gpulse.workloads import push_pb2, push_pb2_grpc
+from gpulse.workloads.push import PushServer, PushStore, push_once
 
 
 class Clock:

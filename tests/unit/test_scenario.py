@@ -2,8 +2,8 @@ import subprocess
 
 import pytest
 
-from agent.sim import scenario
-from agent.sim.traces import parse_trace
+from gpulse.sim import scenario
+from gpulse.sim.traces import parse_trace
 from tests.conftest import gpulse_cmd
 
 BASE = """name: t

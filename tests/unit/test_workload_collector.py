@@ -1,10 +1,10 @@
 """The workloads collector and WorkloadSource's contract with the sampler."""
 
-from agent import config as config_mod
-from agent.catalog import BY_NAME
-from agent.collectors import workloads as collector
-from agent.snapshot import Snapshot, WorkloadState
-from agent.workloads.source import WorkloadSource
+from gpulse import config as config_mod
+from gpulse.catalog import BY_NAME
+from gpulse.collectors import workloads as collector
+from gpulse.snapshot import Snapshot, WorkloadState
+from gpulse.workloads.source import WorkloadSource
 
 
 def families(states):
@@ -57,7 +57,7 @@ def test_source_disabled():
 
 
 def test_source_push_only_without_kube(tmp_path):
-    from agent.workloads.push import push_once
+    from gpulse.workloads.push import push_once
 
     sock = str(tmp_path / "push.sock")
     src = WorkloadSource(config_mod.Config(kube_enabled=False, workloads_push_socket=sock))

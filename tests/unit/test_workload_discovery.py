@@ -5,8 +5,8 @@ from types import MappingProxyType
 
 import pytest
 
-from agent.kube.apiserver import PodInfo
-from agent.workloads.discovery import Discovery, InvalidAnnotation, ScrapeTarget, target_for
+from gpulse.kube.apiserver import PodInfo
+from gpulse.workloads.discovery import Discovery, InvalidAnnotation, ScrapeTarget, target_for
 
 
 def pod(annotations, name="p", uid="u1", ip="10.0.0.5", phase="Running"):
@@ -56,7 +56,7 @@ def test_invalid_annotations_name_the_annotation(annotations, needle):
 def test_invalid_pod_is_logged_once_and_skipped(caplog):
     d = Discovery()
     pods = [pod({"gpulse.dev/scrape": "true"}, name="broken", uid="b"), pod(OK, name="good", uid="g")]
-    with caplog.at_level(logging.WARNING, logger="agent.workloads.discovery"):
+    with caplog.at_level(logging.WARNING, logger="gpulse.workloads.discovery"):
         assert [t.pod for t in d.targets(pods)] == ["good"]
         assert [t.pod for t in d.targets(pods)] == ["good"]
     lines = [r.getMessage() for r in caplog.records]
@@ -65,7 +65,7 @@ def test_invalid_pod_is_logged_once_and_skipped(caplog):
 
 def test_fixed_pod_is_picked_up_and_a_new_problem_is_logged_again(caplog):
     d = Discovery()
-    with caplog.at_level(logging.WARNING, logger="agent.workloads.discovery"):
+    with caplog.at_level(logging.WARNING, logger="gpulse.workloads.discovery"):
         d.targets([pod({"gpulse.dev/scrape": "true"}, uid="b")])
         assert len(d.targets([pod(OK, uid="b")])) == 1
         d.targets([pod({**OK, "gpulse.dev/port": "0"}, uid="b")])

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent.sim.inference import expected_values, start_inference_servers
-from agent.sim.scenario import PodSpec, WorkloadSpec
-from agent.sim.traces import parse_trace
-from agent.workloads.discovery import ScrapeTarget
-from agent.workloads.scrape import Scraper, scrape
+from gpulse.sim.inference import expected_values, start_inference_servers
+from gpulse.sim.scenario import PodSpec, WorkloadSpec
+from gpulse.sim.traces import parse_trace
+from gpulse.workloads.discovery import ScrapeTarget
+from gpulse.workloads.scrape import Scraper, scrape
 from tests.conftest import wait_for
 
 T = 30.0

@@ -6,7 +6,7 @@ import math
 
 from hypothesis import strategies as st
 
-from agent.family import Family
+from gpulse.family import Family
 
 # Every character the exposition escapes, plus non-ASCII and blanks.
 LABEL_TEXT = st.text(alphabet=st.sampled_from(list('ab\\"\n{}=,# \té€😀0')), max_size=8)

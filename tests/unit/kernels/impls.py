@@ -16,7 +16,7 @@ import pytest
 PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[3] / "agent"
 NO_EXTENSIONS = os.environ.get("GPULSE_NO_EXTENSIONS", "") not in ("", "0")
 
-TWINS = {"expo": "agent._expo_py", "window": "agent._window_py", "textparse": "agent._textparse_py"}
+TWINS = {"expo": "gpulse._expo_py", "window": "gpulse._window_py", "textparse": "gpulse._textparse_py"}
 
 
 def built(kernel: str) -> bool:
@@ -29,8 +29,8 @@ def load(kernel: str, impl: str):
     if NO_EXTENSIONS:
         pytest.skip("GPULSE_NO_EXTENSIONS=1: compiled kernels are disabled for this run")
     if not built(kernel):
-        pytest.skip(f"agent/_{kernel} extension not built (run: python setup.py build_ext --inplace)")
-    return importlib.import_module(f"agent._{kernel}")
+        pytest.skip(f"gpulse._{kernel} extension not built (run: python setup.py build_ext --inplace)")
+    return importlib.import_module(f"gpulse._{kernel}")
 
 
 def both(kernel: str):

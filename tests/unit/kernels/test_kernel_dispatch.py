@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from agent import kernels
+from gpulse import kernels
 
 from .impls import NO_EXTENSIONS, PACKAGE_DIR, built
 
@@ -21,16 +21,16 @@ def test_built_extension_is_the_one_loaded(kernel):
         assert not kernels.EXTENSIONS_LOADED
         pytest.skip("GPULSE_NO_EXTENSIONS=1: the twins are expected")
     if not built(kernel):
-        pytest.skip(f"agent/_{kernel} extension not built")
-    assert kernels.EXTENSIONS_LOADED, f"agent/_{kernel} is built in {PACKAGE_DIR} but agent.kernels loaded the pure twins"
+        pytest.skip(f"gpulse._{kernel} extension not built")
+    assert kernels.EXTENSIONS_LOADED, f"gpulse._{kernel} is built in {PACKAGE_DIR} but gpulse.kernels loaded the pure twins"
     public = {"expo": "ExpositionEncoder", "window": "WindowSet", "textparse": "parse_exposition"}[kernel]
-    assert getattr(kernels, public).__module__ == f"agent._{kernel}"
+    assert getattr(kernels, public).__module__ == f"gpulse._{kernel}"
 
 
 def test_no_extensions_env_forces_twins():
-    code = "from agent import kernels; print(kernels.EXTENSIONS_LOADED, kernels.ExpositionEncoder.__module__, kernels.parse_exposition.__module__, kernels.WindowSet.__module__)"
+    code = "from gpulse import kernels; print(kernels.EXTENSIONS_LOADED, kernels.ExpositionEncoder.__module__, kernels.parse_exposition.__module__, kernels.WindowSet.__module__)"
     out = subprocess.run([sys.executable, "-c", code], env={"GPULSE_NO_EXTENSIONS": "1", "PATH": ""}, cwd=PACKAGE_DIR.parent, capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False", "agent._expo_py", "agent._textparse_py", "agent._window_py"]
+    assert out.split() == ["False", "gpulse._expo_py", "gpulse._textparse_py", "gpulse._window_py"]
 
 
 def test_compress_is_gzip_and_takes_views():

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families as text_parse
 
-from agent.family import Family
+from gpulse.family import Family
 
 from .families import VALUES, families, gpu_node_families
 from .impls import both

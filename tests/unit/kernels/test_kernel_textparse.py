@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families as text_parse
 
-from agent import _expo_py
+from gpulse import _expo_py
 
 from .families import families, gpu_node_families
 from .impls import both

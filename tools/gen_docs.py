@@ -1,7 +1,7 @@
 """Generates the README's configuration and metrics references from the code.
 
-    python -m agent.docs --write README.md   # regenerate in place (make docs)
-    python -m agent.docs --check README.md   # exit 1 when stale (a test runs this)
+    python tools/gen_docs.py --write README.md   # regenerate in place (make docs)
+    python tools/gen_docs.py --check README.md   # exit 1 when stale (a test runs this)
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import argparse
 import re
 import sys
 
-from . import catalog, config
+from gpulse import catalog, config
 
 MARKERS = {
     "config": ("<!-- BEGIN GENERATED CONFIG -->", "<!-- END GENERATED CONFIG -->"),
@@ -50,7 +50,7 @@ def render(readme: str) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agent.docs")
+    p = argparse.ArgumentParser(prog="tools/gen_docs.py")
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--write", metavar="README")
     mode.add_argument("--check", metavar="README")

@@ -2,7 +2,7 @@
 
 protoc writes `import x_pb2` in each gRPC stub, which only resolves with the stub's own
 folder on sys.path; inside the package it must be a relative import, so that one line is
-rewritten after generation. Needs grpcio-tools (a test/build dependency, never runtime).
+rewritten after generation. Needs grpcio-tools (a dev dependency, never runtime).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-AGENT_DIR = os.path.dirname(os.path.abspath(__file__))
+AGENT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "agent")
 # name -> (folder, proto file): the kubelet's PodResources API and the node-local push service
 PROTOS = {
     "podresources": (os.path.join(AGENT_DIR, "kube"), "podresources.proto"),
