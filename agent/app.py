@@ -1,83 +1,121 @@
-"""Assembles the agent from a Config: the NVML library, the sources, the sampler.
+"""Assembles the agent from a Config: the NVML library, the background inputs, the sampler.
 
-With --nvml.backend=fake the scenario's World starts first and the config is pointed at
-its fakes; everything after that is the same code a GPU node runs.
+`build(config, nvml_loader=..., clock=...)` knows nothing of the simulator: the CLI hands it
+the library loader (the driver's pynvml, or a scenario's fake) and a config whose paths and
+URLs already point wherever the outside world is.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Protocol
 
+from . import collectors
 from .attribution import Attributor
+from .config import Config
+from .health import Health
+from .identity.publisher import IdentityPublisher, NodeObject
 from .identity.resolver import IdentityResolver
 from .kube.apiserver import KubeClient, KubeConfig, KubeError, PodWatcher
 from .kube.source import PodSource
 from .nvml import lib as nvml_lib
-from .sampler import Sampler
+from .nvml.supervisor import NvmlSupervisor
+from .refresh import Source
+from .sampler import Inputs, Sampler
+from .sources.dcgm import DcgmSource
+from .windowing import DeviceWindows
 from .workloads.source import WorkloadSource
 
 log = logging.getLogger(__name__)
 
 
+class Background(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class Agent:
-    config: object
+    config: Config
     sampler: Sampler
-    world: object = None
-    watcher: object = None
+    background: list[Background] = field(default_factory=list)  # started before the first tick
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     def start(self, loop: bool = True) -> None:
-        if self.watcher is not None:
-            self.watcher.start()
-        self.sampler.start(loop=loop)
+        """Start the background inputs and, unless loop=False (tests tick by hand), the ticks."""
+        for piece in self.background:
+            piece.start()
+        if loop:
+            self.sampler.start()
 
     def stop(self) -> None:
         self.sampler.stop()
-        if self.watcher is not None:
-            self.watcher.stop()
-        if self.world is not None:
-            self.world.stop()
+        for piece in reversed(self.background):
+            piece.stop()
+        self.sampler.inputs.nvml.stop()
+        for fn in self.on_stop:
+            fn()
 
 
-def start_world(config):
-    """For the fake backend: the scenario's outside world, and the config pointed at it."""
-    from .sim.world import World
-
-    world = World.from_name(config.scenario)
-    return world, world.start(config)
-
-
-def build(config, world=None) -> Agent:
-    if config.nvml_backend == "fake" and world is None:
-        world, config = start_world(config)
-    if world is not None:
-        lib_loader = lambda: world.nvml  # noqa: E731
-    else:
-        lib_loader = nvml_lib.load_real
-    client = watcher = None
+def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real,
+          clock: Callable[[], float] = time.monotonic, wallclock: Callable[[], float] = time.time) -> Agent:
+    background: list[Background] = []
+    sources: dict[str, Source] = {}
+    client: Optional[KubeClient] = None
+    watcher: Optional[PodWatcher] = None
     if config.kube_enabled and config.node_name:
         try:
             client = KubeClient(KubeConfig.load(config))
             watcher = PodWatcher(client, config.node_name)
+            background.append(watcher)
+            sources["apiserver"] = watcher
         except KubeError as exc:
             log.warning("Kubernetes API unavailable (node labels and workload discovery off): %s", exc)
     elif config.kube_enabled:
         log.warning("no node name (set NODE_NAME or --node.name): Kubernetes API features are off")
-    directory = watcher.index.by_uid if watcher is not None else None
-    node_fetcher = (lambda: client.get_node(config.node_name)) if client is not None else None
-    dcgm = None
+
+    nvml = NvmlSupervisor(nvml_loader, clock=clock)
+    sources["nvml"] = nvml
+    pods = PodSource(config, pod_directory=watcher.index.by_uid if watcher is not None else None, clock=clock)
+    background.append(pods)
+    sources["kubelet"] = pods
+
+    node: Optional[NodeObject] = None
+    if client is not None:
+        kube, name = client, config.node_name
+        node = NodeObject(lambda: kube.get_node(name))
+        background.append(node)
+        sources["node"] = node
+
+    workloads: Optional[WorkloadSource] = None
+    if config.workloads_enabled:
+        workloads = WorkloadSource(config, pod_watcher=watcher)
+        background.append(workloads)
+        sources["workloads"] = workloads
+
+    dcgm: Optional[DcgmSource] = None
     if config.sources_dcgm_exporter_url:
-        from .sources.dcgm import DcgmSource
-        dcgm = DcgmSource(config)
-    sampler = Sampler(
-        config, lib_loader,
-        pod_source=PodSource(config, pod_directory=directory),
+        dcgm = DcgmSource(config.sources_dcgm_exporter_url, clock=clock)
+        background.append(dcgm)
+        sources["dcgm"] = dcgm
+
+    inputs = Inputs(
+        nvml=nvml,
+        windows=DeviceWindows(config.collect_window),
+        pods=pods,
         attributor=Attributor(config.collect_window),
-        workload_source=WorkloadSource(config, pod_watcher=watcher) if config.workloads_enabled else None,
-        identity_resolver=IdentityResolver(config),
-        node_fetcher=node_fetcher,
-        dcgm_source=dcgm,
-        backend_name=config.nvml_backend,
+        workloads=workloads,
+        identity=IdentityPublisher(IdentityResolver(config.path_sysfs, config.node_name), node,
+                                   config.identity_nfd_file),
+        mig_activity=dcgm,
+        sources=sources,
     )
-    return Agent(config, sampler, world, watcher)
+    runner = collectors.CollectorRunner(collectors.REGISTRY.enabled(config), collectors.SELF,
+                                        config.limits_max_series)
+    sampler = Sampler(inputs, runner, Health(config.collect_interval, clock=clock),
+                      interval=config.collect_interval, node_name=config.node_name, backend=config.nvml_backend,
+                      clock=clock, wallclock=wallclock)
+    return Agent(config, sampler, background)

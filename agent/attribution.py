@@ -1,11 +1,13 @@
 """Per-pod GPU shares from what the kubelet allocated and what NVML saw each process do.
 
-Contract: Attributor(window_seconds).update(reading, view, now[, mig_utilization])
--> (tuple[PodShare], {gpu index: unattributed ratio}), called once per tick by the sampler.
+Contract: Attributor(window_seconds).update(reading, view, now, unit_util)
+-> (tuple[PodShare], {gpu index: unattributed ratio}), called once per tick by the sampler;
+`unit_util` is the windowed utilization per unit (gpulse.windowing.unit_utilization).
 
 - A unit is a whole GPU or a MIG instance. A unit held by one container is exclusive:
   that container gets the unit's windowed utilization (GPU utilization, or the MIG
-  instance's GPM / dcgm-exporter activity) and the memory of the pod processes on it.
+  instance's GPM / dcgm-exporter activity, windowed once in gpulse.windowing) and the
+  memory of the pod processes on it.
 - A unit with replicas (time-slicing or MPS, `GPU-<uuid>::<n>`) is split by NVML's
   per-process SM utilization: each tick every process's share is tied to a container
   through its cgroup, the shares are scaled down when they add up to more than the
@@ -28,7 +30,6 @@ from __future__ import annotations
 from collections import deque
 from typing import Mapping, Optional
 
-from .kernels import WindowSet
 from .snapshot import PodShare
 
 _EXCLUSIVE_PROCESS = (3, "exclusive_process", "EXCLUSIVE_PROCESS")  # NVML compute mode of an MPS GPU
@@ -102,7 +103,6 @@ class _Unit:
 class Attributor:
     def __init__(self, window_seconds: float):
         self.window_seconds = float(window_seconds)
-        self._unit_windows = WindowSet(self.window_seconds)  # exclusive units' utilization
         self._share_windows: dict = {}  # unit key -> _ShareWindow
         self._last_process_util: dict = {}  # unit key -> {pid: ratio}, held over sample-less ticks
         self.unresolved: dict = {}  # (gpu index, reason) -> processes this tick
@@ -110,7 +110,7 @@ class Attributor:
         self._identities: dict = {}  # pod uid -> PodIdentity from the directory, this tick
 
     # --- the tick ---------------------------------------------------------------------
-    def update(self, reading, view, now: float, mig_utilization: Optional[Mapping] = None):
+    def update(self, reading, view, now: float, unit_util: Optional[Mapping] = None):
         units = self._units(reading, view)
         self.unresolved = {}
         seen_pids: set = set()
@@ -121,15 +121,13 @@ class Attributor:
         view.retain_pids(seen_pids)
         self.uid_pairs = self._pair_uids(units, owners, view)
 
-        shares, unattributed, live_windows, live_shared = [], {}, [], []
+        shares, unattributed, live_shared = [], {}, []
         for unit in units.values():
             if unit.shared:
                 live_shared.append(unit.key)
                 shares += self._shared_unit(unit, owners, now, unattributed)
             else:
-                live_windows.append(unit.key)
-                shares += self._exclusive_unit(unit, owners, now, mig_utilization)
-        self._unit_windows.retain(live_windows)
+                shares += self._exclusive_unit(unit, owners, unit_util or {})
         for key in [k for k in self._share_windows if k not in live_shared]:
             del self._share_windows[key]
             self._last_process_util.pop(key, None)
@@ -138,7 +136,7 @@ class Attributor:
     # --- allocation -> units ----------------------------------------------------------
     def _units(self, reading, view) -> dict:
         by_uuid = {d.uuid: d for d in reading.devices}
-        by_minor = {d.raw.get("minor_number", d.index): d for d in reading.devices}
+        by_minor = {d.facts.minor_number if d.facts.minor_number is not None else d.index: d for d in reading.devices}
         by_index = {d.index: d for d in reading.devices}
         mig_by_uuid = {m.mig_uuid: m for m in reading.migs}
         mig_by_gi = {(m.uuid, m.gpu_instance): m for m in reading.migs}
@@ -254,18 +252,10 @@ class Attributor:
         return PodShare(holder[0], holder[1], holder[2], unit.gpu, unit.uuid, sharing, allocated, util, memory,
                         str(mig.gpu_instance), str(mig.compute_instance), mig.profile, mig.mig_uuid)
 
-    def _exclusive_unit(self, unit, owners, now, mig_utilization) -> list:
+    def _exclusive_unit(self, unit, owners, unit_util) -> list:
         if not unit.holders:
             return []
-        if unit.mig is not None:
-            util = unit.mig.utilization
-            if util is None and mig_utilization:
-                util = mig_utilization.get((unit.uuid, unit.mig.gpu_instance))
-        else:
-            util = unit.device.utilization
-        if util is not None:
-            self._unit_windows.observe(unit.key, now, util)
-        mean = self._unit_windows.mean(unit.key, now)
+        mean = unit_util.get(unit.key)
         (holder, _), = unit.holders.items()
         memory = 0.0
         for p in unit.processes():
@@ -323,7 +313,7 @@ class Attributor:
             window.add(now, tick_shares, rest)
         window.expire(now)
 
-        sharing = "mps" if unit.device.raw.get("compute_mode") in _EXCLUSIVE_PROCESS else "time-slicing"
+        sharing = "mps" if unit.device.facts.compute_mode in _EXCLUSIVE_PROCESS else "time-slicing"
         out = []
         for holder, slots in unit.holders.items():
             util = window.mean(holder) if unit.mig is None else None

@@ -1,73 +1,142 @@
 """Every metric family gpulse exports, as data.
 
-The catalog is the source of truth: collectors build families from it, the metrics
-reference in the README is generated from it, and tests check that every metric named
-in deploy/ rules, the adapter and KEDA config and dashboards/ exists here.
+The catalog is the source of truth: collectors declare the families they render and the
+registry holds them to it, the metrics reference in the README is generated from it, and
+tests check that every metric named in deploy/ rules, the adapter and KEDA config and
+dashboards/ exists here. Device and MIG families come from their NVML rows
+(gpulse.nvml.metrics); dcgm-exporter's names under --collector.dcgm_compat are here too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from .family import Family
+from .nvml.metrics import ALL_METRICS, GPU_LABELS, MIG_LABELS
 
-GPU = ("gpu", "uuid")
-MIG = ("gpu", "uuid", "gpu_instance", "compute_instance", "mig_profile", "mig_uuid")
+GPU = GPU_LABELS
+MIG = MIG_LABELS
 POD = ("namespace", "pod", "container", "gpu", "uuid", "sharing",
        "gpu_instance", "compute_instance", "mig_profile", "mig_uuid")
 WORKLOAD = ("namespace", "pod", "server", "model")
+
+# Collectors that can be switched: name -> (on by default, what it renders). "self" (the
+# agent's own health) always runs.
+COLLECTORS: dict[str, tuple[bool, str]] = {
+    "gpu": (True, "per-GPU NVML metrics."),
+    "mig": (True, "per-MIG-instance metrics."),
+    "pods": (True, "per-pod GPU allocation, utilization and memory."),
+    "workloads": (True, "per-workload queue depth, running requests and KV cache."),
+    "identity": (True, "GPU and node identity (gpulse_gpu_info, gpulse_node_info)."),
+    "dcgm_compat": (False, "dcgm-exporter's DCGM_FI_* names and labels, for its dashboards and alerts."),
+}
+SELF = "self"
+
+MetricType = Literal["gauge", "counter", "info"]
 
 
 @dataclass(frozen=True)
 class MetricSpec:
     name: str
-    type: str  # gauge | counter | info
+    type: MetricType
     unit: str  # base unit, "" when dimensionless
     help: str
-    labels: tuple
+    labels: tuple[str, ...]
     collector: str  # the collector that renders it
     source: str  # where the value comes from (NVML call or field, kubelet, ...)
     stability: str = "stable"  # stable | experimental
 
 
-def _m(name, type_, unit, help_, labels, collector, source, stability="stable"):
+def _m(name: str, type_: MetricType, unit: str, help_: str, labels: tuple[str, ...], collector: str,
+       source: str, stability: str = "stable") -> MetricSpec:
     return MetricSpec(name, type_, unit, help_, tuple(labels), collector, source, stability)
 
 
+def _rows() -> tuple[MetricSpec, ...]:
+    return tuple(MetricSpec(r.family, r.type, r.unit, r.help, r.labels, r.scope, r.source, r.stability)
+                 for r in ALL_METRICS)
+
+
+# --- dcgm-exporter's names (collector "dcgm_compat") ------------------------------------
+# Labels of its GPU series: gpu, UUID, pci_bus_id, device ("nvidia<N>"), modelName, Hostname
+# (released versions up to 4.5.3-4.8.2), DCGM_FI_DRIVER_VERSION (a "label" field of its
+# default counters), GPU_I_PROFILE/GPU_I_ID on MIG instances, container/namespace/pod.
+DCGM_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "GPU_I_PROFILE", "GPU_I_ID",
+               "Hostname", "DCGM_FI_DRIVER_VERSION", "container", "namespace", "pod")
+MIB = 1024.0 * 1024.0
+PERCENT = 100.0
+
+
+@dataclass(frozen=True)
+class DcgmField:
+    """A dcgm-exporter family rendered from a gpulse family: value = gpulse value * scale."""
+    name: str
+    type: Literal["gauge", "counter"]
+    help: str  # dcgm-exporter's help text
+    source: str  # gpulse family (GpuState.values, or MigState.values under its gpulse_mig_ name)
+    scale: float = 1.0  # gpulse base unit -> DCGM unit
+    mig: bool = False  # also rendered per MIG instance
+
+
+# Names, types and units follow dcgm-exporter's default counters (etc/default-counters.csv):
+# utilization in percent, memory in MiB, clocks in MHz, energy in millijoules.
+DCGM_FIELDS: tuple[DcgmField, ...] = (
+    DcgmField("DCGM_FI_DEV_SM_CLOCK", "gauge", "SM clock frequency (in MHz).", "gpulse_gpu_sm_clock_hertz", 1e-6),
+    DcgmField("DCGM_FI_DEV_MEM_CLOCK", "gauge", "Memory clock frequency (in MHz).", "gpulse_gpu_memory_clock_hertz", 1e-6),
+    DcgmField("DCGM_FI_DEV_MEMORY_TEMP", "gauge", "Memory temperature (in C).", "gpulse_gpu_memory_temperature_celsius"),
+    DcgmField("DCGM_FI_DEV_GPU_TEMP", "gauge", "GPU temperature (in C).", "gpulse_gpu_temperature_celsius"),
+    DcgmField("DCGM_FI_DEV_POWER_USAGE", "gauge", "Power draw (in W).", "gpulse_gpu_power_watts"),
+    DcgmField("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter", "Total energy consumption since boot (in mJ).",
+              "gpulse_gpu_energy_joules_total", 1000.0),
+    DcgmField("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "counter", "Total number of PCIe retries.",
+              "gpulse_gpu_pcie_replay_errors_total"),
+    DcgmField("DCGM_FI_DEV_GPU_UTIL", "gauge", "GPU utilization (in %).", "gpulse_gpu_utilization_ratio", PERCENT),
+    DcgmField("DCGM_FI_DEV_MEM_COPY_UTIL", "gauge", "Memory utilization (in %).",
+              "gpulse_gpu_memory_utilization_ratio", PERCENT),
+    DcgmField("DCGM_FI_DEV_ENC_UTIL", "gauge", "Encoder utilization (in %).", "gpulse_gpu_encoder_utilization_ratio", PERCENT),
+    DcgmField("DCGM_FI_DEV_DEC_UTIL", "gauge", "Decoder utilization (in %).", "gpulse_gpu_decoder_utilization_ratio", PERCENT),
+    DcgmField("DCGM_FI_DEV_FB_USED", "gauge", "Framebuffer memory used (in MiB).", "gpulse_gpu_memory_used_bytes",
+              1 / MIB, mig=True),
+    # MIG instances' graphics activity is gpulse_mig_utilization_ratio (GPM or a co-located
+    # dcgm-exporter); whole-GPU engine activity comes from GPM on Hopper+.
+    DcgmField("DCGM_FI_PROF_GR_ENGINE_ACTIVE", "gauge", "Ratio of time the graphics engine is active.",
+              "gpulse_mig_utilization_ratio", mig=True),
+    DcgmField("DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "gauge", "Ratio of cycles the tensor (HMMA) pipe is active.",
+              "gpulse_gpu_tensor_active_ratio"),
+    DcgmField("DCGM_FI_PROF_DRAM_ACTIVE", "gauge",
+              "Ratio of cycles the device memory interface is active sending or receiving data.",
+              "gpulse_gpu_dram_active_ratio"),
+)
+
+# dcgm-exporter families derived from more than one gpulse value (rendered by the collector).
+DCGM_DERIVED: tuple[tuple[str, Literal["gauge", "counter"], str, str], ...] = (
+    ("DCGM_FI_DEV_XID_ERRORS", "gauge", "Value of the last XID error encountered.",
+     "gpulse_gpu_xid_errors_total: the code when exactly one was seen, 0 when none"),
+    ("DCGM_FI_DEV_FB_FREE", "gauge", "Framebuffer memory free (in MiB).",
+     "gpulse_gpu_memory_total_bytes - gpulse_gpu_memory_used_bytes"),
+    ("DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS", "counter", "Number of remapped rows for uncorrectable errors",
+     'gpulse_gpu_remapped_rows{state="uncorrectable"}'),
+    ("DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "counter", "Number of remapped rows for correctable errors",
+     'gpulse_gpu_remapped_rows{state="correctable"}'),
+    ("DCGM_FI_DEV_ROW_REMAP_FAILURE", "gauge", "Whether remapping of rows has failed",
+     'gpulse_gpu_remapped_rows{state="failure"}'),
+)
+
+
+def _dcgm() -> tuple[MetricSpec, ...]:
+    fields = tuple(MetricSpec(f.name, f.type, "", f.help, DCGM_LABELS, "dcgm_compat",
+                              f"{f.source}" + (f" x {f.scale:g}" if f.scale != 1.0 else ""))
+                   for f in DCGM_FIELDS)
+    derived = tuple(MetricSpec(name, type_, "", help_, DCGM_LABELS, "dcgm_compat", source)
+                    for name, type_, help_, source in DCGM_DERIVED)
+    return fields + derived
+
+
 CATALOG: tuple[MetricSpec, ...] = (
-    # --- device (collector "gpu"); values come from GpuState.values / .labeled ---
+    # --- device (collector "gpu"); the NVML rows, after gpulse_gpu_up ---
     _m("gpulse_gpu_up", "gauge", "", "1 when the GPU answers NVML, 0 when it is lost or fell off the bus.", GPU, "gpu", "nvmlDeviceGetHandleByIndex / GPU_IS_LOST"),
-    _m("gpulse_gpu_utilization_ratio", "gauge", "ratio", "Fraction of time a kernel ran on the GPU, mean over the window.", GPU, "gpu", "nvmlDeviceGetUtilizationRates.gpu"),
-    _m("gpulse_gpu_utilization_max_ratio", "gauge", "ratio", "Highest GPU utilization sample within the window.", GPU, "gpu", "nvmlDeviceGetUtilizationRates.gpu"),
-    _m("gpulse_gpu_memory_utilization_ratio", "gauge", "ratio", "Fraction of time device memory was read or written, mean over the window.", GPU, "gpu", "nvmlDeviceGetUtilizationRates.memory"),
-    _m("gpulse_gpu_memory_used_bytes", "gauge", "bytes", "Device memory in use.", GPU, "gpu", "nvmlDeviceGetMemoryInfo.used"),
-    _m("gpulse_gpu_memory_total_bytes", "gauge", "bytes", "Device memory installed, as reported.", GPU, "gpu", "nvmlDeviceGetMemoryInfo.total"),
-    _m("gpulse_gpu_power_watts", "gauge", "watts", "Power draw.", GPU, "gpu", "NVML_FI_DEV_POWER_INSTANT"),
-    _m("gpulse_gpu_power_limit_watts", "gauge", "watts", "Enforced power limit.", GPU, "gpu", "nvmlDeviceGetEnforcedPowerLimit"),
-    _m("gpulse_gpu_energy_joules_total", "counter", "joules", "Energy consumed since the driver was loaded.", GPU, "gpu", "NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION"),
-    _m("gpulse_gpu_temperature_celsius", "gauge", "celsius", "GPU core temperature.", GPU, "gpu", "nvmlDeviceGetTemperature"),
-    _m("gpulse_gpu_memory_temperature_celsius", "gauge", "celsius", "HBM temperature.", GPU, "gpu", "NVML_FI_DEV_MEMORY_TEMP"),
-    _m("gpulse_gpu_sm_clock_hertz", "gauge", "hertz", "Current SM clock.", GPU, "gpu", "nvmlDeviceGetClockInfo(SM)"),
-    _m("gpulse_gpu_memory_clock_hertz", "gauge", "hertz", "Current memory clock.", GPU, "gpu", "nvmlDeviceGetClockInfo(MEM)"),
-    _m("gpulse_gpu_fan_speed_ratio", "gauge", "ratio", "Fan speed as a fraction of its maximum.", GPU, "gpu", "nvmlDeviceGetFanSpeed"),
-    _m("gpulse_gpu_encoder_utilization_ratio", "gauge", "ratio", "Video encoder utilization.", GPU, "gpu", "nvmlDeviceGetEncoderUtilization"),
-    _m("gpulse_gpu_decoder_utilization_ratio", "gauge", "ratio", "Video decoder utilization.", GPU, "gpu", "nvmlDeviceGetDecoderUtilization"),
-    _m("gpulse_gpu_tensor_active_ratio", "gauge", "ratio", "Fraction of time the SMs ran tensor-core operations (GPM, Hopper+).", GPU, "gpu", "nvmlGpmMetricsGet ANY_TENSOR_UTIL"),
-    _m("gpulse_gpu_dram_active_ratio", "gauge", "ratio", "Device memory bandwidth used, as a fraction of the maximum (GPM, Hopper+).", GPU, "gpu", "nvmlGpmMetricsGet DRAM_BW_UTIL"),
-    _m("gpulse_gpu_sm_occupancy_ratio", "gauge", "ratio", "Resident warps as a fraction of the maximum (GPM, Hopper+).", GPU, "gpu", "nvmlGpmMetricsGet SM_OCCUPANCY"),
-    _m("gpulse_gpu_clock_event_active", "gauge", "", "1 while a clock event (throttle) reason is active.", GPU + ("reason",), "gpu", "nvmlDeviceGetCurrentClocksEventReasons"),
-    _m("gpulse_gpu_ecc_errors_total", "counter", "", "ECC errors since the last counter reset, by type.", GPU + ("type",), "gpu", "NVML_FI_DEV_ECC_SBE_AGG_TOTAL / DBE_AGG_TOTAL"),
-    _m("gpulse_gpu_remapped_rows", "gauge", "", "Remapped memory rows by state (correctable, uncorrectable, pending, failure).", GPU + ("state",), "gpu", "nvmlDeviceGetRemappedRows"),
-    _m("gpulse_gpu_xid_errors_total", "counter", "", "XID errors seen since the agent started, by XID code.", GPU + ("xid",), "gpu", "nvmlEventSetWait (XID critical errors)"),
-    _m("gpulse_gpu_pcie_tx_bytes_total", "counter", "bytes", "Bytes sent over PCIe.", GPU, "gpu", "NVML_FI_DEV_PCIE_COUNT_TX_BYTES"),
-    _m("gpulse_gpu_pcie_rx_bytes_total", "counter", "bytes", "Bytes received over PCIe.", GPU, "gpu", "NVML_FI_DEV_PCIE_COUNT_RX_BYTES"),
-    _m("gpulse_gpu_pcie_replay_errors_total", "counter", "", "PCIe replay events.", GPU, "gpu", "NVML_FI_DEV_PCIE_REPLAY_COUNTER"),
-    _m("gpulse_gpu_nvlink_tx_bytes_total", "counter", "bytes", "Data bytes sent over all NVLinks.", GPU, "gpu", "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX"),
-    _m("gpulse_gpu_nvlink_rx_bytes_total", "counter", "bytes", "Data bytes received over all NVLinks.", GPU, "gpu", "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX"),
-    # --- MIG (collector "mig") ---
-    _m("gpulse_mig_utilization_ratio", "gauge", "ratio", "Graphics engine activity of a MIG instance, mean over the window (GPM on Hopper+, dcgm-exporter on A100/A30).", MIG, "mig", "nvmlGpmMigSampleGet + nvmlGpmMetricsGet / DCGM_FI_PROF_GR_ENGINE_ACTIVE"),
-    _m("gpulse_mig_memory_used_bytes", "gauge", "bytes", "Memory in use on a MIG instance.", MIG, "mig", "nvmlDeviceGetMemoryInfo(MIG handle)"),
-    _m("gpulse_mig_memory_total_bytes", "gauge", "bytes", "Memory of a MIG instance.", MIG, "mig", "nvmlDeviceGetMemoryInfo(MIG handle)"),
+    *_rows(),
     # --- pods (collector "pods") ---
     _m("gpulse_pod_gpu_allocated", "gauge", "", "GPUs allocated to a container: 1 per whole GPU or MIG instance, 1/replicas per time-sliced share.", POD, "pods", "kubelet PodResources List"),
     _m("gpulse_pod_gpu_utilization_ratio", "gauge", "ratio", "The container's share of the GPU's (or MIG instance's) utilization, mean over the window.", POD, "pods", "nvmlDeviceGetProcessUtilization + /proc/<pid>/cgroup"),
@@ -86,26 +155,29 @@ CATALOG: tuple[MetricSpec, ...] = (
     _m("gpulse_identity_conflict", "gauge", "", "1 for each node label whose GPU identity disagrees with NVML.", ("node", "label", "label_value", "nvml_value", "field"), "identity", "node labels vs NVML"),
     _m("gpulse_identity_unknown_gpus", "gauge", "", "GPUs whose identity fell back to the raw name (unknown part).", ("node",), "identity", "identity tables"),
     # --- self (collector "self") ---
-    _m("gpulse_build_info", "info", "", "Build of the agent.", ("version", "python", "extensions", "nvml_backend"), "self", "agent"),
-    _m("gpulse_collector_success", "gauge", "", "1 when the collector rendered without error in the last tick.", ("collector",), "self", "agent"),
-    _m("gpulse_collector_duration_seconds", "gauge", "seconds", "Time the collector took in the last tick.", ("collector",), "self", "agent"),
-    _m("gpulse_tick_duration_seconds", "gauge", "seconds", "Duration of the previous sampler tick (read, attribute, render); this tick is still running when it is rendered.", (), "self", "agent"),
-    _m("gpulse_ticks_total", "counter", "", "Sampler ticks completed.", (), "self", "agent"),
-    _m("gpulse_ticks_missed_total", "counter", "", "Ticks skipped because the previous one overran.", (), "self", "agent"),
-    _m("gpulse_last_tick_timestamp_seconds", "gauge", "seconds", "Unix time of the tick that produced this scrape.", (), "self", "agent"),
-    _m("gpulse_snapshot_age_seconds", "gauge", "seconds", "Age of each source's data when the snapshot was built.", ("source",), "self", "agent"),
-    _m("gpulse_source_up", "gauge", "", "1 when the source's last refresh succeeded.", ("source",), "self", "agent"),
-    _m("gpulse_nvml_errors_total", "counter", "", "NVML calls that failed, by function and reason (broken, gone, no_data, unsupported).", ("function", "reason"), "self", "agent"),
-    _m("gpulse_nvml_calls_total", "counter", "", "NVML calls made, by function.", ("function",), "self", "agent"),
-    _m("gpulse_series_dropped_total", "counter", "", "Series dropped by the cardinality ceiling, by family.", ("family",), "self", "agent"),
-    _m("process_cpu_seconds_total", "counter", "seconds", "Total user and system CPU time spent by the agent.", (), "self", "psutil"),
-    _m("process_resident_memory_bytes", "gauge", "bytes", "Resident memory of the agent.", (), "self", "psutil"),
-    _m("process_start_time_seconds", "gauge", "seconds", "Start time of the agent since the epoch.", (), "self", "psutil"),
-    _m("process_open_fds", "gauge", "", "Open file descriptors of the agent.", (), "self", "psutil"),
+    _m("gpulse_build_info", "info", "", "Build of the agent.", ("version", "python", "extensions", "nvml_backend"), SELF, "agent"),
+    _m("gpulse_collector_success", "gauge", "", "1 when the collector rendered without error in the last tick.", ("collector",), SELF, "agent"),
+    _m("gpulse_collector_duration_seconds", "gauge", "seconds", "Time the collector took in the last tick.", ("collector",), SELF, "agent"),
+    _m("gpulse_tick_duration_seconds", "gauge", "seconds", "Duration of the previous sampler tick (read, attribute, render); this tick is still running when it is rendered.", (), SELF, "agent"),
+    _m("gpulse_ticks_total", "counter", "", "Sampler ticks completed.", (), SELF, "agent"),
+    _m("gpulse_ticks_missed_total", "counter", "", "Ticks skipped because the previous one overran.", (), SELF, "agent"),
+    _m("gpulse_last_tick_timestamp_seconds", "gauge", "seconds", "Unix time of the tick that produced this scrape.", (), SELF, "agent"),
+    _m("gpulse_snapshot_age_seconds", "gauge", "seconds", "Age of each background source's data when the snapshot was built.", ("source",), SELF, "agent"),
+    _m("gpulse_source_up", "gauge", "", "1 when the source's last refresh succeeded.", ("source",), SELF, "agent"),
+    _m("gpulse_nvml_errors_total", "counter", "", "NVML calls that failed, by function and reason (broken, gone, no_data, unsupported).", ("function", "reason"), SELF, "agent"),
+    _m("gpulse_nvml_calls_total", "counter", "", "NVML calls made, by function.", ("function",), SELF, "agent"),
+    _m("gpulse_series_dropped_total", "counter", "", "Series dropped by the cardinality ceiling, by family.", ("family",), SELF, "agent"),
+    _m("process_cpu_seconds_total", "counter", "seconds", "Total user and system CPU time spent by the agent.", (), SELF, "psutil"),
+    _m("process_resident_memory_bytes", "gauge", "bytes", "Resident memory of the agent.", (), SELF, "psutil"),
+    _m("process_start_time_seconds", "gauge", "seconds", "Start time of the agent since the epoch.", (), SELF, "psutil"),
+    _m("process_open_fds", "gauge", "", "Open file descriptors of the agent.", (), SELF, "psutil"),
+    # --- dcgm-exporter's names (collector "dcgm_compat", off by default) ---
+    *_dcgm(),
 )
 
 BY_NAME: dict[str, MetricSpec] = {s.name: s for s in CATALOG}
 assert len(BY_NAME) == len(CATALOG), "duplicate metric name in catalog"
+assert {s.collector for s in CATALOG} == set(COLLECTORS) | {SELF}, "every family has a known collector"
 
 
 def family(name: str) -> Family:

@@ -1,7 +1,10 @@
 """gpulse serve | check | identify | labels | scenarios.
 
-Every error a user can cause (bad flag value, bad config or scenario file, no NVML) ends
-in one line on stderr naming what and where, and a non-zero exit: 2 for bad input.
+The one module that knows the simulator: with --nvml.backend=fake it starts the scenario's
+outside world, validates the settings the world hands back through the same config loader,
+and gives the agent the fake library's loader. Every error a user can cause (bad flag
+value, bad config or scenario file, no NVML) ends in one line on stderr naming what and
+where, and a non-zero exit: 2 for bad input.
 """
 
 from __future__ import annotations
@@ -10,38 +13,55 @@ import argparse
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 import time
+from typing import Any, Callable, Optional, Sequence
 
 from . import __version__
 from . import config as config_mod
+from .config import Config
 from .errors import one_line
 
 log = logging.getLogger(__name__)
 
+# Which settings each subcommand takes (serve takes them all).
+_NVML_FLAGS = ("config.file", "nvml.backend", "scenario", "log.level")
+_CHECK_FLAGS = _NVML_FLAGS + ("path.procfs", "path.sysfs", "kubelet.pod-resources-socket")
+_IDENTITY_FLAGS = _NVML_FLAGS + ("path.sysfs", "node.name", "kube.apiserver", "kube.enabled")
+
 
 def _parser() -> argparse.ArgumentParser:
+    from .identity import cli as identity_cli
+
     p = argparse.ArgumentParser(prog="gpulse", description="GPU node agent for Prometheus.")
     p.add_argument("--version", action="version", version=f"gpulse {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser("serve", help="sample GPUs and serve /metrics")
     config_mod.add_flags(serve)
     check = sub.add_parser("check", help="diagnose NVML, GPUs, kubelet socket and proc root; non-zero when the agent cannot work here")
-    config_mod.add_flags(check)
-    from .identity import cli as identity_cli
+    config_mod.add_flags(check, _CHECK_FLAGS)
     identify = sub.add_parser("identify", help="print this node's canonical GPU identity, or explain a raw one offline")
-    config_mod.add_flags(identify)
+    config_mod.add_flags(identify, _IDENTITY_FLAGS)
     identity_cli.add_identify_arguments(identify)
     labels = sub.add_parser("labels", help="print the gpulse.dev/ node labels")
-    config_mod.add_flags(labels)
+    config_mod.add_flags(labels, _IDENTITY_FLAGS)
     identity_cli.add_labels_arguments(labels)
     scen = sub.add_parser("scenarios", help="list the built-in scenarios, or validate scenario files")
     scen.add_argument("files", nargs="*", help="scenario files to validate")
     return p
 
 
-def main(argv=None) -> int:
+class _BadInput(Exception):
+    """The user's input (a scenario, a flag combination) is wrong: exit 2."""
+
+
+class _NvmlUnavailable(Exception):
+    """NVML cannot be used on this machine: exit 1 with one line saying why."""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
@@ -55,6 +75,8 @@ def main(argv=None) -> int:
         return 2
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        if getattr(args, "setting_scenario", None) is not None and cfg.nvml_backend != "fake":
+            raise _BadInput("--scenario simulates a node: add --nvml.backend=fake (or drop --scenario on a GPU node)")
         if args.command == "serve":
             return serve_main(cfg)
         if args.command == "check":
@@ -73,39 +95,60 @@ def main(argv=None) -> int:
     return 2
 
 
-class _BadInput(Exception):
-    """The user's input (a scenario) is wrong: exit 2."""
+# --- the simulated outside world (--nvml.backend=fake) ---------------------------------------
+class _Nvml:
+    """Where NVML comes from: the driver's library, or a started simulated world."""
+
+    def __init__(self, cfg: Config):
+        self.world: Any = None
+        self.cfg = cfg
+        if cfg.nvml_backend == "fake":
+            self._start_world()
+
+    def _start_world(self) -> None:
+        from .sim.scenario import ScenarioError
+        from .sim.world import World
+
+        try:
+            world = World.from_name(self.cfg.scenario)
+            overrides = world.start()
+        except ScenarioError as exc:
+            raise _BadInput(str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - a fake that cannot start is one line too
+            raise _BadInput(f"scenario {self.cfg.scenario}: cannot start the simulated node: {one_line(exc)}") from None
+        self.world = world
+        try:
+            self.cfg = config_mod.with_overrides(self.cfg, overrides, f"scenario {self.cfg.scenario}")
+        except config_mod.ConfigError as exc:
+            world.stop()
+            raise _BadInput(str(exc)) from None
+
+    @property
+    def loader(self) -> Callable[[], Any]:
+        if self.world is not None:
+            world = self.world
+            return lambda: world.nvml
+        from .nvml.lib import load_real
+        return load_real
+
+    def stop(self) -> None:
+        if self.world is not None:
+            self.world.stop()
 
 
-class _NvmlUnavailable(Exception):
-    """NVML cannot be used on this machine: exit 1 with one line saying why."""
-
-
-def _start_world(cfg):
-    from .sim.scenario import ScenarioError
-    from .app import start_world
-    try:
-        return start_world(cfg)
-    except ScenarioError as exc:
-        raise _BadInput(str(exc)) from None
-    except Exception as exc:  # noqa: BLE001 - a fake that cannot start is one line too
-        raise _BadInput(f"scenario {cfg.scenario}: cannot start the simulated node: {one_line(exc)}") from None
-
-
-def serve_main(cfg) -> int:
+def serve_main(cfg: Config) -> int:
     from .app import build
     from .server import make_server, serve_in_thread
 
-    world = None
-    if cfg.nvml_backend == "fake":
-        world, cfg = _start_world(cfg)
+    nvml = _Nvml(cfg)
+    cfg = nvml.cfg
     try:
-        agent = build(cfg, world=world)
+        agent = build(cfg, nvml_loader=nvml.loader)
     except Exception as exc:  # noqa: BLE001 - one line for the user, not a traceback
-        if world is not None:
-            world.stop()
+        nvml.stop()
         print(f"gpulse: cannot start: {one_line(exc)}", file=sys.stderr)
         return 1
+    agent.on_stop.append(nvml.stop)
     try:
         server = make_server(cfg.web_listen_address, agent.sampler)
     except OSError as exc:
@@ -118,8 +161,8 @@ def serve_main(cfg) -> int:
     agent.start()
     serve_in_thread(server)
     host, port = server.server_address[:2]
-    log.info("gpulse %s serving http://%s:%d/metrics (backend %s%s)", __version__, host, port, cfg.nvml_backend,
-             f", scenario {cfg.scenario}" if world else "")
+    log.info("gpulse %s serving http://%s/metrics (backend %s%s)", __version__, _host_port(str(host), int(port)),
+             cfg.nvml_backend, f", scenario {cfg.scenario}" if nvml.world is not None else "")
     done.wait()
     log.info("shutting down")
     server.shutdown()
@@ -127,32 +170,31 @@ def serve_main(cfg) -> int:
     return 0
 
 
-def _open_reader(cfg):
-    """(reader, world, cfg) after nvmlInit and discovery; _NvmlUnavailable when NVML is not usable."""
-    from .nvml import lib as nvml_lib
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _open_reader(cfg: Config) -> tuple[Any, _Nvml]:
+    """(reader, nvml) after nvmlInit and discovery; _NvmlUnavailable when NVML is not usable."""
     from .nvml.reader import NvmlReader
 
-    world = None
-    if cfg.nvml_backend == "fake":
-        world, cfg = _start_world(cfg)
-        lib = world.nvml
-    else:
-        lib = nvml_lib.load_real()
-    reader = NvmlReader(lib)
+    nvml = _Nvml(cfg)
     try:
+        reader = NvmlReader(nvml.loader())
         reader.start()
     except Exception as exc:  # noqa: BLE001 - any failure here is the answer
-        if world:
-            world.stop()
-        hint = "" if world else " (is the NVIDIA driver installed? --nvml.backend=fake simulates a node)"
+        nvml.stop()
+        hint = "" if nvml.world else " (is the NVIDIA driver installed? --nvml.backend=fake simulates a node)"
         raise _NvmlUnavailable(f"NVML not available: {one_line(exc)}{hint}") from None
-    return reader, world, cfg
+    return reader, nvml
 
 
-def node_identity(cfg):
+def node_identity(cfg: Config) -> Any:
     """This node's identity view: one NVML read, the Node object when the API is reachable."""
     from .identity.resolver import IdentityResolver
-    reader, world, cfg = _open_reader(cfg)
+
+    reader, nvml = _open_reader(cfg)
+    cfg = nvml.cfg
     try:
         reading = reader.read(time.monotonic())
         node = None
@@ -162,35 +204,43 @@ def node_identity(cfg):
                 node = KubeClient(KubeConfig.load(cfg)).get_node(cfg.node_name)
             except (KubeError, OSError) as exc:
                 log.warning("node object unavailable: %s", exc)
-        return IdentityResolver(cfg).resolve(reading, node)
+        return IdentityResolver(cfg.path_sysfs, cfg.node_name).resolve(reading, node)
     finally:
         reader.stop()
-        if world:
-            world.stop()
+        nvml.stop()
 
 
-CHECKS = (
-    ("utilization", "nvmlDeviceGetUtilizationRates"),
-    ("memory", "nvmlDeviceGetMemoryInfo"),
-    ("power", "nvmlDeviceGetPowerUsage"),
-    ("power limit", "nvmlDeviceGetEnforcedPowerLimit"),
-    ("temperature", "nvmlDeviceGetTemperature"),
-    ("clocks", "nvmlDeviceGetClockInfo"),
-    ("fan", "nvmlDeviceGetFanSpeed"),
-    ("encoder", "nvmlDeviceGetEncoderUtilization"),
-    ("decoder", "nvmlDeviceGetDecoderUtilization"),
-    ("clock events", "nvmlDeviceGetCurrentClocksEventReasons"),
-    ("remapped rows", "nvmlDeviceGetRemappedRows"),
-    ("processes", "nvmlDeviceGetComputeRunningProcesses"),
-    ("process util", "nvmlDeviceGetProcessUtilization"),
-    ("field values", "nvmlDeviceGetFieldValues"),
-    ("xid events", "nvmlDeviceRegisterEvents"),
-)
+# --- gpulse check ------------------------------------------------------------------------------
+# What NVML answered, per call, as `gpulse check` words it.
+_OUTCOME_WORDS = {"ok": "ok", "unsupported": "unsupported", "no_data": "no data", "broken": "error", "gone": "gone"}
 
 
-def check_main(cfg) -> int:
-    from .nvml.reader import FIELDS
-    reader, world, cfg = _open_reader(cfg)
+def check_rows() -> list[tuple[str, str, str, bool]]:
+    """(call key, what it is, families, asked on MIG GPUs) for every NVML call the agent
+    makes per tick: the metric rows' reads, then the calls that are not rows."""
+    from .nvml import metrics as m
+    from .nvml import reader as r
+
+    out: list[tuple[str, str, str, bool]] = []
+    for read in m.reads():
+        if isinstance(read, m.Events):
+            continue
+        families = [row.family for row in m.ALL_METRICS if any(
+            read == x or (isinstance(x, m.LabeledFields) and any(read == f for _, f in x.fields)) for x in row.reads)]
+        mig = all(m.BY_FAMILY[f].scope == "mig" for f in families)
+        key = read.key + ("@mig" if mig and not isinstance(read, m.Gpm) else "")
+        on_mig = mig or any(m.BY_FAMILY[f].on_mig for f in families)
+        out.append((key, read.describe() + (" (MIG)" if mig else ""), ", ".join(families), on_mig))
+    out += [(r.PROCESSES, "compute processes", "pod attribution", False),
+            (r.PROCESSES + "@mig", "compute processes (MIG)", "pod attribution", True),
+            (r.PROCESS_UTILIZATION, "per-process utilization", "time-slicing / MPS shares", False),
+            (r.XID_EVENTS, "XID critical error events", "gpulse_gpu_xid_errors_total", True)]
+    return out
+
+
+def check_main(cfg: Config) -> int:
+    reader, nvml = _open_reader(cfg)
+    cfg = nvml.cfg
     try:
         reader.read(time.monotonic())
         time.sleep(0.2)  # a second read exercises the calls that need a previous sample
@@ -199,41 +249,38 @@ def check_main(cfg) -> int:
                                f"{len(reader.devices)} GPU(s)")]
         for dev, d in zip(reader.devices, reading.devices):
             mig = f"MIG on, {len(dev.migs)} instance(s), GPM {'yes' if dev.gpm else 'no'}" if dev.mig_enabled else \
-                ("MIG off" if d.raw.get("mig_capable") else "MIG not supported")
+                ("MIG off" if d.facts.mig_capable else "MIG not supported")
             rows.append((f"GPU {dev.index}", "ok" if d.up else "LOST", f"{dev.name} {dev.uuid} {dev.pci_bus_id} {mig}"))
         print(_table(rows, ("CHECK", "STATUS", "DETAIL")))
         print()
         names = [f"GPU {d.index}" for d in reader.devices]
         matrix = []
-        for label, function in CHECKS:
-            matrix.append((label, *("no" if function in dev.unsupported else "yes" for dev in reader.devices)))
-        for const, family, _, labels in FIELDS:
-            label = "field " + const[len("NVML_FI_DEV_"):].lower()
-            matrix.append((label, *("yes" if any(fid[1] == family and fid[3] == labels for fid in dev.field_ids) else "no"
-                                    for dev in reader.devices)))
-        print(_table(matrix, ("FUNCTION/FIELD", *names)))
+        for key, what, families, on_mig in check_rows():
+            cells = [_OUTCOME_WORDS.get(reader.outcomes.get((dev.index, key), ""),
+                                        "not called" if on_mig or not dev.mig_enabled else "n/a (MIG on)")
+                     for dev in reader.devices]
+            matrix.append((what, *cells, families))
+        print(_table(matrix, ("NVML CALL", *names, "METRICS")))
         print()
         sock = cfg.kubelet_pod_resources_socket
-        import stat
         try:
             sock_ok = stat.S_ISSOCK(os.stat(sock).st_mode)
         except OSError:
             sock_ok = False
         proc_ok = os.access(os.path.join(cfg.path_procfs, "self", "cgroup"), os.R_OK) or \
             os.path.isdir(cfg.path_procfs) and os.access(cfg.path_procfs, os.R_OK)
+        dmi = os.path.join(cfg.path_sysfs, "class", "dmi", "id")
         env_rows = [("kubelet socket", "ok" if sock_ok else "missing", sock),
                     ("proc root", "ok" if proc_ok else "unreadable", cfg.path_procfs),
-                    ("sys root (DMI)", "ok" if os.path.isdir(os.path.join(cfg.path_sysfs, "class", "dmi", "id")) else "missing",
-                     os.path.join(cfg.path_sysfs, "class", "dmi", "id"))]
+                    ("sys root (DMI)", "ok" if os.path.isdir(dmi) else "missing", dmi)]
         print(_table(env_rows, ("ENVIRONMENT", "STATUS", "PATH")))
         return 0 if reader.devices else 1
     finally:
         reader.stop()
-        if world:
-            world.stop()
+        nvml.stop()
 
 
-def scenarios_main(args) -> int:
+def scenarios_main(args: argparse.Namespace) -> int:
     from .sim import scenario
     if not args.files:
         for name in scenario.builtin_names():
@@ -251,11 +298,10 @@ def scenarios_main(args) -> int:
     return status
 
 
-def _table(rows, header) -> str:
-    rows = [tuple(map(str, header))] + [tuple(map(str, r)) for r in rows]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
-
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    cells = [tuple(map(str, header))] + [tuple(map(str, r)) for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
 
 
 if __name__ == "__main__":

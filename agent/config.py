@@ -1,32 +1,39 @@
-"""One frozen Config, built once from flags, GPULSE_* environment and an optional YAML file.
+"""One frozen, typed Config, built once from flags, GPULSE_* environment and an optional YAML file.
 
-Precedence: flag > environment > YAML file > default. Every setting is declared once in
-SETTINGS (flag name, type, default, help); the flag parser, the environment names, the
-YAML keys and the README's configuration reference are all derived from that table.
-Bad values raise ConfigError with one line naming the setting; the CLI exits 2.
+Precedence: flag > environment > YAML file > default. The defaults are the Config fields';
+every setting is declared once in SETTINGS (flag name, parser, help), and the flag parser,
+the environment names, the YAML keys and the README's configuration reference all derive
+from that table. Each collector has its own switch (`--collector.<name>` /
+`--no-collector.<name>`), generated from the catalog's collector list. Bad values raise
+ConfigError with one line naming the setting and where it came from; the CLI exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import re
-from dataclasses import dataclass, field, fields, make_dataclass
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import yaml
 
+from .catalog import COLLECTORS
+from .errors import OneLineError
 
-class ConfigError(Exception):
+
+class ConfigError(OneLineError):
     """A setting that cannot be used; str() is one line naming it."""
 
 
 _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+WINDOW_SAMPLES = 1024  # the ring buffer behind each window (gpulse.kernels.WindowSet)
 
 
-def parse_duration(text: str) -> float:
+def parse_duration(text: Any) -> float:
     """'500ms', '1s', '1m30s' -> seconds, the Prometheus way."""
     text = str(text).strip()
     if not _DURATION_RE.match(text):
@@ -42,7 +49,7 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _bool(text: Any) -> bool:
+def parse_bool(text: Any) -> bool:
     if isinstance(text, bool):
         return text
     t = str(text).strip().lower()
@@ -87,7 +94,7 @@ def _choice(*allowed: str) -> Callable[[Any], str]:
     return parse
 
 
-def _csv(text: Any) -> tuple:
+def _csv(text: Any) -> tuple[str, ...]:
     if isinstance(text, (list, tuple)):
         return tuple(str(x).strip() for x in text if str(x).strip())
     return tuple(x.strip() for x in str(text).split(",") if x.strip())
@@ -98,84 +105,161 @@ def _str(text: Any) -> str:
 
 
 @dataclass(frozen=True)
+class Config:
+    """Validated, immutable agent settings; SETTINGS says what each one means."""
+    config_file: str = ""
+    web_listen_address: str = ":9445"
+    collect_interval: float = 1.0
+    collect_window: float = 10.0
+    nvml_backend: str = "real"
+    scenario: str = "reference"
+    path_procfs: str = "/proc"
+    path_sysfs: str = "/sys"
+    node_name: str = ""
+    kubelet_pod_resources_socket: str = "/var/lib/kubelet/pod-resources/kubelet.sock"
+    kubelet_refresh_interval: float = 5.0
+    kubelet_resource_names: tuple[str, ...] = ()
+    kube_apiserver: str = ""
+    kube_enabled: bool = True
+    workloads_enabled: bool = True
+    workloads_scrape_interval: float = 1.0
+    workloads_scrape_timeout: float = 0.5
+    workloads_max_body_bytes: int = 8 * 1024 * 1024
+    workloads_concurrency: int = 8
+    workloads_push_socket: str = "/var/run/gpulse/push.sock"
+    workloads_push_ttl: float = 30.0
+    sources_dcgm_exporter_url: str = ""
+    identity_nfd_file: str = "/etc/kubernetes/node-feature-discovery/features.d/gpulse"
+    limits_max_series: int = 20_000
+    log_level: str = "info"
+    collectors: frozenset[str] = frozenset(name for name, (on, _) in COLLECTORS.items() if on)
+
+    def collector_enabled(self, name: str) -> bool:
+        return name in self.collectors
+
+
+@dataclass(frozen=True)
 class Setting:
     flag: str  # dotted flag name without leading dashes, e.g. "web.listen-address"
     parse: Callable[[Any], Any]
-    default: Any
     help: str
     metavar: str = ""
     env_alias: str = ""  # an extra conventional env var (e.g. NODE_NAME from the downward API)
+    aliases: tuple[str, ...] = ()  # other flag names for the same setting
+    collector: str = ""  # a collector switch: adds or removes this name in Config.collectors
 
     @property
     def attr(self) -> str:
-        return self.flag.replace(".", "_").replace("-", "_")
+        """The Config field the setting fills."""
+        return "collectors" if self.collector else _attr(self.flag)
 
     @property
     def env(self) -> str:
-        return "GPULSE_" + self.attr.upper()
+        return "GPULSE_" + _attr(self.flag).upper()
 
+    @property
+    def envs(self) -> tuple[str, ...]:
+        return (self.env,) + tuple("GPULSE_" + _attr(a).upper() for a in self.aliases) + \
+            ((self.env_alias,) if self.env_alias else ())
+
+    @property
+    def is_bool(self) -> bool:
+        return self.parse is parse_bool
+
+    @property
+    def default(self) -> Any:
+        if self.collector:
+            return COLLECTORS[self.collector][0]
+        return _DEFAULTS[self.attr]
+
+
+def _attr(flag: str) -> str:
+    return flag.replace(".", "_").replace("-", "_")
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("config.file", _str, "", "Optional YAML file of settings (keys are flag names).", "PATH"),
-    Setting("web.listen-address", _listen_address, ":9445", "Address to serve /metrics, /livez, /readyz, /identity and /debug/snapshot on (dcgm-exporter keeps 9400).", "ADDR"),
-    Setting("collect.interval", _positive_duration, 1.0, "Sampler tick: how often NVML is read and the metrics re-rendered.", "DURATION"),
-    Setting("collect.window", _positive_duration, 10.0, "Rolling window for utilization means and maxima.", "DURATION"),
-    Setting("nvml.backend", _choice("real", "fake"), "real", "NVML implementation: the driver's library (real) or the scenario simulator (fake).", "NAME"),
-    Setting("scenario", _str, "reference", "Simulated node for --nvml.backend=fake: a built-in name or a YAML path.", "NAME|PATH"),
-    Setting("path.procfs", _str, "/proc", "Host proc root used to map GPU processes to pods.", "PATH"),
-    Setting("path.sysfs", _str, "/sys", "Host sys root, read for DMI cloud identity.", "PATH"),
-    Setting("node.name", _str, "", "Kubernetes node name (the downward API's NODE_NAME).", "NAME", env_alias="NODE_NAME"),
-    Setting("kubelet.pod-resources-socket", _str, "/var/lib/kubelet/pod-resources/kubelet.sock", "kubelet PodResources v1 gRPC socket.", "PATH"),
-    Setting("kubelet.refresh-interval", _positive_duration, 5.0, "How often pod allocations are refreshed (off the tick).", "DURATION"),
-    Setting("kubelet.resource-names", _csv, (), "Extra GPU resource names to attribute, besides nvidia.com/gpu, nvidia.com/gpu.shared and nvidia.com/mig-*.", "LIST"),
-    Setting("kube.apiserver", _str, "", "Kubernetes API URL; empty means in-cluster service-account config.", "URL"),
-    Setting("kube.enabled", _bool, True, "Use the Kubernetes API for node labels and workload discovery.", "BOOL"),
-    Setting("workloads.enabled", _bool, True, "Collect queue depth from annotated inference-server pods on this node.", "BOOL"),
-    Setting("workloads.scrape-interval", _positive_duration, 1.0, "How often workload endpoints are scraped (off the tick).", "DURATION"),
-    Setting("workloads.scrape-timeout", _positive_duration, 0.5, "Per-endpoint scrape timeout.", "DURATION"),
-    Setting("workloads.max-body-bytes", _positive_int, 8 * 1024 * 1024, "Largest workload /metrics body read before the scrape is failed.", "BYTES"),
-    Setting("workloads.concurrency", _positive_int, 8, "Workload endpoints scraped at once.", "N"),
-    Setting("workloads.push-socket", _str, "/var/run/gpulse/push.sock", "Node-local Unix socket for pushed queue depth; empty disables push.", "PATH"),
-    Setting("workloads.push-ttl", _positive_duration, 30.0, "Pushed entries expire when not refreshed within this time.", "DURATION"),
-    Setting("sources.dcgm-exporter-url", _str, "", "A co-located dcgm-exporter's /metrics URL for per-MIG activity on A100/A30; empty disables.", "URL"),
-    Setting("compat.dcgm", _bool, False, "Also render dcgm-exporter's metric names and labels.", "BOOL"),
-    Setting("identity.nfd-file", _str, "/etc/kubernetes/node-feature-discovery/features.d/gpulse", "NFD local feature file for gpulse.dev/ labels; empty disables.", "PATH"),
-    Setting("limits.max-series", _positive_int, 20_000, "Cardinality ceiling per family; series beyond it are dropped and counted.", "N"),
-    Setting("log.level", _choice("debug", "info", "warning", "error"), "info", "Log level.", "LEVEL"),
+    Setting("config.file", _str, "Optional YAML file of settings (keys are flag names).", "PATH"),
+    Setting("web.listen-address", _listen_address, "Address to serve /metrics, /livez, /readyz, /identity and /debug/snapshot on (dcgm-exporter keeps 9400).", "ADDR"),
+    Setting("collect.interval", _positive_duration, "Sampler tick: how often NVML is read and the metrics re-rendered.", "DURATION"),
+    Setting("collect.window", _positive_duration, "Rolling window for utilization means and maxima.", "DURATION"),
+    Setting("nvml.backend", _choice("real", "fake"), "NVML implementation: the driver's library (real) or the scenario simulator (fake).", "NAME"),
+    Setting("scenario", _str, "Simulated node for --nvml.backend=fake: a built-in name or a YAML path.", "NAME|PATH"),
+    Setting("path.procfs", _str, "Host proc root used to map GPU processes to pods.", "PATH"),
+    Setting("path.sysfs", _str, "Host sys root, read for DMI cloud identity.", "PATH"),
+    Setting("node.name", _str, "Kubernetes node name (the downward API's NODE_NAME).", "NAME", env_alias="NODE_NAME"),
+    Setting("kubelet.pod-resources-socket", _str, "kubelet PodResources v1 gRPC socket.", "PATH"),
+    Setting("kubelet.refresh-interval", _positive_duration, "How often pod allocations are refreshed (off the tick).", "DURATION"),
+    Setting("kubelet.resource-names", _csv, "Extra GPU resource names to attribute, besides nvidia.com/gpu, nvidia.com/gpu.shared and nvidia.com/mig-*.", "LIST"),
+    Setting("kube.apiserver", _str, "Kubernetes API URL; empty means in-cluster service-account config.", "URL"),
+    Setting("kube.enabled", parse_bool, "Use the Kubernetes API for node labels and workload discovery."),
+    Setting("workloads.enabled", parse_bool, "Collect queue depth from annotated inference-server pods on this node."),
+    Setting("workloads.scrape-interval", _positive_duration, "How often workload endpoints are scraped (off the tick).", "DURATION"),
+    Setting("workloads.scrape-timeout", _positive_duration, "Per-endpoint scrape timeout.", "DURATION"),
+    Setting("workloads.max-body-bytes", _positive_int, "Largest workload /metrics body read before the scrape is failed.", "BYTES"),
+    Setting("workloads.concurrency", _positive_int, "Workload endpoints scraped at once.", "N"),
+    Setting("workloads.push-socket", _str, "Node-local Unix socket for pushed queue depth; empty disables push.", "PATH"),
+    Setting("workloads.push-ttl", _positive_duration, "Pushed entries expire when not refreshed within this time.", "DURATION"),
+    Setting("sources.dcgm-exporter-url", _str, "A co-located dcgm-exporter's /metrics URL for per-MIG activity on A100/A30; empty disables.", "URL"),
+    Setting("identity.nfd-file", _str, "NFD local feature file for gpulse.dev/ labels; empty disables.", "PATH"),
+    Setting("limits.max-series", _positive_int, "Cardinality ceiling per family; series beyond it are dropped and counted.", "N"),
+    Setting("log.level", _choice("debug", "info", "warning", "error"), "Log level.", "LEVEL"),
+) + tuple(
+    Setting(f"collector.{name}", parse_bool, f"Collector {name}: {text}",
+            aliases=("compat.dcgm",) if name == "dcgm_compat" else (), collector=name)
+    for name, (_, text) in COLLECTORS.items()
 )
 
-BY_FLAG = {s.flag: s for s in SETTINGS}
-
-Config = make_dataclass(
-    "Config",
-    [(s.attr, Any, field(default=s.default)) for s in SETTINGS],
-    frozen=True,
-)
-Config.__doc__ = "Validated, immutable agent settings (see SETTINGS)."
+BY_FLAG = {name: s for s in SETTINGS for name in (s.flag, *s.aliases)}
+_PLAIN = {s.attr for s in SETTINGS if not s.collector}
+assert _PLAIN | {"collectors"} == set(_DEFAULTS), "every Config field has exactly one setting"
 
 
-def add_flags(parser: argparse.ArgumentParser) -> None:
+def add_flags(parser: argparse.ArgumentParser, only: Optional[Iterable[str]] = None) -> None:
+    """--flag VALUE for each setting (or those in `only`); booleans are switches too:
+    --flag, --no-flag and --flag=true|false."""
+    wanted = set(only) if only is not None else None
+    group = parser.add_argument_group("settings (also GPULSE_* environment and --config.file keys)")
     for s in SETTINGS:
-        parser.add_argument("--" + s.flag, dest=s.attr, default=None, metavar=s.metavar or None,
-                            help=f"{s.help} (env {s.env}; default {describe_default(s)})")
+        if wanted is not None and s.flag not in wanted:
+            continue
+        dest = _dest(s)
+        names = ["--" + s.flag, *("--" + a for a in s.aliases)]
+        help_ = f"{s.help} (env {s.env}; default {describe_default(s)})"
+        if s.is_bool:
+            group.add_argument(*names, dest=dest, default=None, nargs="?", const="true", metavar="BOOL", help=help_)
+            group.add_argument(*("--no-" + n[2:] for n in names), dest=dest, action="store_const", const="false",
+                               help=argparse.SUPPRESS)
+        else:
+            group.add_argument(*names, dest=dest, default=None, metavar=s.metavar or None, help=help_)
+
+
+def _dest(s: Setting) -> str:
+    return "setting_" + _attr(s.flag)
 
 
 def describe_default(s: Setting) -> str:
-    if s.parse in (_positive_duration,):
-        return format_duration(s.default)
-    if isinstance(s.default, tuple):
-        return ",".join(s.default) or "none"
-    if s.default == "":
+    d = s.default
+    if s.parse is _positive_duration:
+        return format_duration(d)
+    if isinstance(d, tuple):
+        return ",".join(d) or "none"
+    if isinstance(d, bool):
+        return str(d).lower()
+    if d == "":
         return "empty"
-    return str(s.default).lower() if isinstance(s.default, bool) else str(s.default)
+    return str(d)
 
 
-def _load_yaml(path: str) -> dict:
+def _load_yaml(path: str) -> dict[str, Any]:
     try:
         with open(path, encoding="utf-8") as fh:
             data = yaml.safe_load(fh)
     except OSError as exc:
         raise ConfigError(f"config.file: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config.file: {path}: not UTF-8 text (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else path
@@ -184,9 +268,9 @@ def _load_yaml(path: str) -> dict:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config.file: {path}: expected a mapping of setting names")
-    flat: dict = {}
+    flat: dict[str, Any] = {}
 
-    def walk(prefix: str, node: dict) -> None:
+    def walk(prefix: str, node: dict[Any, Any]) -> None:
         for k, v in node.items():
             key = f"{prefix}.{k}" if prefix else str(k)
             if isinstance(v, dict) and key not in BY_FLAG:
@@ -197,54 +281,69 @@ def _load_yaml(path: str) -> dict:
     for key in flat:
         if key not in BY_FLAG:
             raise ConfigError(f"config.file: {path}: unknown setting {key!r}")
-    return flat
+    return {BY_FLAG[k].flag: v for k, v in flat.items()}
 
 
-def load(args: argparse.Namespace | None = None, environ: dict | None = None) -> Any:
-    """Build the Config from parsed flags (all None when not given), env and YAML."""
+def load(args: Optional[argparse.Namespace] = None, environ: Optional[Mapping[str, str]] = None) -> Config:
+    """Build the Config from parsed flags (None when not given), env and YAML."""
     environ = os.environ if environ is None else environ
-    given = {s.attr: getattr(args, s.attr, None) for s in SETTINGS} if args else {}
+    given = {s.flag: getattr(args, _dest(s), None) for s in SETTINGS} if args else {}
 
-    def raw_env(s: Setting):
-        if s.env in environ:
-            return environ[s.env], s.env
-        if s.env_alias and s.env_alias in environ:
-            return environ[s.env_alias], s.env_alias
+    def raw_env(s: Setting) -> tuple[Optional[str], str]:
+        for name in s.envs:
+            if name in environ:
+                return environ[name], name
         return None, ""
 
-    cfg_path = given.get("config_file") or raw_env(BY_FLAG["config.file"])[0] or ""
+    cfg_path = given.get("config.file") or raw_env(BY_FLAG["config.file"])[0] or ""
     from_file = _load_yaml(cfg_path) if cfg_path else {}
-    values = {}
+    raw: dict[str, tuple[Any, str]] = {}
     for s in SETTINGS:
-        raw, origin = given.get(s.attr), f"--{s.flag}"
-        if raw is None:
-            raw, env_name = raw_env(s)
-            origin = env_name
-        if raw is None and s.flag in from_file:
-            raw, origin = from_file[s.flag], f"{cfg_path}: {s.flag}"
-        if raw is None:
-            values[s.attr] = s.default
-            continue
+        value, origin = given.get(s.flag), f"--{s.flag}"
+        if value is None:
+            value, origin = raw_env(s)
+        if value is None and s.flag in from_file:
+            value, origin = from_file[s.flag], f"{cfg_path}: {s.flag}"
+        if value is not None:
+            raw[s.flag] = (value, origin)
+    return _build(Config(), raw)
+
+
+def with_overrides(cfg: Config, overrides: Mapping[str, Any], origin: str) -> Config:
+    """`cfg` with settings replaced by flag name, validated like any other input (the
+    simulated world hands its socket and file paths over this way)."""
+    raw: dict[str, tuple[Any, str]] = {}
+    for flag, value in overrides.items():
+        if flag not in BY_FLAG:
+            raise ConfigError(f"{origin}: unknown setting {flag!r}")
+        raw[BY_FLAG[flag].flag] = (value, f"{origin}: {flag}")
+    return _build(cfg, raw)
+
+
+def _build(base: Config, raw: Mapping[str, tuple[Any, str]]) -> Config:
+    values: dict[str, Any] = {}
+    collectors = set(base.collectors)
+    for flag, (value, origin) in raw.items():
+        s = BY_FLAG[flag]
         try:
-            values[s.attr] = s.parse(raw)
+            parsed = s.parse(value)
         except ValueError as exc:
             raise ConfigError(f"{origin}: {exc}") from None
-    _check_together(values)
-    return Config(**values)
+        if s.collector:
+            (collectors.add if parsed else collectors.discard)(s.collector)
+        else:
+            values[s.attr] = parsed
+    values["collectors"] = frozenset(collectors)
+    cfg = dataclasses.replace(base, **values)
+    _check_together(cfg)
+    return cfg
 
 
-WINDOW_SAMPLES = 1024  # the ring buffer behind each window (gpulse.kernels.WindowSet)
-
-
-def _check_together(values: dict) -> None:
-    interval, window = values["collect_interval"], values["collect_window"]
+def _check_together(cfg: Config) -> None:
+    interval, window = cfg.collect_interval, cfg.collect_window
     if window < interval:
         raise ConfigError(f"--collect.window ({format_duration(window)}) must be at least --collect.interval "
                           f"({format_duration(interval)})")
     if window / interval > WINDOW_SAMPLES:
         raise ConfigError(f"--collect.window ({format_duration(window)}) holds more than {WINDOW_SAMPLES} ticks of "
                           f"--collect.interval ({format_duration(interval)}): lengthen the interval or shorten the window")
-
-
-def as_dict(cfg) -> dict:
-    return {f.name: getattr(cfg, f.name) for f in fields(cfg)}

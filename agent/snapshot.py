@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Mapping, Optional
 
-EMPTY: Mapping = MappingProxyType({})
+from .nvml.reading import DeviceFacts, Labeled
+from .refresh import SourceStatus
+
+if TYPE_CHECKING:
+    from .identity.resolver import IdentityView
+
+__all__ = ["CollectorStat", "GpuState", "MigState", "PodShare", "Snapshot", "SourceStatus", "TickStats",
+           "WorkloadState"]
 
 
-def _empty():
-    return field(default_factory=lambda: EMPTY)
+def _empty() -> Mapping:  # type: ignore[type-arg]
+    return MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,13 +33,10 @@ class GpuState:
     pci_bus_id: str = ""
     up: bool = True
     mig_enabled: bool = False
-    # catalog family name -> value, for families labelled (gpu, uuid) only
-    values: Mapping[str, float] = _empty()
-    # catalog family name -> {extra label values tuple: value}, e.g.
-    # "gpulse_gpu_clock_event_active" -> {("sw_power_cap",): 1.0}
-    labeled: Mapping[str, Mapping[tuple, float]] = _empty()
-    # raw facts identity resolution and `gpulse check` need
-    raw: Mapping[str, Any] = _empty()
+    values: Mapping[str, float] = field(default_factory=_empty)  # family -> value, labels (gpu, uuid)
+    # family -> {extra label values: value}, e.g. "gpulse_gpu_clock_event_active" -> {("sw_power_cap",): 1.0}
+    labeled: Labeled = field(default_factory=_empty)
+    facts: DeviceFacts = field(default_factory=DeviceFacts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +47,7 @@ class MigState:
     compute_instance: int
     profile: str  # e.g. "1g.10gb"
     mig_uuid: str
-    values: Mapping[str, float] = _empty()  # catalog family name -> value
+    values: Mapping[str, float] = field(default_factory=_empty)  # family -> value
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,24 +82,34 @@ class WorkloadState:
 
 
 @dataclass(frozen=True, slots=True)
-class SourceStatus:
-    up: bool
-    age_seconds: Optional[float] = None  # how old the data is at snapshot time
-    error: str = ""
+class TickStats:
+    duration: Optional[float] = None  # seconds the previous tick took
+    ticks: int = 0
+    missed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorStat:
+    ok: bool
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     timestamp: float
     node_name: str
-    gpus: tuple = ()  # GpuState
-    migs: tuple = ()  # MigState
-    pods: tuple = ()  # PodShare
-    unattributed: Mapping[int, float] = _empty()  # gpu index -> ratio (shared GPUs only)
-    workloads: tuple = ()  # WorkloadState
-    identity: Any = None  # gpulse.identity view (gpus by uuid, node, conflicts)
-    sources: Mapping[str, SourceStatus] = _empty()  # "nvml", "kubelet", "workloads", ...
-    nvml_errors: Mapping[tuple, int] = _empty()  # (function, reason) -> count
-    nvml_calls: Mapping[str, int] = _empty()  # function -> count
-    extra: Mapping[str, Any] = _empty()  # optional inputs, e.g. "dcgm" samples
-    tick: Mapping[str, float] = _empty()  # duration, ticks, missed, ...
+    gpus: tuple[GpuState, ...] = ()
+    migs: tuple[MigState, ...] = ()
+    pods: tuple[PodShare, ...] = ()
+    unattributed: Mapping[int, float] = field(default_factory=_empty)  # gpu index -> ratio (shared GPUs)
+    unresolved: Mapping[tuple[int, str], int] = field(default_factory=_empty)  # (gpu, reason) -> processes
+    workloads: tuple[WorkloadState, ...] = ()
+    identity: Optional[IdentityView] = None
+    sources: Mapping[str, SourceStatus] = field(default_factory=_empty)  # "nvml", "kubelet", ...
+    nvml_errors: Mapping[tuple[str, str], int] = field(default_factory=_empty)  # (function, reason) -> count
+    nvml_calls: Mapping[str, int] = field(default_factory=_empty)  # function -> count
+    nvml_backend: str = "real"
+    tick: TickStats = field(default_factory=TickStats)
+    # Filled in by the collector runner before the self collector runs (this tick's outcome).
+    collectors: Mapping[str, CollectorStat] = field(default_factory=_empty)
+    dropped: Mapping[str, int] = field(default_factory=_empty)  # family -> series over the ceiling

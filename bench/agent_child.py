@@ -6,7 +6,7 @@ benchmark process's own heap and threads never land in what is measured.
     python bench/agent_child.py cache-server SERIES PORT
     python bench/agent_child.py pc-server SERIES|@EXPOSITION-FILE PORT
 
-`serve` is `python -m agent.cli serve` plus two measuring hooks installed before it starts:
+`serve` is `python -m gpulse serve` plus two measuring hooks installed before it starts:
 every thread's CPU is charged to a group (tick, workload scrapes, kubernetes, http, the
 simulated world, ...) and every fake NVML call is timed, so the simulator's cost can be shown
 apart from the agent's. SIGUSR1 writes the running totals to $GPULSE_BENCH_CPU_FILE as JSON.
@@ -111,7 +111,7 @@ def thread_group(t: threading.Thread) -> str:
         return "kubelet and pod watch (agent)"
     if name == "gpulse-http" or module == "gpulse.server":
         return "HTTP /metrics serving (agent)"
-    if name.startswith("gpulse") or module.startswith("agent") or t is threading.main_thread():
+    if name.startswith("gpulse") or module.startswith("gpulse") or t is threading.main_thread():
         return "other agent threads (XID events, push, main)"
     return UNCLASSIFIED
 
@@ -221,16 +221,17 @@ def tick(ticks: int, warmup: int) -> int:
         s = run.sampler
         run.tick(warmup)
         spent = collections.Counter()
-        nvml = TimedNvml(s.reader.lib)
+        inputs, reader = s.inputs, s.inputs.nvml.reader
+        nvml = TimedNvml(reader.lib)
         nvml.calibrate()
-        s.reader.lib = nvml
-        s.reader.read = _timed(s.reader.read, spent, "nvml read")
-        s._window = _timed(s._window, spent, "windows")
-        s.attributor.update = _timed(s.attributor.update, spent, "attribution")
-        s._refresh_identity = _timed(s._refresh_identity, spent, "identity")
-        s._collect = _timed(s._collect, spent, "collectors")
+        reader.lib = nvml
+        reader.read = _timed(reader.read, spent, "nvml read")
+        inputs.windows.apply = _timed(inputs.windows.apply, spent, "windows")
+        inputs.attributor.update = _timed(inputs.attributor.update, spent, "attribution")
+        inputs.identity.update = _timed(inputs.identity.update, spent, "identity")
+        s.runner.run = _timed(s.runner.run, spent, "collectors")
         s.encoder = _TimedEncoder(s.encoder, spent)
-        s._encoder_om = _TimedEncoder(s._encoder_om, spent)  # both formats are rendered each tick
+        s.encoder_om = _TimedEncoder(s.encoder_om, spent)  # both formats are rendered each tick
         kernels.compress = _timed(kernels.compress, spent, "gzip")  # the sampler calls kernels.compress
         rows = []
         for _ in range(ticks):
@@ -246,7 +247,7 @@ def tick(ticks: int, warmup: int) -> int:
             rows.append({"total": total, "fake nvml": fake, "fake calls": ncalls, "timing": ncalls * nvml.overhead_ns, **spent})
             time.sleep(0.05)  # let the sources' own threads run between ticks, as at 1 s cadence
         series = sum(1 for line in rendered.text.splitlines() if line and not line.startswith(b"#"))
-        print(json.dumps({"ticks": rows, "series": series, "gpus": len(s.reader.devices), "pods": len(rendered.snapshot.pods),
+        print(json.dumps({"ticks": rows, "series": series, "gpus": len(reader.devices), "pods": len(rendered.snapshot.pods),
                           "extensions": kernels.EXTENSIONS_LOADED}))
     return 0
 

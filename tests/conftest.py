@@ -27,9 +27,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def load_flags(argv, environ=None):
+    """A Config from serve's flags, as the CLI parses them (environment empty by default)."""
+    import argparse
+
+    from gpulse import config
+
+    parser = argparse.ArgumentParser()
+    config.add_flags(parser)
+    return config.load(parser.parse_args(argv), environ={} if environ is None else environ)
+
+
 def gpulse_cmd(*args):
     """The installed CLI, run with this interpreter (works without the venv on PATH)."""
-    return [sys.executable, "-m", "gpulse.cli", *args]
+    return [sys.executable, "-m", "gpulse", *args]
 
 
 def require_promtool():

@@ -6,7 +6,7 @@ the test's: world clock and tick times advance together, one second per tick.
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import time
 
 from gpulse import config as config_mod
@@ -24,14 +24,14 @@ class ManualClock:
         return self.t
 
 
-def make_config(**overrides):
-    p = argparse.ArgumentParser()
-    config_mod.add_flags(p)
-    cfg = config_mod.load(p.parse_args([]), environ={})
+def make_config(enable=(), **overrides):
+    """Defaults for a hand-ticked run; `enable` switches collectors on (e.g. "dcgm_compat")."""
+    cfg = config_mod.load(None, environ={})
+    if enable:
+        overrides["collectors"] = cfg.collectors | frozenset(enable)
     values = {"nvml_backend": "fake", "workloads_scrape_interval": 0.2, "kubelet_refresh_interval": 0.5,
               "log_level": "warning"}
     values.update(overrides)
-    import dataclasses
     return dataclasses.replace(cfg, **values)
 
 
@@ -41,22 +41,29 @@ class Run:
     def __init__(self, scenario: str, start: float = START, **overrides):
         self.clock = ManualClock(start)
         self.world = World.from_name(scenario, clock=self.clock)
-        cfg = self.world.start(make_config(scenario=scenario, **overrides))
-        self.agent = build(cfg, world=self.world)
+        cfg = config_mod.with_overrides(make_config(scenario=scenario, **overrides), self.world.start(), "scenario")
+        self.agent = build(cfg, nvml_loader=lambda: self.world.nvml, clock=self.clock)
+        self.agent.on_stop.append(self.world.stop)
         self.sampler = self.agent.sampler
-        self.sampler.clock = self.clock
         self.agent.start(loop=False)
         self._wait_for_sources()
         self.rendered = None
+
+    @property
+    def reader(self):
+        """The running NVML reader (None while NVML is down)."""
+        return self.sampler.inputs.nvml.reader
 
     def _wait_for_sources(self, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
         expected = sum(1 for p in self.world.scenario.pods if p.workload)
         while time.monotonic() < deadline:
-            pods_ok = self.sampler.pod_source is None or self.sampler.pod_source.current().up
-            pods_ok = pods_ok and (self.sampler.node_cache is None or self.sampler.node_cache.version > 0)
-            wl = self.sampler.workload_source
-            wl_ok = wl is None or len({(w.namespace, w.pod) for w in wl.current()[0]}) >= expected
+            inputs = self.sampler.inputs
+            pods_ok = inputs.pods is None or inputs.pods.current().up
+            node = inputs.identity.node if inputs.identity is not None else None
+            pods_ok = pods_ok and (node is None or node.version > 0)
+            wl = inputs.workloads
+            wl_ok = wl is None or len({(w.namespace, w.pod) for w in wl.current()}) >= expected
             if pods_ok and wl_ok:
                 return
             time.sleep(0.05)

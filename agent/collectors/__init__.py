@@ -1,12 +1,20 @@
-"""Collectors: one module per family group, each `collect(snapshot, config) -> Iterable[Family]`.
+"""Collectors: one module per family group, registered by name in REGISTRY.
 
-Every module in ALL exposes NAME and collect(). The sampler runs them all each tick; one
-that raises gets gpulse_collector_success{collector} 0 and the rest still render. The
-agent's own families (self_metrics) come last, with the outcome of the others.
+Each built-in module defines COLLECTOR (name, declared catalog families, collect(snapshot)).
+The registry refuses families outside the catalog or rendered twice; --collector.<name>
+switches each one (gpulse.config); a disabled collector is not run and not reported.
 """
 
 from __future__ import annotations
 
-from . import dcgm_compat, gpu, identity, mig, pods, self_metrics, workloads  # noqa: F401
+from . import dcgm_compat, gpu, identity, mig, pods, self_metrics, workloads
+from .base import Collector, FunctionCollector
+from .registry import Registry, RegistryError
+from .runner import CollectorRunner
 
-ALL = (gpu, mig, pods, workloads, identity, dcgm_compat)
+REGISTRY = Registry()
+for _module in (gpu, mig, pods, workloads, identity, dcgm_compat, self_metrics):
+    REGISTRY.register(_module.COLLECTOR)
+SELF = REGISTRY.get("self")
+
+__all__ = ["REGISTRY", "SELF", "Collector", "CollectorRunner", "FunctionCollector", "Registry", "RegistryError"]

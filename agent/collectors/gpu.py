@@ -1,31 +1,38 @@
-"""Device families: one sample per GPU per catalog family with a known value.
+"""Device families: gpulse_gpu_up, then one sample per GPU per NVML row with a known value.
 
-Data-driven from the catalog: a family whose labels are (gpu, uuid) takes its value from
-GpuState.values; one with an extra label takes {extra labels: value} from GpuState.labeled.
-A value NVML could not give is absent and its sample omitted, never NaN.
+Data-driven from the rows (gpulse.nvml.metrics): a family with no extra label takes its
+value from GpuState.values; one with an extra label takes {extra labels: value} from
+GpuState.labeled. A value NVML could not give is absent and its sample omitted, never NaN.
 """
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from .. import catalog
+from ..family import Family
+from ..nvml.metrics import DEVICE_METRICS
+from ..snapshot import Snapshot
+from .base import FunctionCollector
 
-NAME = "gpu"
-_SPECS = tuple(s for s in catalog.for_collector(NAME) if s.name != "gpulse_gpu_up")
+_ROWS = tuple((r.family, bool(r.label)) for r in DEVICE_METRICS)
 
 
-def collect(snapshot, config):
+def collect(snapshot: Snapshot) -> Iterator[Family]:
     up = catalog.family("gpulse_gpu_up")
     for g in snapshot.gpus:
         up.add((str(g.index), g.uuid), 1.0 if g.up else 0.0)
     yield up
-    for spec in _SPECS:
-        fam = catalog.family(spec.name)
-        extra = len(spec.labels) > 2
+    for name, labeled in _ROWS:
+        fam = catalog.family(name)
         for g in snapshot.gpus:
             base = (str(g.index), g.uuid)
-            if extra:
-                for labels, value in g.labeled.get(spec.name, {}).items():
+            if labeled:
+                for labels, value in g.labeled.get(name, {}).items():
                     fam.add(base + labels, value)
             else:
-                fam.add(base, g.values.get(spec.name))
+                fam.add(base, g.values.get(name))
         yield fam
+
+
+COLLECTOR = FunctionCollector("gpu", ("gpulse_gpu_up",) + tuple(n for n, _ in _ROWS), collect)

@@ -4,12 +4,15 @@ Nothing is yielded before the first identity resolution."""
 
 from __future__ import annotations
 
+from typing import Any, Iterator, Mapping
+
 from ..catalog import family
+from ..family import Family
+from ..snapshot import Snapshot
+from .base import FunctionCollector
 
-NAME = "identity"
 
-
-def _text(value) -> str:
+def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -17,12 +20,12 @@ def _text(value) -> str:
     return str(value)
 
 
-def _row(fam, values: dict) -> tuple:
+def _row(fam: Family, values: Mapping[str, Any]) -> tuple[str, ...]:
     """Label values in the family's label order, so catalog label changes cannot misalign."""
     return tuple(_text(values.get(name)) for name in fam.labelnames)
 
 
-def collect(snapshot, config):
+def collect(snapshot: Snapshot) -> Iterator[Family]:
     view = snapshot.identity
     if view is None:
         return
@@ -55,3 +58,7 @@ def collect(snapshot, config):
     unknown = family("gpulse_identity_unknown_gpus")
     unknown.add(_row(unknown, {"node": node_name}), view.unknown_count)
     yield unknown
+
+
+COLLECTOR = FunctionCollector("identity", ("gpulse_gpu_info", "gpulse_node_info", "gpulse_identity_conflict",
+                                           "gpulse_identity_unknown_gpus"), collect)

@@ -1,18 +1,26 @@
-"""MIG families: one sample per MIG instance per catalog family with a known value
+"""MIG families: one sample per MIG instance per MIG row with a known value
 (MigState.values, keyed by family name). A value not known is omitted, never NaN."""
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from .. import catalog
+from ..family import Family
+from ..nvml.metrics import MIG_METRICS
+from ..snapshot import Snapshot
+from .base import FunctionCollector
 
-NAME = "mig"
-_SPECS = catalog.for_collector(NAME)
+_FAMILIES = tuple(r.family for r in MIG_METRICS)
 
 
-def collect(snapshot, config):
-    for spec in _SPECS:
-        fam = catalog.family(spec.name)
+def collect(snapshot: Snapshot) -> Iterator[Family]:
+    for name in _FAMILIES:
+        fam = catalog.family(name)
         for m in snapshot.migs:
             fam.add((str(m.gpu), m.uuid, str(m.gpu_instance), str(m.compute_instance), m.profile, m.mig_uuid),
-                    m.values.get(spec.name))
+                    m.values.get(name))
         yield fam
+
+
+COLLECTOR = FunctionCollector("mig", _FAMILIES, collect)

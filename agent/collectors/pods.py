@@ -1,5 +1,5 @@
 """Pod families: each container's allocation, utilization share and memory per GPU or
-MIG instance; the unattributed rest of each shared GPU; whether the kubelet answers.
+MIG instance; the unattributed rest of each shared GPU; processes no pod could be tied to.
 
 Families are built fresh every tick, so a pod that left has no series at the next one.
 Non-MIG shares leave the MIG labels "" and the renderer omits them.
@@ -7,14 +7,15 @@ Non-MIG shares leave the MIG labels "" and the renderer omits them.
 
 from __future__ import annotations
 
+from typing import Iterator
+
 from .. import catalog
+from ..family import Family
+from ..snapshot import Snapshot
+from .base import FunctionCollector
 
-NAME = "pods"
-# Rendered only once the catalog declares it (attribution's per-reason process counts).
-UNRESOLVED_FAMILY = "gpulse_attribution_unresolved_processes"
 
-
-def collect(snapshot, config):
+def collect(snapshot: Snapshot) -> Iterator[Family]:
     allocated = catalog.family("gpulse_pod_gpu_allocated")
     utilization = catalog.family("gpulse_pod_gpu_utilization_ratio")
     memory = catalog.family("gpulse_pod_gpu_memory_used_bytes")
@@ -28,17 +29,20 @@ def collect(snapshot, config):
     yield utilization
     yield memory
 
-    unattributed = catalog.family("gpulse_gpu_unattributed_utilization_ratio")
     uuids = {g.index: g.uuid for g in snapshot.gpus}
+    unattributed = catalog.family("gpulse_gpu_unattributed_utilization_ratio")
     for gpu, ratio in sorted(snapshot.unattributed.items()):
         if gpu in uuids:
             unattributed.add((str(gpu), uuids[gpu]), ratio)
     yield unattributed
 
-    unresolved = snapshot.extra.get("attribution_unresolved")
-    if unresolved is not None:
-        fam = catalog.family(UNRESOLVED_FAMILY)
-        for (gpu, reason), count in sorted(unresolved.items()):
-            if gpu in uuids:
-                fam.add((str(gpu), uuids[gpu], reason), count)
-        yield fam
+    unresolved = catalog.family("gpulse_attribution_unresolved_processes")
+    for (gpu, reason), count in sorted(snapshot.unresolved.items()):
+        if gpu in uuids:
+            unresolved.add((str(gpu), uuids[gpu], reason), count)
+    yield unresolved
+
+
+COLLECTOR = FunctionCollector("pods", (
+    "gpulse_pod_gpu_allocated", "gpulse_pod_gpu_utilization_ratio", "gpulse_pod_gpu_memory_used_bytes",
+    "gpulse_gpu_unattributed_utilization_ratio", "gpulse_attribution_unresolved_processes"), collect)

@@ -1,39 +1,48 @@
 """The agent's own health: build, collectors, ticks, sources, NVML calls and errors, process.
 
-Rendered last, by the sampler, with the other collectors' outcome of this tick.
+Runs last, after the runner has put this tick's collector outcomes and dropped series into
+the snapshot, so gpulse_collector_success reports the scrape it is part of.
 """
 
 from __future__ import annotations
 
 import platform
+from typing import Iterator, Optional
 
 import psutil
 
 from .. import __version__, catalog, kernels
+from ..family import Family
+from ..snapshot import Snapshot
+from .base import FunctionCollector
 
-NAME = "self"
 _PROCESS = psutil.Process()
 _START = _PROCESS.create_time()
 
 
-def collect(snapshot, config, stats=None, dropped=None, backend="real"):
+def _single(name: str, value: Optional[float]) -> Family:
+    f = catalog.family(name)
+    f.add((), value)
+    return f
+
+
+def collect(snapshot: Snapshot) -> Iterator[Family]:
     fam = catalog.family
     build = fam("gpulse_build_info")
-    build.add((__version__, platform.python_version(), "compiled" if kernels.EXTENSIONS_LOADED else "pure", backend), 1)
+    build.add((__version__, platform.python_version(), "true" if kernels.EXTENSIONS_LOADED else "false",
+               snapshot.nvml_backend), 1)
     yield build
     success, duration = fam("gpulse_collector_success"), fam("gpulse_collector_duration_seconds")
-    for name, (ok, seconds) in sorted((stats or {}).items()):
-        success.add((name,), 1.0 if ok else 0.0)
-        duration.add((name,), seconds)
+    for name, stat in sorted(snapshot.collectors.items()):
+        success.add((name,), 1.0 if stat.ok else 0.0)
+        duration.add((name,), stat.seconds)
     yield success
     yield duration
     tick = snapshot.tick
-    for name, value in (("gpulse_tick_duration_seconds", tick.get("duration")), ("gpulse_ticks_total", tick.get("ticks")),
-                        ("gpulse_ticks_missed_total", tick.get("missed")),
-                        ("gpulse_last_tick_timestamp_seconds", snapshot.timestamp)):
-        f = fam(name)
-        f.add((), value)
-        yield f
+    yield _single("gpulse_tick_duration_seconds", tick.duration)
+    yield _single("gpulse_ticks_total", tick.ticks)
+    yield _single("gpulse_ticks_missed_total", tick.missed)
+    yield _single("gpulse_last_tick_timestamp_seconds", snapshot.timestamp)
     age, up = fam("gpulse_snapshot_age_seconds"), fam("gpulse_source_up")
     for source, status in sorted(snapshot.sources.items()):
         up.add((source,), 1.0 if status.up else 0.0)
@@ -49,15 +58,17 @@ def collect(snapshot, config, stats=None, dropped=None, backend="real"):
         calls.add((function,), n)
     yield calls
     drops = fam("gpulse_series_dropped_total")
-    for name, n in sorted((dropped or {}).items()):
+    for name, n in sorted(snapshot.dropped.items()):
         drops.add((name,), n)
     yield drops
     with _PROCESS.oneshot():
         cpu = _PROCESS.cpu_times()
         mem = _PROCESS.memory_info()
         fds = _PROCESS.num_fds()
-    for name, value in (("process_cpu_seconds_total", cpu.user + cpu.system), ("process_resident_memory_bytes", mem.rss),
-                        ("process_start_time_seconds", _START), ("process_open_fds", fds)):
-        f = fam(name)
-        f.add((), value)
-        yield f
+    yield _single("process_cpu_seconds_total", cpu.user + cpu.system)
+    yield _single("process_resident_memory_bytes", mem.rss)
+    yield _single("process_start_time_seconds", _START)
+    yield _single("process_open_fds", fds)
+
+
+COLLECTOR = FunctionCollector(catalog.SELF, tuple(s.name for s in catalog.for_collector(catalog.SELF)), collect)

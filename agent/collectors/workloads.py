@@ -7,9 +7,12 @@ server serves several models.
 
 from __future__ import annotations
 
-from ..catalog import family
+from typing import Iterable
 
-NAME = "workloads"
+from ..catalog import family
+from ..family import Family
+from ..snapshot import Snapshot
+from .base import FunctionCollector
 
 _VALUES = (
     ("gpulse_workload_queue_depth", "queue_depth"),
@@ -18,7 +21,7 @@ _VALUES = (
 )
 
 
-def collect(snapshot, config):
+def collect(snapshot: Snapshot) -> Iterable[Family]:
     value_families = [(family(name), attr) for name, attr in _VALUES]
     up = family("gpulse_workload_scrape_up")
     duration = family("gpulse_workload_scrape_duration_seconds")
@@ -36,3 +39,7 @@ def collect(snapshot, config):
             up.add(endpoint, 1.0 if w.scrape_up else 0.0)
             duration.add(endpoint, w.scrape_duration_seconds)
     return tuple(fam for fam, _ in value_families) + (up, duration)
+
+
+COLLECTOR = FunctionCollector("workloads", tuple(name for name, _ in _VALUES) + (
+    "gpulse_workload_scrape_up", "gpulse_workload_scrape_duration_seconds"), collect)

@@ -9,43 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import tempfile
 import time
 from collections import Counter
 from datetime import datetime, timezone
 from typing import Iterable, Optional
 
+from ..names import is_label_key, is_label_value, sanitize_label_value
 from .records import GpuRecord, NodeRecord
 
 PREFIX = "gpulse.dev/"
 SCHEMA = "v1"
 NFD_MAX_BYTES = 65536
-MAX_VALUE_LEN = 63
-_VALUE_RE = re.compile(r"^(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
-_NAME_RE = re.compile(r"^[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?$")
-_PREFIX_RE = re.compile(r"^[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*$")
-
-
-def is_valid_label_value(value: str) -> bool:
-    return len(value) <= MAX_VALUE_LEN and bool(_VALUE_RE.match(value))
-
-
-def is_valid_label_key(key: str) -> bool:
-    prefix, slash, name = key.rpartition("/")
-    if slash and (len(prefix) > 253 or not _PREFIX_RE.match(prefix)):
-        return False
-    return len(name) <= MAX_VALUE_LEN and bool(_NAME_RE.match(name))
-
-
-def sanitize_label_value(text: str) -> str:
-    """Any text -> a valid label value: invalid characters become '-', runs collapse, the
-    ends are trimmed to alphanumerics, at most 63 characters ('' when nothing is left)."""
-    value = re.sub(r"[^-A-Za-z0-9_.]+", "-", str(text).strip())
-    value = re.sub(r"-{2,}", "-", value)
-    value = re.sub(r"^[^A-Za-z0-9]+|[^A-Za-z0-9]+$", "", value)
-    value = value[:MAX_VALUE_LEN]
-    return re.sub(r"[^A-Za-z0-9]+$", "", value)
 
 
 def _agreed(values: Iterable) -> Optional[str]:
@@ -97,7 +72,7 @@ def node_labels(gpus: Iterable[GpuRecord], node: NodeRecord, conflicts: Iterable
         if value is None:
             continue
         value = sanitize_label_value(str(value))
-        if value and is_valid_label_key(PREFIX + key):
+        if value and is_label_key(PREFIX + key):
             out[PREFIX + key] = value
     return dict(sorted(out.items()))
 
@@ -114,9 +89,9 @@ def render_nfd_features(labels: dict, expiry_seconds: float, now: Optional[float
     lines = ["# gpulse node identity; rewritten by the agent, do not edit",
              f"# +expiry-time={rfc3339(now + expiry_seconds)}"]
     for key, value in labels.items():
-        if not is_valid_label_key(key):
+        if not is_label_key(key):
             raise ValueError(f"NFD label key {key!r} is not a valid Kubernetes label key")
-        if not is_valid_label_value(str(value)):
+        if not is_label_value(str(value)):
             raise ValueError(f"NFD label {key}: value {value!r} is not a valid Kubernetes label value")
         lines.append(f"{key}={value}")
     text = "\n".join(lines) + "\n"

@@ -7,7 +7,9 @@ holds, /identity serves (as_json) and the NFD feature file publishes (labels).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
+
+from ..nvml.reading import DeviceReading, MigReading, NvmlReading
 
 from .gpu import resolve_gpu
 from .labels import SCHEMA, node_labels
@@ -39,38 +41,36 @@ class IdentityView:
         }
 
 
-def record_for_device(device, migs=()) -> GpuRecord:
-    """Resolve one DeviceReading from the facts NVML put in device.raw."""
-    raw = device.raw or {}
-    profiles = raw.get("mig_profiles")
-    if profiles is None:
-        profiles = [m.profile for m in migs if m.uuid == device.uuid]
+def record_for_device(device: DeviceReading, migs: Iterable[MigReading] = ()) -> GpuRecord:
+    """Resolve one DeviceReading from the facts NVML gave at discovery."""
+    f = device.facts
+    profiles: Iterable[str] = f.mig_profiles or [m.profile for m in migs if m.uuid == device.uuid]
     return resolve_gpu(
-        raw.get("name") or device.name,
-        pci_device_id=raw.get("pci_device_id"),
-        pci_subsystem_id=raw.get("pci_subsystem_id"),
-        memory_mib=raw.get("memory_mib"),
-        compute_capability=raw.get("compute_capability"),
-        virtualization_mode=raw.get("virtualization_mode"),
-        mig_capable=raw.get("mig_capable"),
-        mig_enabled=raw.get("mig_enabled", device.mig_enabled),
-        mig_profiles=profiles,
+        f.name or device.name,
+        pci_device_id=f.pci_device_id,
+        pci_subsystem_id=f.pci_subsystem_id,
+        memory_mib=f.memory_mib,
+        compute_capability=f.compute_capability,
+        virtualization_mode=f.virtualization_mode,
+        mig_capable=f.mig_capable,
+        mig_enabled=f.mig_enabled or device.mig_enabled,
+        mig_profiles=list(profiles),
     )
 
 
 class IdentityResolver:
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, sysfs_root: str = "/sys", node_name: str = ""):
+        self.sysfs_root = sysfs_root
+        self.node_name = node_name
 
-    def resolve(self, reading, node: Optional[dict] = None) -> IdentityView:
+    def resolve(self, reading: NvmlReading, node: Optional[dict[str, Any]] = None) -> IdentityView:
         devices = sorted(reading.devices, key=lambda d: d.index)
         gpus = {d.uuid: record_for_device(d, reading.migs) for d in devices}
-        driver = reading.driver_version or next(
-            (d.raw.get("driver_version") for d in devices if (d.raw or {}).get("driver_version")), "")
+        driver = reading.driver_version or next((d.facts.driver_version for d in devices if d.facts.driver_version), "")
         node_record, conflicts = resolve_node(
             node, gpus.values(),
-            sysfs_root=getattr(self.config, "path_sysfs", "/sys"),
-            node_name=getattr(self.config, "node_name", ""),
+            sysfs_root=self.sysfs_root,
+            node_name=self.node_name,
             driver_version=driver,
             cuda_version=reading.cuda_version,
         )

@@ -49,6 +49,9 @@ from types import MappingProxyType
 from typing import Callable, Iterator, Mapping, Optional
 from urllib.parse import quote, urlsplit
 
+from ..refresh import Refresher, SourceStatus
+from ..errors import OneLineError
+
 log = logging.getLogger(__name__)
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -57,7 +60,7 @@ WATCH_TIMEOUT_SECONDS = 300  # the API server ends a watch after this; the watch
 _EMPTY: Mapping = MappingProxyType({})
 
 
-class KubeError(Exception):
+class KubeError(OneLineError):
     """A failed API call; str() is one line naming the request."""
 
     def __init__(self, message: str, status: int = 0):
@@ -296,7 +299,9 @@ class PodIndex:
 
 
 class PodWatcher:
-    """Keeps a PodIndex current from list + watch on its own daemon thread."""
+    """Keeps a PodIndex current from list + watch, on a Refresher's thread (source
+    "apiserver"): one refresh is one list-and-watch session; a session that fails backs
+    off 1 s doubling to 30 s; a 410 Gone lists again at once."""
 
     def __init__(self, client: KubeClient, node_name: str, index: Optional[PodIndex] = None):
         if not node_name:
@@ -305,29 +310,22 @@ class PodWatcher:
         self.node_name = node_name
         self.index = index or PodIndex()
         self.relists = 0
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._conn = None
-        self._error = ""
-        self._up = False
+        self._rv = ""
+        self._conn: Optional[http.client.HTTPConnection] = None
+        self.refresher = Refresher("pod-watch", self._session, 0.0, retry_base=1.0, retry_ceiling=30.0,
+                                   interrupt=self._interrupt)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="gpulse-pod-watch", daemon=True)
-        self._thread.start()
+        self.refresher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        conn = self._conn
-        if conn is not None and conn.sock is not None:
-            try:  # wakes the blocked readline; close() alone does not
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread:
-            self._thread.join(timeout=5)
+        self.refresher.stop()
 
-    def status(self) -> tuple:
-        return self._up, self._error
+    def status(self) -> SourceStatus:
+        """A live watch keeps the index current: its age is 0 while up, and since the last
+        event once the watch is down."""
+        status = self.refresher.status()
+        return SourceStatus(True, 0.0, "") if status.up else status
 
     def wait_synced(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -335,42 +333,45 @@ class PodWatcher:
             time.sleep(0.01)
         return self.index.synced
 
-    def _set_conn(self, conn) -> None:
-        self._conn = conn
-        if self._stop.is_set():
-            self.stop()
+    def _interrupt(self) -> None:
+        conn = self._conn
+        if conn is not None and conn.sock is not None:
+            try:  # wakes the blocked readline; close() alone does not
+                conn.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
-    def _run(self) -> None:
-        backoff, rv = 1.0, ""
-        while not self._stop.is_set():
-            try:
-                if not rv:
-                    pods, rv = self.client.list_pods(self.node_name)
-                    self.index.replace(pods)
-                    self.relists += 1
-                    self._up, self._error = True, ""
-                started, events = time.monotonic(), 0
-                for kind, obj in self.client.watch_pods(self.node_name, rv, self._set_conn):
-                    events += 1
-                    meta = obj.get("metadata") or {}
-                    rv = meta.get("resourceVersion", rv) or rv
-                    if kind in ("ADDED", "MODIFIED", "DELETED"):
-                        self.index.apply(kind, PodInfo.from_object(obj))
-                    backoff = 1.0
-                    self._up, self._error = True, ""
-                if not events and time.monotonic() - started < 1.0:
-                    self._stop.wait(1.0)  # a server that ends watches at once must not make us spin
-            except Gone as exc:
-                log.info("kube: %s; listing pods again", exc)
-                rv = ""
-            except Exception as exc:  # noqa: BLE001 - KubeError, or a surprise in a response
-                if self._stop.is_set():
-                    break
-                error = str(exc) if isinstance(exc, KubeError) else f"unexpected {type(exc).__name__}: {exc}"
-                self._up, self._error = False, error
-                log.warning("kube: %s (retrying in %.0fs)", error, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 30.0)
-                rv = rv if isinstance(exc, KubeError) else ""  # after a surprise, list again
-            finally:
-                self._conn = None
+    def _set_conn(self, conn: http.client.HTTPConnection) -> None:
+        self._conn = conn
+        if self.refresher.stopping:
+            self._interrupt()
+
+    def _session(self) -> None:
+        """List (when there is no resourceVersion to resume from), then watch until the
+        server ends the watch; raises on failure."""
+        try:
+            if not self._rv:
+                pods, self._rv = self.client.list_pods(self.node_name)
+                self.index.replace(pods)
+                self.relists += 1
+                self.refresher.mark_up()
+            started, events = time.monotonic(), 0
+            for kind, obj in self.client.watch_pods(self.node_name, self._rv, self._set_conn):
+                events += 1
+                meta = obj.get("metadata") or {}
+                self._rv = meta.get("resourceVersion", self._rv) or self._rv
+                if kind in ("ADDED", "MODIFIED", "DELETED"):
+                    self.index.apply(kind, PodInfo.from_object(obj))
+                self.refresher.mark_up()
+            if not events and time.monotonic() - started < 1.0 and not self.refresher.stopping:
+                time.sleep(1.0)  # a server that ends watches at once must not make us spin
+        except Gone as exc:
+            log.info("kube: %s; listing pods again", exc)
+            self._rv = ""
+        except KubeError:
+            raise
+        except Exception:
+            self._rv = ""  # after a surprise in a response, list again
+            raise
+        finally:
+            self._conn = None

@@ -2,18 +2,17 @@
 
 One long-lived channel; every call carries a deadline and fails fast while the
 kubelet is away (no wait-for-ready), so a refresh never hangs. After a failure the
-caller backs off (see `Backoff`) and `reset()` drops the channel so the next call
+caller backs off (gpulse.refresh) and `reset()` drops the channel so the next call
 dials the socket afresh (a restarted kubelet recreates the socket file).
 """
 
 from __future__ import annotations
 
-import random
-
 import grpc
 
 from . import podresources_pb2 as pb
 from . import podresources_pb2_grpc as pb_grpc
+from ..errors import OneLineError
 
 _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),
@@ -24,7 +23,7 @@ _CHANNEL_OPTIONS = (
 )
 
 
-class PodResourcesError(Exception):
+class PodResourcesError(OneLineError):
     """One line: what failed, with the gRPC status."""
 
 
@@ -65,20 +64,3 @@ class PodResourcesClient:
         self._channel = self._stub = None
 
     close = reset
-
-
-class Backoff:
-    """Exponential backoff with jitter between failed refreshes, capped at `ceiling`."""
-
-    def __init__(self, base: float = 0.5, ceiling: float = 30.0, rng: random.Random | None = None):
-        self.base, self.ceiling = base, ceiling
-        self.failures = 0
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        delay = min(self.ceiling, self.base * 2 ** (self.failures - 1))
-        return delay * (0.8 + 0.4 * self._rng.random())
-
-    def reset(self) -> None:
-        self.failures = 0

@@ -1,10 +1,10 @@
 """Which container holds which GPU (kubelet PodResources) and which pod a PID is in.
 
 PodSource(config) refreshes allocations on its own thread every
-`kubelet.refresh-interval`, off the tick; current() hands the sampler an immutable
-PodView. A failed refresh keeps the last good allocations and shows up=False with the
-error (rendered as gpulse_source_up{source="kubelet"} 0); retries back off exponentially up to the
-refresh interval.
+`kubelet.refresh-interval`, off the tick (a gpulse.refresh.Refresher); current() hands the
+sampler an immutable PodView. A failed refresh keeps the last good allocations and shows
+up=False with the error (gpulse_source_up{source="kubelet"} 0); retries back off
+exponentially up to the refresh interval.
 
 PodResources names pods by namespace/name, a process's cgroup names them by UID. The
 join comes from a pod directory: any callable `uid -> (namespace, name)`,
@@ -24,9 +24,11 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Optional
 
+from ..config import Config
+from ..refresh import Refresher, SourceStatus
 from .cgroup import PidOwner, PidResolver
 from .devices import DeviceId, is_gpu_resource, parse_device_id
-from .podresources import Backoff, PodResourcesClient, PodResourcesError
+from .podresources import PodResourcesClient, PodResourcesError
 
 log = logging.getLogger(__name__)
 
@@ -128,58 +130,36 @@ def parse_allocatable(response, extra_resources=(), on_malformed=None) -> tuple:
 
 
 class PodSource:
-    def __init__(self, config, pod_directory: Optional[PodDirectory] = None,
+    """The kubelet's allocations, refreshed by a Refresher (source "kubelet") every
+    kubelet.refresh-interval; a failed refresh keeps the last good allocations."""
+
+    def __init__(self, config: Config, pod_directory: Optional[PodDirectory] = None,
                  client: Optional[PodResourcesClient] = None, clock: Callable[[], float] = time.monotonic,
                  timeout_seconds: float = 2.0):
-        self.config = config
         self.interval = float(config.kubelet_refresh_interval)
         self.extra_resources = tuple(config.kubelet_resource_names)
         self.client = client or PodResourcesClient(config.kubelet_pod_resources_socket, timeout_seconds)
         self.resolver = PidResolver(config.path_procfs, revalidate_seconds=self.interval, clock=clock)
         self.directory = pod_directory
-        self._clock = clock
         self._lock = threading.Lock()
-        self._allocations: tuple = ()
-        self._allocatable: tuple = ()
-        self._last_success: Optional[float] = None
-        self._up = False
-        self._error = "kubelet not yet refreshed"
-        self._logged_ids: set = set()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self.backoff = Backoff(base=min(0.5, self.interval), ceiling=self.interval)
-        self.refreshes = 0
+        self._allocations: tuple[Allocation, ...] = ()
+        self._allocatable: tuple[DeviceId, ...] = ()
+        self._logged_ids: set[str] = set()
+        self.refresher = Refresher("kubelet", self._refresh, self.interval, retry_base=min(0.5, self.interval),
+                                   retry_ceiling=self.interval, clock=clock)
 
     # --- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="gpulse-kubelet", daemon=True)
-        self._thread.start()
+        self.refresher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=self.client.timeout_seconds + 1.0)
-            self._thread = None
+        self.refresher.stop(timeout=self.client.timeout_seconds + 1.0)
         self.client.close()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                ok = self.refresh()
-            except Exception as exc:  # noqa: BLE001 - a surprise must not end the refresh thread
-                log.exception("kubelet refresh failed")
-                with self._lock:
-                    self._up, self._error = False, f"{type(exc).__name__}: {exc}"
-                ok = False
-            delay = self.interval if ok else self.backoff.next_delay()
-            self._wake.wait(delay)
-            self._wake.clear()
+    @property
+    def refreshes(self) -> int:
+        return self.refresher.refreshes
 
     # --- one refresh ---------------------------------------------------------------
 
@@ -191,18 +171,17 @@ class PodSource:
 
     def refresh(self) -> bool:
         """List (and GetAllocatableResources) once; True on success. Safe to call directly."""
-        self.refreshes += 1
+        return self.refresher.run_once()
+
+    def _refresh(self) -> None:
         try:
             allocations = parse_allocations(self.client.list(), self.extra_resources, self._malformed)
-        except PodResourcesError as exc:
+        except PodResourcesError:
             self.client.reset()
-            with self._lock:
-                if self._up or self._error != str(exc):
-                    log.warning("%s; keeping the last good pod allocations", exc)
-                self._up, self._error = False, str(exc)
-            return False
+            raise
         try:
-            allocatable = parse_allocatable(self.client.allocatable(), self.extra_resources, self._malformed)
+            allocatable: Optional[tuple[DeviceId, ...]] = parse_allocatable(
+                self.client.allocatable(), self.extra_resources, self._malformed)
         except PodResourcesError as exc:  # kubelets before 1.21 lack it: replicas come from List
             log.debug("%s", exc)
             allocatable = None
@@ -210,15 +189,12 @@ class PodSource:
             self._allocations = allocations
             if allocatable is not None:
                 self._allocatable = allocatable
-            self._last_success = self._clock()
-            if not self._up and self._error != "kubelet not yet refreshed":
-                log.info("kubelet PodResources answers again")
-            self._up, self._error = True, ""
-        self.backoff.reset()
-        return True
+
+    def status(self) -> SourceStatus:
+        return self.refresher.status()
 
     def current(self) -> PodView:
+        status = self.refresher.status()
         with self._lock:
-            age = None if self._last_success is None else max(0.0, self._clock() - self._last_success)
-            return PodView(self._allocations, self._allocatable, self._up, age, self._error,
-                           self.resolver, self.directory)
+            return PodView(self._allocations, self._allocatable, status.up, status.age_seconds,
+                           status.error, self.resolver, self.directory)

@@ -1,16 +1,17 @@
-"""Loads the NVML library: the driver's (through pynvml) or the scenario simulator."""
+"""The NVML library: pynvml, imported here and nowhere else.
+
+The reader calls functions by name on whatever `lib` it is given; the simulator's fake takes
+pynvml's constants, exception classes and structures from `load_real()` too, so both sides
+share one definition of NVML's names.
+"""
 
 from __future__ import annotations
 
+from types import ModuleType
 
-def load_real():
-    """The pynvml module itself: the reader calls its functions by name."""
+
+def load_real() -> ModuleType:
+    """The pynvml module itself."""
     import pynvml
 
     return pynvml
-
-
-def load_fake(scenario, clock=None):
-    from .fake import FakeNvml
-
-    return FakeNvml(scenario, clock=clock)

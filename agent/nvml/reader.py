@@ -1,11 +1,15 @@
 """Reads every GPU once per tick through one chokepoint, with errors classified once.
 
-`lib` is the pynvml module (gpulse.nvml.lib.load_real) or a FakeNvml: same names either way.
+`lib` is the pynvml module (gpulse.nvml.lib.load_real) or a fake with the same names. What is
+read comes from the rows in gpulse.nvml.metrics; this module only knows how to ask NVML.
+
 Outcomes of a call: ok; *unsupported* (NOT_SUPPORTED, FUNCTION_NOT_FOUND, NO_PERMISSION:
-remembered per device and never asked again); *no_data* (NOT_FOUND, NO_DATA: nothing this
-time); *gone* (GPU_IS_LOST: the device reports gpulse_gpu_up 0 and is probed rarely);
-*broken* (anything else: counted, the sample is omitted this tick, asked again next tick).
-Everything is counted in `errors[(function, reason)]` and `calls[function]`.
+remembered per device, per call and argument, and never asked again); *no_data*
+(NOT_FOUND, NO_DATA, or pynvml's size query answered SUCCESS: nothing this time); *gone*
+(GPU_IS_LOST: the device reports gpulse_gpu_up 0 and is probed rarely); *broken*
+(anything else: counted, the sample is omitted this tick, asked again next tick).
+Every call is counted in `calls[function]`, every failure in `errors[(function, reason)]`,
+and the last outcome per device and call in `outcomes` (what `gpulse check` prints).
 """
 
 from __future__ import annotations
@@ -15,9 +19,12 @@ import logging
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
+from typing import Any, Callable, Optional, Union
 
 from ..kernels import fold_process_samples
-from .reading import DeviceReading, MigReading, NvmlReading, ProcessInfo, ProcessUtilization
+from . import metrics as m
+from .reading import DeviceFacts, DeviceReading, MigReading, NvmlReading, ProcessInfo, ProcessUtilization
 
 log = logging.getLogger(__name__)
 MIB = 1024 * 1024
@@ -26,42 +33,7 @@ _GPM_MIN_INTERVAL = 0.1  # NVML wants GPM samples at least 100 ms apart
 _MIG_RESCAN_SECONDS = 30.0
 _NA_ID = 0xFFFFFFFF
 
-# Throttle reasons exported as gpulse_gpu_clock_event_active{reason}; the names match
-# dcgm-exporter's DCGM_FI_DEV_CLOCK_THROTTLE_REASONS documentation, snake_cased.
-CLOCK_EVENT_REASONS = (
-    ("gpu_idle", "nvmlClocksEventReasonGpuIdle"),
-    ("applications_clocks_setting", "nvmlClocksEventReasonApplicationsClocksSetting"),
-    ("sw_power_cap", "nvmlClocksEventReasonSwPowerCap"),
-    ("hw_slowdown", "nvmlClocksEventReasonHwSlowdown"),
-    ("sync_boost", "nvmlClocksEventReasonSyncBoost"),
-    ("sw_thermal_slowdown", "nvmlClocksEventReasonSwThermalSlowdown"),
-    ("hw_thermal_slowdown", "nvmlClocksEventReasonHwThermalSlowdown"),
-    ("hw_power_brake_slowdown", "nvmlClocksEventReasonHwPowerBrakeSlowdown"),
-    ("display_clock_setting", "nvmlClocksEventReasonDisplayClockSetting"),
-)
-
-# Batched through nvmlDeviceGetFieldValues: (NVML field constant, catalog family, scale, extra labels)
-FIELDS = (
-    ("NVML_FI_DEV_POWER_INSTANT", "gpulse_gpu_power_watts", 1e-3, None),
-    ("NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "gpulse_gpu_energy_joules_total", 1e-3, None),
-    ("NVML_FI_DEV_MEMORY_TEMP", "gpulse_gpu_memory_temperature_celsius", 1.0, None),
-    ("NVML_FI_DEV_ECC_SBE_AGG_TOTAL", "gpulse_gpu_ecc_errors_total", 1.0, ("correctable",)),
-    ("NVML_FI_DEV_ECC_DBE_AGG_TOTAL", "gpulse_gpu_ecc_errors_total", 1.0, ("uncorrectable",)),
-    ("NVML_FI_DEV_PCIE_COUNT_TX_BYTES", "gpulse_gpu_pcie_tx_bytes_total", 1.0, None),
-    ("NVML_FI_DEV_PCIE_COUNT_RX_BYTES", "gpulse_gpu_pcie_rx_bytes_total", 1.0, None),
-    ("NVML_FI_DEV_PCIE_REPLAY_COUNTER", "gpulse_gpu_pcie_replay_errors_total", 1.0, None),
-    ("NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX", "gpulse_gpu_nvlink_tx_bytes_total", 1024.0, None),
-    ("NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX", "gpulse_gpu_nvlink_rx_bytes_total", 1024.0, None),
-)
-
-
-# Device-level GPM metrics (Hopper+), the profiling counters DCGM exposes as DCGM_FI_PROF_*.
-GPM_DEVICE_METRICS = {
-    "NVML_GPM_METRIC_ANY_TENSOR_UTIL": "gpulse_gpu_tensor_active_ratio",
-    "NVML_GPM_METRIC_DRAM_BW_UTIL": "gpulse_gpu_dram_active_ratio",
-    "NVML_GPM_METRIC_SM_OCCUPANCY": "gpulse_gpu_sm_occupancy_ratio",
-}
-
+OK, UNSUPPORTED, NO_DATA, GONE, BROKEN = "ok", "unsupported", "no_data", "gone", "broken"
 
 # Versioned NVML symbols, newest first. pynvml's unversioned name calls the newest, which
 # older drivers lack (FUNCTION_NOT_FOUND): the first one the driver has is kept for good.
@@ -69,97 +41,123 @@ VERSIONED = {
     "nvmlDeviceGetComputeRunningProcesses": ("nvmlDeviceGetComputeRunningProcesses_v3",
                                              "nvmlDeviceGetComputeRunningProcesses_v2"),
 }
-
+PROCESSES = "nvmlDeviceGetComputeRunningProcesses"
+PROCESS_UTILIZATION = "nvmlDeviceGetProcessUtilization"
+XID_EVENTS = "nvmlDeviceRegisterEvents"
 
 # Errors after which only a new nvmlInit helps: the driver was reloaded or unloaded under us.
 _RESTART_ERRORS = ("NVML_ERROR_UNINITIALIZED", "NVML_ERROR_DRIVER_NOT_LOADED", "NVML_ERROR_LIB_RM_VERSION_MISMATCH")
+_VIRT_MODES = ("NONE", "PASSTHROUGH", "VGPU", "HOST_VGPU", "HOST_VSGA")
+
+Value = Union[float, dict[tuple[str, ...], float], None]
 
 
-def _text(value) -> str:
+def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class _Mig:
+    __slots__ = ("handle", "gpu_instance", "compute_instance", "profile", "uuid")
+
+    def __init__(self, handle: Any, gpu_instance: int, compute_instance: int, profile: str, uuid: str):
+        self.handle, self.gpu_instance, self.compute_instance = handle, gpu_instance, compute_instance
+        self.profile, self.uuid = profile, uuid
+
+    def layout(self) -> tuple[int, int, str, str]:
+        return self.gpu_instance, self.compute_instance, self.profile, self.uuid
 
 
 class _Device:
     """What the reader knows about one GPU between ticks."""
 
-    def __init__(self, index, handle):
+    def __init__(self, index: int, handle: Any):
         self.index = index
         self.handle = handle
         self.uuid = ""
         self.name = ""
         self.pci_bus_id = ""
-        self.raw: dict = {}
-        self.unsupported: set = set()  # functions never to ask again
-        self.field_ids: list = []  # field ids still worth asking
+        self.facts = DeviceFacts()
+        self.unsupported: set[str] = set()  # call keys never to ask again
         self.lost = False
         self.lost_probe_at = 0.0
         self.last_seen_us = 0  # lastSeenTimeStamp for per-process utilization
         self.mig_enabled = False
-        self.migs: list = []  # [(handle, gi, ci, profile, mig_uuid)]
+        self.migs: list[_Mig] = []
         self.gpm = False
-        self.gpm_samples: dict = {}  # ("mig", gi) | "device" -> (sample, time, spare sample)
+        self.gpm_samples: dict[Any, tuple[Any, float, Any]] = {}  # ("mig", gi) | "device" -> samples
         self.mig_scan_at = 0.0
+        self.links: tuple[int, ...] = ()  # NVLink scopes to ask for links-scoped fields
+        self.links_probed = False
 
 
 class NvmlReader:
-    def __init__(self, lib, clock=time.monotonic):
+    def __init__(self, lib: Any, clock: Callable[[], float] = time.monotonic):
         self.lib = lib
         self.clock = clock
-        self.devices: list = []
-        self.calls: Counter = Counter()
-        self.errors: Counter = Counter()
+        self.devices: list[_Device] = []
+        self.calls: Counter[str] = Counter()
+        self.errors: Counter[tuple[str, str]] = Counter()
+        self.outcomes: dict[tuple[Optional[int], str], str] = {}  # (gpu index, call key) -> last outcome
         self.driver_version = self.cuda_version = self.nvml_version = ""
-        self.xids: Counter = Counter()  # (gpu index, xid) -> count
+        self.xids: Counter[tuple[Optional[int], int]] = Counter()  # (gpu index, xid) -> count
         self._xid_lock = threading.Lock()
-        self._xid_thread = None
+        self._xid_thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
-        self._warned: set = set()
-        self.functions: dict = {}  # versioned family -> the symbol this driver has
+        self._warned: set[tuple[Optional[int], str, str]] = set()
+        self.functions: dict[str, str] = {}  # versioned family -> the symbol this driver has
         self.needs_restart = ""  # set when NVML must be initialised again (driver reload)
-        self._field_names = {getattr(lib, const): const[len("NVML_FI_DEV_"):].lower()
-                             for const, *_ in FIELDS if hasattr(lib, const)}
 
     # --- the chokepoint ------------------------------------------------------------
-    def _call(self, dev, function, *args, scope: str = ""):
-        """Call lib.<function>(*args); None when the call yields nothing this time.
+    def _call(self, dev: Optional[_Device], function: str, *args: Any, key: str = "", scope: str = "") -> Any:
+        """lib.<function>(*args), or None when the call yields nothing this time.
 
-        `scope` tells handles apart where the driver answers differently: "@mig" for calls on
-        a MIG device handle, so a function refused on the parent (NO_PERMISSION for the
-        whole GPU's processes without privileges) is still asked per instance."""
-        if dev is not None and (dev.lost or function + scope in dev.unsupported):
+        `key` names the call with its arguments (unsupported is remembered per key);
+        `scope` tells handles apart where the driver answers differently: "@mig" for calls
+        on a MIG device handle, so a function refused on the parent is still asked per
+        instance."""
+        key = (key or function) + scope
+        if dev is not None and (dev.lost or key in dev.unsupported):
             return None
         self.calls[function] += 1
         try:
-            return getattr(self.lib, function)(*args)
+            result = getattr(self.lib, function)(*args)
         except self.lib.NVMLError as exc:
-            self._classify(dev, function, exc, scope)
+            self._classify(dev, function, exc, key)
             return None
+        self._outcome(dev, key, OK)
+        return result
 
-    def _classify(self, dev, function, exc, scope: str = "") -> str:
+    def _outcome(self, dev: Optional[_Device], key: str, outcome: str) -> None:
+        self.outcomes[(dev.index if dev is not None else None, key)] = outcome
+
+    def _classify(self, dev: Optional[_Device], function: str, exc: Any, key: str = "") -> str:
         lib = self.lib
         code = getattr(exc, "value", None)
+        key = key or function
         if code in (lib.NVML_ERROR_NOT_SUPPORTED, lib.NVML_ERROR_FUNCTION_NOT_FOUND, lib.NVML_ERROR_NO_PERMISSION):
-            reason = "unsupported"
+            reason = UNSUPPORTED
             if dev is not None:
-                dev.unsupported.add(function + scope)
-        elif code in (lib.NVML_ERROR_NOT_FOUND, lib.NVML_ERROR_NO_DATA):
-            reason = "no_data"
+                dev.unsupported.add(key)
+        elif code in (lib.NVML_ERROR_NOT_FOUND, lib.NVML_ERROR_NO_DATA, lib.NVML_SUCCESS):
+            # pynvml raises NVMLError(SUCCESS) when a size query finds nothing to size
+            reason = NO_DATA
         elif code == lib.NVML_ERROR_GPU_IS_LOST:
-            reason = "gone"
+            reason = GONE
             if dev is not None and not dev.lost:
                 log.error("GPU %d (%s) is lost: %s returned GPU_IS_LOST", dev.index, dev.uuid, function)
                 dev.lost, dev.lost_probe_at = True, self.clock()
         else:
-            reason = "broken"
+            reason = BROKEN
             if code in {getattr(lib, name, None) for name in _RESTART_ERRORS}:
                 self.needs_restart = f"{function}: {exc}"
         self.errors[(function, reason)] += 1
-        key = (dev.index if dev else None, function, reason)
-        if reason != "no_data" and key not in self._warned:
-            self._warned.add(key)
+        self._outcome(dev, key, reason)
+        warn_key = (dev.index if dev else None, key, reason)
+        if reason != NO_DATA and warn_key not in self._warned:
+            self._warned.add(warn_key)
             where = f"GPU {dev.index}" if dev else "system"
-            level = logging.DEBUG if reason == "unsupported" else logging.WARNING
-            log.log(level, "%s: %s: %s (%s)", where, function, exc, reason)
+            level = logging.DEBUG if reason == UNSUPPORTED else logging.WARNING
+            log.log(level, "%s: %s: %s (%s)", where, key, exc, reason)
         return reason
 
     # --- start: init, enumerate, probe once -------------------------------------------
@@ -168,8 +166,8 @@ class NvmlReader:
         self.calls["nvmlInit"] += 1
         try:
             self.lib.nvmlInit()
-        except self.lib.NVMLError as exc:
-            self.errors[("nvmlInit", "broken")] += 1
+        except self.lib.NVMLError:
+            self.errors[("nvmlInit", BROKEN)] += 1
             raise
         self.driver_version = _text(self._call(None, "nvmlSystemGetDriverVersion") or "")
         self.nvml_version = _text(self._call(None, "nvmlSystemGetNVMLVersion") or "")
@@ -197,35 +195,25 @@ class NvmlReader:
         cc = self._call(dev, "nvmlDeviceGetCudaComputeCapability", h)
         virt = self._call(dev, "nvmlDeviceGetVirtualizationMode", h)
         mig_mode = self._call(dev, "nvmlDeviceGetMigMode", h)
-        compute_mode = self._call(dev, "nvmlDeviceGetComputeMode", h)
-        minor = self._call(dev, "nvmlDeviceGetMinorNumber", h)
         dev.mig_enabled = bool(mig_mode and mig_mode[0] == lib.NVML_DEVICE_MIG_ENABLE)
         if pci is not None:
             dev.pci_bus_id = _text(pci.busId)
-        virt_names = {getattr(lib, n): n[len("NVML_GPU_VIRTUALIZATION_MODE_"):].lower()
-                      for n in ("NVML_GPU_VIRTUALIZATION_MODE_NONE", "NVML_GPU_VIRTUALIZATION_MODE_PASSTHROUGH",
-                                "NVML_GPU_VIRTUALIZATION_MODE_VGPU", "NVML_GPU_VIRTUALIZATION_MODE_HOST_VGPU",
-                                "NVML_GPU_VIRTUALIZATION_MODE_HOST_VSGA")}
+        virt_names = {getattr(lib, "NVML_GPU_VIRTUALIZATION_MODE_" + n, None): n.lower() for n in _VIRT_MODES}
         dev.migs = self._enumerate_migs(dev) if dev.mig_enabled else []
-        dev.raw = {
-            "name": dev.name,
-            "pci_device_id": (pci.pciDeviceId >> 16) if pci is not None else None,
-            "pci_subsystem_id": (pci.pciSubSystemId >> 16) if pci is not None else None,
-            "memory_mib": (mem.total // MIB) if mem is not None else None,
-            "compute_capability": f"{cc[0]}.{cc[1]}" if cc else "",
-            "mig_capable": mig_mode is not None,
-            "mig_enabled": dev.mig_enabled,
-            "mig_profiles": sorted(m[3] for m in dev.migs),  # one entry per instance
-            "virtualization_mode": virt_names.get(virt, "") if virt is not None else "",
-            "driver_version": self.driver_version,
-            "compute_mode": compute_mode,  # NVML_COMPUTEMODE_*; EXCLUSIVE_PROCESS under MPS
-            "minor_number": minor,  # /dev/nvidia<N>, as GKE device ids name GPUs
-        }
-        dev.field_ids = []
-        for const, family, scale, labels in FIELDS:
-            fid = getattr(lib, const, None)
-            if fid is not None:
-                dev.field_ids.append((fid, family, scale, labels))
+        dev.facts = DeviceFacts(
+            name=dev.name,
+            pci_device_id=(pci.pciDeviceId >> 16) if pci is not None else None,
+            pci_subsystem_id=(pci.pciSubSystemId >> 16) if pci is not None else None,
+            memory_mib=(mem.total // MIB) if mem is not None else None,
+            compute_capability=f"{cc[0]}.{cc[1]}" if cc else "",
+            mig_capable=mig_mode is not None,
+            mig_enabled=dev.mig_enabled,
+            mig_profiles=tuple(sorted(mg.profile for mg in dev.migs)),
+            virtualization_mode=virt_names.get(virt, "") if virt is not None else "",
+            driver_version=self.driver_version,
+            compute_mode=self._call(dev, "nvmlDeviceGetComputeMode", h),
+            minor_number=self._call(dev, "nvmlDeviceGetMinorNumber", h),
+        )
         support = self._call(dev, "nvmlGpmQueryDeviceSupport", h)
         dev.gpm = bool(support is not None and support.isSupportedDevice)
 
@@ -251,13 +239,13 @@ class NvmlReader:
             return
         dev.mig_scan_at = now
         migs = self._enumerate_migs(dev)
-        if [m[1:] for m in migs] != [m[1:] for m in dev.migs]:
+        if [mg.layout() for mg in migs] != [mg.layout() for mg in dev.migs]:
             log.info("GPU %d: MIG layout changed: %d instance(s)", dev.index, len(migs))
             dev.migs = migs
             dev.gpm_samples = {k: v for k, v in dev.gpm_samples.items() if k == "device"}
-            dev.raw = dict(dev.raw, mig_profiles=sorted(m[3] for m in migs))
+            dev.facts = replace(dev.facts, mig_profiles=tuple(sorted(mg.profile for mg in migs)))
 
-    def _enumerate_migs(self, dev: _Device) -> list:
+    def _enumerate_migs(self, dev: _Device) -> list[_Mig]:
         migs = []
         for slot in range(self._call(dev, "nvmlDeviceGetMaxMigDeviceCount", dev.handle) or 0):
             try:
@@ -268,9 +256,56 @@ class NvmlReader:
             gi = self._call(dev, "nvmlDeviceGetGpuInstanceId", mh, scope="@mig")
             ci = self._call(dev, "nvmlDeviceGetComputeInstanceId", mh, scope="@mig")
             name = _text(self._call(dev, "nvmlDeviceGetName", mh, scope="@mig") or "")
-            profile = name.rsplit(" ", 1)[-1] if " MIG " in f" {name} " or "MIG" in name else ""
-            migs.append((mh, gi, ci, profile, _text(self._call(dev, "nvmlDeviceGetUUID", mh, scope="@mig") or "")))
+            profile = name.rsplit(" MIG ", 1)[1].strip() if " MIG " in name else ""
+            uuid = _text(self._call(dev, "nvmlDeviceGetUUID", mh, scope="@mig") or "")
+            if gi is not None:
+                migs.append(_Mig(mh, int(gi), int(ci or 0), profile, uuid))
         return migs
+
+    def _probe_links(self, dev: _Device) -> None:
+        """The NVLink scopes links-scoped fields are asked with: the all-links scope when the
+        driver sums it (checked against the per-link sum once), else each active link."""
+        dev.links_probed = True
+        lib, h = self.lib, dev.handle
+        count = None
+        got = self._call(dev, "nvmlDeviceGetFieldValues", h, [lib.NVML_FI_DEV_NVLINK_LINK_COUNT],
+                         key="field NVML_FI_DEV_NVLINK_LINK_COUNT")
+        if got is not None and got[0].nvmlReturn == lib.NVML_SUCCESS:
+            count = int(_field_value(lib, got[0]))
+        active = []
+        for link in range(count if count is not None else int(getattr(lib, "NVML_NVLINK_MAX_LINKS", 18))):
+            try:
+                self.calls["nvmlDeviceGetNvLinkState"] += 1
+                state = lib.nvmlDeviceGetNvLinkState(h, link)
+            except lib.NVMLError as exc:
+                if getattr(exc, "value", None) in (lib.NVML_ERROR_NOT_SUPPORTED, lib.NVML_ERROR_FUNCTION_NOT_FOUND):
+                    self._classify(dev, "nvmlDeviceGetNvLinkState", exc)
+                    break  # no NVLink on this GPU
+                if getattr(exc, "value", None) == lib.NVML_ERROR_INVALID_ARGUMENT:
+                    break  # past the last link
+                continue
+            if state == getattr(lib, "NVML_FEATURE_ENABLED", 1):
+                active.append(link)
+        if not active:
+            dev.links = ()
+            return
+        probe = getattr(lib, "NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX", None)
+        if probe is None:
+            dev.links = tuple(active)
+            return
+        asked = [(probe, m.ALL_LINKS_SCOPE)] + [(probe, link) for link in active]
+        got = self._call(dev, "nvmlDeviceGetFieldValues", h, asked, key="field NVLink scope probe")
+        dev.links = tuple(active)
+        if got is None:
+            return
+        per_link = list(got)[1:]
+        if got[0].nvmlReturn == lib.NVML_SUCCESS and all(fv.nvmlReturn == lib.NVML_SUCCESS for fv in per_link):
+            total, parts = _field_value(lib, got[0]), sum(_field_value(lib, fv) for fv in per_link)
+            # Trust the all-links scope only where it visibly is the sum: a driver that
+            # ignores the scope answers one link's counter, and all-zero counters prove nothing.
+            if total > 0 and abs(total - parts) <= 0.001 * parts + 1:
+                dev.links = (m.ALL_LINKS_SCOPE,)
+        log.debug("GPU %d: NVLink scopes %s", dev.index, dev.links)
 
     # --- XID events on their own thread ------------------------------------------------
     def _start_xid_thread(self) -> None:
@@ -280,31 +315,28 @@ class NvmlReader:
             return
         registered = 0
         for dev in self.devices:
-            self.calls["nvmlDeviceRegisterEvents"] += 1
-            try:
-                lib.nvmlDeviceRegisterEvents(dev.handle, lib.nvmlEventTypeXidCriticalError, event_set)
+            if self._call(dev, XID_EVENTS, dev.handle, lib.nvmlEventTypeXidCriticalError, event_set) is not None \
+                    or self.outcomes.get((dev.index, XID_EVENTS)) == OK:
                 registered += 1
-            except lib.NVMLError as exc:
-                self._classify(dev, "nvmlDeviceRegisterEvents", exc)
         if not registered:
             return
         self._stop.clear()
         self._xid_thread = threading.Thread(target=self._xid_loop, args=(event_set,), name="gpulse-xid", daemon=True)
         self._xid_thread.start()
 
-    def _xid_loop(self, event_set) -> None:
+    def _xid_loop(self, event_set: Any) -> None:
         lib = self.lib
         while not self._stop.is_set():
             try:
                 data = lib.nvmlEventSetWait_v2(event_set, 500)
             except lib.NVMLError as exc:
                 if getattr(exc, "value", None) != lib.NVML_ERROR_TIMEOUT:
-                    self.errors[("nvmlEventSetWait_v2", "broken")] += 1
+                    self.errors[("nvmlEventSetWait_v2", BROKEN)] += 1
                     self._stop.wait(1.0)
                 continue
             except Exception:  # noqa: BLE001 - the XID watch must outlive any surprise
                 log.exception("XID event wait failed")
-                self.errors[("nvmlEventSetWait_v2", "broken")] += 1
+                self.errors[("nvmlEventSetWait_v2", BROKEN)] += 1
                 self._stop.wait(1.0)
                 continue
             index = self._device_index(data.device)
@@ -315,7 +347,7 @@ class NvmlReader:
                 self.devices[index].lost = True
         self._call(None, "nvmlEventSetFree", event_set)
 
-    def _device_index(self, handle):
+    def _device_index(self, handle: Any) -> Optional[int]:
         # pynvml hands back a new ctypes object per event: compare what it points to. The
         # UUID is only a fallback, as a GPU that fell off the bus no longer answers it.
         key = _handle_key(handle)
@@ -340,7 +372,8 @@ class NvmlReader:
         for dev in self.devices:
             if dev.lost and not self._probe_lost(dev, now):
                 devices.append(DeviceReading(dev.index, dev.uuid, dev.name, dev.pci_bus_id, up=False,
-                                             mig_enabled=dev.mig_enabled, labeled=self._xid_labels(dev), raw=dev.raw))
+                                             mig_enabled=dev.mig_enabled, labeled=self._xid_labels(dev),
+                                             facts=dev.facts))
                 continue
             reading, dev_migs = self._read_device(dev, now)
             devices.append(reading)
@@ -358,104 +391,137 @@ class NvmlReader:
             return False
         return True
 
-    def _read_device(self, dev: _Device, now: float):
-        lib, h, call = self.lib, dev.handle, self._call
-        values, labeled = {}, {}
-        util = memutil = None
-        if not dev.mig_enabled:
-            u = call(dev, "nvmlDeviceGetUtilizationRates", h)
-            if u is not None:
-                util, memutil = u.gpu / 100.0, u.memory / 100.0
-        mem = call(dev, "nvmlDeviceGetMemoryInfo", h)
-        if mem is not None:
-            values["gpulse_gpu_memory_used_bytes"] = float(mem.used)
-            values["gpulse_gpu_memory_total_bytes"] = float(mem.total)
-        self._read_fields(dev, values, labeled)
-        if "gpulse_gpu_power_watts" not in values:
-            mw = call(dev, "nvmlDeviceGetPowerUsage", h)
-            if mw is not None:
-                values["gpulse_gpu_power_watts"] = mw / 1000.0
-        limit = call(dev, "nvmlDeviceGetEnforcedPowerLimit", h)
-        if limit is not None:
-            values["gpulse_gpu_power_limit_watts"] = limit / 1000.0
-        temp = call(dev, "nvmlDeviceGetTemperature", h, lib.NVML_TEMPERATURE_GPU)
-        if temp is not None:
-            values["gpulse_gpu_temperature_celsius"] = float(temp)
-        sm = call(dev, "nvmlDeviceGetClockInfo", h, lib.NVML_CLOCK_SM)
-        if sm is not None:
-            values["gpulse_gpu_sm_clock_hertz"] = sm * 1e6
-        memclk = call(dev, "nvmlDeviceGetClockInfo", h, lib.NVML_CLOCK_MEM)
-        if memclk is not None:
-            values["gpulse_gpu_memory_clock_hertz"] = memclk * 1e6
-        fan = call(dev, "nvmlDeviceGetFanSpeed", h)
-        if fan is not None:
-            values["gpulse_gpu_fan_speed_ratio"] = fan / 100.0
-        for function, family in (("nvmlDeviceGetEncoderUtilization", "gpulse_gpu_encoder_utilization_ratio"),
-                                 ("nvmlDeviceGetDecoderUtilization", "gpulse_gpu_decoder_utilization_ratio")):
-            r = call(dev, function, h)
-            if r is not None:
-                values[family] = r[0] / 100.0
-        reasons = call(dev, "nvmlDeviceGetCurrentClocksEventReasons", h)
-        if reasons is not None:
-            labeled["gpulse_gpu_clock_event_active"] = {
-                (name,): 1.0 if reasons & getattr(lib, const, 0) else 0.0 for name, const in CLOCK_EVENT_REASONS}
-        rows = call(dev, "nvmlDeviceGetRemappedRows", h)
-        if rows is not None:
-            labeled["gpulse_gpu_remapped_rows"] = {("correctable",): float(rows[0]), ("uncorrectable",): float(rows[1]),
-                                                   ("pending",): float(rows[2]), ("failure",): float(rows[3])}
+    def _read_device(self, dev: _Device, now: float) -> tuple[DeviceReading, tuple[MigReading, ...]]:
+        plan = _PLANS[dev.mig_enabled]
+        fields = self._read_fields(dev, plan)
+        gpm = self._read_gpm(dev, "device", now, "nvmlGpmSampleGet", (dev.handle,), plan) if dev.gpm else {}
+        values, labeled = self._apply_rows(dev, dev.handle, plan.rows, fields, gpm, "")
         labeled.update(self._xid_labels(dev))
-        if dev.gpm and not dev.mig_enabled:
-            for name, value in self._gpm(dev, "device", now, "nvmlGpmSampleGet", (h,), tuple(GPM_DEVICE_METRICS)).items():
-                values[GPM_DEVICE_METRICS[name]] = max(0.0, min(1.0, value / 100.0))
         if dev.mig_enabled:
             # Per instance: the parent's list needs privileges the DaemonSet does not have.
             self._rescan_migs(dev, now)
             mig_readings = self._read_migs(dev, now)
-            processes = tuple(p for m in mig_readings for p in m.processes)
-            proc_util = ()  # not supported on MIG GPUs
+            processes = tuple(p for mr in mig_readings for p in mr.processes)
+            proc_util: tuple[ProcessUtilization, ...] = ()  # not supported on MIG GPUs
         else:
             mig_readings = ()
-            processes = self._processes(dev, h)
+            processes = self._processes(dev, dev.handle)
             proc_util = self._process_utilization(dev)
-        up = not dev.lost
-        reading = DeviceReading(dev.index, dev.uuid, dev.name, dev.pci_bus_id, up=up, mig_enabled=dev.mig_enabled,
-                                utilization=util, memory_utilization=memutil, values=values, labeled=labeled,
-                                raw=dev.raw, processes=processes, process_utilization=proc_util)
+        reading = DeviceReading(dev.index, dev.uuid, dev.name, dev.pci_bus_id, up=not dev.lost,
+                                mig_enabled=dev.mig_enabled, values=values, labeled=labeled, facts=dev.facts, processes=processes,
+                                process_utilization=proc_util)
         return reading, mig_readings
 
-    def _xid_labels(self, dev: _Device) -> dict:
+    def _apply_rows(self, dev: _Device, handle: Any, rows: tuple[m.DeviceMetric, ...], fields: dict[m.Field, float],
+                    gpm: dict[str, float], scope: str) -> tuple[dict[str, float], dict[str, dict[tuple[str, ...], float]]]:
+        """Each row's value from its first read that answers: calls (once per tick even
+        when several rows share them), this tick's batched fields and GPM metrics."""
+        values: dict[str, float] = {}
+        labeled: dict[str, dict[tuple[str, ...], float]] = {}
+        memo: dict[str, Any] = {}
+        for row in rows:
+            for read in row.reads:
+                got = self._value(dev, handle, read, memo, fields, gpm, scope)
+                if got is None:
+                    continue
+                if isinstance(got, dict):
+                    labeled[row.family] = got
+                else:
+                    values[row.family] = got
+                break
+        return values, labeled
+
+    def _value(self, dev: _Device, handle: Any, read: m.Read, memo: dict[str, Any], fields: dict[m.Field, float],
+               gpm: dict[str, float], scope: str) -> Value:
+        lib = self.lib
+        if isinstance(read, m.Field):
+            return fields.get(read)
+        if isinstance(read, m.LabeledFields):
+            got = {(label,): fields[f] for label, f in read.fields if f in fields}
+            return got or None
+        if isinstance(read, m.Gpm):
+            v = gpm.get(read.metric)
+            return None if v is None else max(0.0, min(1.0, v / 100.0))
+        if isinstance(read, m.Events):
+            return None
+        if read.key not in memo:
+            args = tuple(getattr(lib, a) for a in read.args) if isinstance(read, m.Call) else ()
+            memo[read.key] = self._call(dev, read.function, handle, *args, key=read.key, scope=scope)
+        result = memo[read.key]
+        if result is None:
+            return None
+        if isinstance(read, m.Flags):
+            return {(name,): 1.0 if int(result) & int(getattr(lib, const)) else 0.0
+                    for name, const in read.bits if hasattr(lib, const)}
+        if isinstance(read, m.Parts):
+            return {(label,): float(v) for label, v in zip(read.labels, result)}
+        if isinstance(read.pick, str):
+            result = getattr(result, read.pick)
+        elif read.pick is not None:
+            result = result[read.pick]
+        return m.scaled(float(result), read.scale)
+
+    def _xid_labels(self, dev: _Device) -> dict[str, dict[tuple[str, ...], float]]:
         with self._xid_lock:
             xids = {(str(x),): float(n) for (i, x), n in self.xids.items() if i == dev.index}
         return {"gpulse_gpu_xid_errors_total": xids} if xids else {}
 
-    def _read_fields(self, dev: _Device, values: dict, labeled: dict) -> None:
-        if not dev.field_ids or "nvmlDeviceGetFieldValues" in dev.unsupported:
-            return
+    def _read_fields(self, dev: _Device, plan: _Plan) -> dict[m.Field, float]:
+        """One nvmlDeviceGetFieldValues call for every field the rows still ask; links-scoped
+        fields are asked per NVLink scope and summed."""
         lib = self.lib
-        result = self._call(dev, "nvmlDeviceGetFieldValues", dev.handle, [f[0] for f in dev.field_ids])
-        if result is None:
-            return
-        keep = []
-        for spec, fv in zip(dev.field_ids, result):
-            fid, family, scale, labels = spec
-            ret = fv.nvmlReturn
-            if ret == lib.NVML_SUCCESS:
-                keep.append(spec)
-                v = _field_value(lib, fv) * scale
-                if labels:
-                    labeled.setdefault(family, {})[labels] = v
-                else:
-                    values[family] = v
-            elif ret in (lib.NVML_ERROR_NOT_SUPPORTED, lib.NVML_ERROR_NO_PERMISSION):
-                self.errors[(f"nvmlDeviceGetFieldValues:{self._field_names.get(fid, fid)}", "unsupported")] += 1  # then dropped
+        wanted = [f for f in plan.fields if f.key not in dev.unsupported and hasattr(lib, f.const)]
+        if any(f.scope == "links" for f in wanted) and not dev.links_probed:
+            self._probe_links(dev)
+        asked: list[tuple[int, int]] = []
+        owners: list[m.Field] = []
+        for f in wanted:
+            if f.scope == "links":
+                if not dev.links:
+                    dev.unsupported.add(f.key)
+                    self._outcome(dev, f.key, UNSUPPORTED)
+                    continue
+                scopes: tuple[int, ...] = dev.links
             else:
-                keep.append(spec)
-                self.errors[(f"nvmlDeviceGetFieldValues:{self._field_names.get(fid, fid)}", "broken")] += 1
-        dev.field_ids = keep
+                scopes = (0,)
+            for s in scopes:
+                asked.append((getattr(lib, f.const), s))
+                owners.append(f)
+        if not asked or "nvmlDeviceGetFieldValues" in dev.unsupported:
+            return {}
+        result = self._call(dev, "nvmlDeviceGetFieldValues", dev.handle, asked)
+        if result is None:
+            return {}
+        sums: dict[m.Field, float] = {}
+        failed: dict[m.Field, int] = {}
+        for f, fv in zip(owners, result):
+            if fv.nvmlReturn == lib.NVML_SUCCESS:
+                sums[f] = sums.get(f, 0.0) + _field_value(lib, fv)
+            elif f not in failed:
+                failed[f] = int(fv.nvmlReturn)
+        out: dict[m.Field, float] = {}
+        for f in dict.fromkeys(owners):
+            code = failed.get(f)
+            if code is None:
+                out[f] = m.scaled(sums[f], f.scale)
+                self._outcome(dev, f.key, OK)
+                continue
+            name = f"nvmlDeviceGetFieldValues:{f.short}"
+            if code in (lib.NVML_ERROR_NOT_SUPPORTED, lib.NVML_ERROR_NO_PERMISSION):
+                dev.unsupported.add(f.key)
+                self.errors[(name, UNSUPPORTED)] += 1
+                self._outcome(dev, f.key, UNSUPPORTED)
+            elif code in (lib.NVML_ERROR_NOT_FOUND, lib.NVML_ERROR_NO_DATA):
+                self.errors[(name, NO_DATA)] += 1
+                self._outcome(dev, f.key, NO_DATA)
+            else:
+                self.errors[(name, BROKEN)] += 1
+                self._outcome(dev, f.key, BROKEN)
+        return out
 
-    def _processes(self, dev: _Device, handle, scope: str = "") -> tuple:
-        function = self.functions.get("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeRunningProcesses")
-        procs = self._call(dev, function, handle, scope=scope)
+    def _processes(self, dev: _Device, handle: Any, scope: str = "") -> tuple[ProcessInfo, ...]:
+        function = self.functions.get(PROCESSES, PROCESSES)
+        procs = self._call(dev, function, handle, key=PROCESSES, scope=scope)
         if not procs:
             return ()
         out = []
@@ -466,14 +532,14 @@ class NvmlReader:
                                    None if gi in (None, _NA_ID) else int(gi), None if ci in (None, _NA_ID) else int(ci)))
         return tuple(out)
 
-    def _process_utilization(self, dev: _Device) -> tuple:
+    def _process_utilization(self, dev: _Device) -> tuple[ProcessUtilization, ...]:
         """One mean sample per PID over the period since the last call (the driver may answer
         several samples per process, and old ones again: the fold skips those)."""
-        samples = self._call(dev, "nvmlDeviceGetProcessUtilization", dev.handle, dev.last_seen_us)
+        samples = self._call(dev, PROCESS_UTILIZATION, dev.handle, dev.last_seen_us)
         if not samples:
             return ()
         folded = fold_process_samples(samples, dev.last_seen_us)
-        mem = {}
+        mem: dict[int, float] = {}
         for s in samples:
             if int(s.timeStamp) > dev.last_seen_us:
                 mem[s.pid] = mem.get(s.pid, 0.0) + float(s.memUtil)
@@ -483,29 +549,27 @@ class NvmlReader:
             dev.last_seen_us = max(dev.last_seen_us, max(p.timestamp_us for p in out))
         return out
 
-    def _read_migs(self, dev: _Device, now: float) -> tuple:
+    def _read_migs(self, dev: _Device, now: float) -> tuple[MigReading, ...]:
         out = []
-        for mh, gi, ci, profile, mig_uuid in dev.migs:
-            mem = self._call(dev, "nvmlDeviceGetMemoryInfo", mh, scope="@mig")
-            procs = self._processes(dev, mh, scope="@mig")
-            util = self._gpm_utilization(dev, gi, now) if dev.gpm else None
-            out.append(MigReading(dev.index, dev.uuid, gi, ci, profile, mig_uuid,
-                                  float(mem.used) if mem is not None else None,
-                                  float(mem.total) if mem is not None else None, util, procs))
+        for mg in dev.migs:
+            gpm = self._read_gpm(dev, ("mig", mg.gpu_instance), now, "nvmlGpmMigSampleGet",
+                                 (dev.handle, mg.gpu_instance), _MIG_PLAN) if dev.gpm else {}
+            values, _ = self._apply_rows(dev, mg.handle, m.MIG_METRICS, {}, gpm, "@mig")
+            procs = self._processes(dev, mg.handle, scope="@mig")
+            out.append(MigReading(dev.index, dev.uuid, mg.gpu_instance, mg.compute_instance, mg.profile, mg.uuid,
+                                  values, procs))
         return tuple(out)
 
-    def _gpm_utilization(self, dev: _Device, gi: int, now: float):
-        """Graphics activity of one GPU instance, as a ratio."""
-        got = self._gpm(dev, ("mig", gi), now, "nvmlGpmMigSampleGet", (dev.handle, gi), ("NVML_GPM_METRIC_GRAPHICS_UTIL",))
-        util = got.get("NVML_GPM_METRIC_GRAPHICS_UTIL")
-        return None if util is None else max(0.0, min(1.0, util / 100.0))
-
-    def _gpm(self, dev: _Device, key, now: float, sample_fn: str, args: tuple, metrics: tuple) -> dict:
+    def _read_gpm(self, dev: _Device, key: Any, now: float, sample_fn: str, args: tuple[Any, ...],
+                  plan: _Plan) -> dict[str, float]:
         """GPM metrics (percent) from this tick's sample and the previous one (>= 100 ms apart).
 
         Two sample buffers per key alternate, so a tick costs one sample call and one
         metrics call whatever the number of metrics asked."""
         lib = self.lib
+        metrics = tuple(name for name in plan.gpm if hasattr(lib, name))
+        if not metrics:
+            return {}
         prev = dev.gpm_samples.get(key)
         if prev is not None and now - prev[1] < _GPM_MIN_INTERVAL:
             return {}
@@ -524,11 +588,30 @@ class NvmlReader:
         dev.gpm_samples[key] = (sample, now, prev[0])  # the older buffer takes the next sample
         if self._call(dev, "nvmlGpmMetricsGet", request) is None:
             return {}
-        return {name: request.metrics[i].value for i, name in enumerate(metrics)
-                if request.metrics[i].nvmlReturn == lib.NVML_SUCCESS}
+        out = {}
+        for i, name in enumerate(metrics):
+            ok = request.metrics[i].nvmlReturn == lib.NVML_SUCCESS
+            self._outcome(dev, f"gpm {name}", OK if ok else UNSUPPORTED)
+            if ok:
+                out[name] = float(request.metrics[i].value)
+        return out
 
 
-def _handle_key(handle):
+class _Plan:
+    """What a tick asks of one device kind, worked out once from the rows."""
+
+    def __init__(self, rows: tuple[m.DeviceMetric, ...]):
+        self.rows = tuple(r for r in rows if not r.of)
+        reads = m.reads(self.rows)
+        self.fields = tuple(r for r in reads if isinstance(r, m.Field))
+        self.gpm = tuple(r.metric for r in reads if isinstance(r, m.Gpm))
+
+
+_PLANS = {False: _Plan(m.DEVICE_METRICS), True: _Plan(tuple(r for r in m.DEVICE_METRICS if r.on_mig))}
+_MIG_PLAN = _Plan(m.MIG_METRICS)
+
+
+def _handle_key(handle: Any) -> Any:
     """The device a handle points to: the address for ctypes handles, the object otherwise."""
     try:
         return ctypes.cast(handle, ctypes.c_void_p).value
@@ -536,7 +619,7 @@ def _handle_key(handle):
         return id(handle)
 
 
-def _field_value(lib, fv) -> float:
+def _field_value(lib: Any, fv: Any) -> float:
     t = fv.valueType
     if t == lib.NVML_VALUE_TYPE_DOUBLE:
         return float(fv.value.dVal)

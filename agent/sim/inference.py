@@ -20,29 +20,23 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Optional
+from urllib.parse import quote
+
+from ..workloads import adapters
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default 5 drops connects when the agent scrapes in parallel
-from typing import Callable, Optional
-from urllib.parse import quote
 
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GARBAGE_BYTES = 10 * 1024 * 1024
 FAULTS = ("hang", "error", "garbage")
-# what each simulated format can carry
-CARRIES = {
-    "vllm": ("queue_depth", "running_requests", "kv_cache_usage"),
-    "tgi": ("queue_depth", "running_requests"),
-    "triton": ("queue_depth",),
-    "trtllm": ("queue_depth", "running_requests", "kv_cache_usage"),
-    "sglang": ("queue_depth", "running_requests", "kv_cache_usage"),
-    "dynamo": ("queue_depth", "running_requests", "kv_cache_usage"),
-    "ray-serve": ("queue_depth", "running_requests"),
-}
+# The signals each simulated server carries are the ones gpulse's adapter reads for it.
+CARRIES = {a.server: tuple(sig for sig in adapters.SIGNALS if getattr(a, sig)) for a in adapters.ADAPTERS}
 
 
 def expected_model(workload) -> str:
@@ -143,6 +137,14 @@ def render(server: str, model: str, values: dict, t: float) -> str:
         if pending is not None:
             _family(lines, "nv_inference_pending_request_count", "gauge",
                     "Instantaneous number of pending requests awaiting execution per-model.", [("", ml, pending)])
+    elif server == "trtllm-serve":
+        ml = (("model_name", model),)
+        for name, help_, v in (("trtllm_num_requests_running", "Number of requests running.", r),
+                               ("trtllm_num_requests_waiting", "Number of requests waiting.", q),
+                               ("trtllm_kv_cache_utilization", "KV cache utilization (0-1).", kv)):
+            if v is not None:
+                _family(lines, name, "gauge", help_, [("", ml, v)])
+        _family(lines, "trtllm_request_success_total", "counter", "Requests finished.", [("", ml, served)])
     elif server == "sglang":
         ml = (("model_name", model),)
         for name, help_, v in (("sglang:num_running_reqs", "The number of running requests.", r),

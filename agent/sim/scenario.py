@@ -18,17 +18,18 @@ from typing import Any, Optional
 import yaml
 
 from ..config import parse_duration
+from ..nvml.metrics import CLOCK_EVENT_REASONS
+from ..workloads import adapters
+from .nvml import KNOBS
 from .traces import Trace, TraceError, parse_trace
 
 BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "scenarios")
 SHARING_MODES = ("exclusive", "time-slicing", "mps")
 FAULT_KINDS = ("xid", "unsupported", "lost", "nvml_error", "stall", "init_failure", "throttle", "ecc", "row_remap")
-THROTTLE_REASONS = ("sw_power_cap", "hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown")
-FAULT_FIELDS = ("utilization", "memory", "power", "power_instant", "energy", "temperature",
-                "memory_temperature", "clocks", "fan", "encoder", "decoder", "clock_events",
-                "ecc", "remapped_rows", "pcie_bytes", "pcie_replay", "nvlink", "processes",
-                "process_utilization", "gpm")
-SERVERS = ("vllm", "tgi", "triton", "trtllm", "sglang", "dynamo", "ray-serve")
+# Throttle reasons a fault can switch on: every clock event reason but idleness.
+THROTTLE_REASONS = tuple(name for name, _ in CLOCK_EVENT_REASONS if name != "gpu_idle")
+FAULT_FIELDS = KNOBS  # the metric rows' and the fake's knobs: one list
+SERVERS = tuple(adapters.BY_SERVER)  # every server gpulse reads can be simulated
 
 
 class ScenarioError(Exception):

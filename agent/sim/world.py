@@ -1,20 +1,20 @@
 """Starts the outside world of a scenario: fake NVML, kubelet socket, /proc and /sys trees,
 inference endpoints and an API server, all real servers and files in a temp directory.
 
-The agent then runs its own code paths against them unchanged: World.start(config)
-returns the config pointed at the fakes.
+The agent then runs its own code paths against them unchanged: World.start() returns the
+settings (by flag name) that point the agent at the fakes, which the CLI validates with
+the same loader as any other input (gpulse.config.with_overrides).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
 import tempfile
 import time
 
-from ..nvml.fake import FakeNvml
+from .nvml import FakeNvml
 from . import scenario as scenario_mod
 from .apiserver import start_fake_apiserver
 from .inference import start_inference_servers
@@ -42,15 +42,16 @@ class World:
     def from_name(cls, name_or_path: str, **kwargs) -> "World":
         return cls(scenario_mod.load(name_or_path), **kwargs)
 
-    def start(self, config):
-        """Start every fake; on any failure stop what started (and remove the temp dir) first."""
+    def start(self) -> dict[str, str]:
+        """Start every fake and return the settings that point the agent at them; on any
+        failure stop what started (and remove the temp dir) first."""
         try:
-            return self._start(config)
+            return self._start()
         except BaseException:
             self.stop()
             raise
 
-    def _start(self, config):
+    def _start(self) -> dict[str, str]:
         d = self.workdir
         proc_root, sys_root = os.path.join(d, "proc"), os.path.join(d, "sys")
         self._write_dmi(sys_root)
@@ -58,19 +59,19 @@ class World:
         socket_path = os.path.join(d, "kubelet.sock")
         self.kubelet = start_fake_kubelet(self.scenario, socket_path)
         changes = {
-            "path_procfs": proc_root,
-            "path_sysfs": sys_root,
-            "kubelet_pod_resources_socket": socket_path,
-            "node_name": self.scenario.node.name,
-            "identity_nfd_file": os.path.join(d, "features.d", "gpulse"),
-            "workloads_push_socket": os.path.join(d, "push.sock"),
+            "path.procfs": proc_root,
+            "path.sysfs": sys_root,
+            "kubelet.pod-resources-socket": socket_path,
+            "node.name": self.scenario.node.name,
+            "identity.nfd-file": os.path.join(d, "features.d", "gpulse"),
+            "workloads.push-socket": os.path.join(d, "push.sock"),
         }
-        os.makedirs(os.path.dirname(changes["identity_nfd_file"]), exist_ok=True)  # the hostPath NFD reads
-        self.inference = start_inference_servers(self.scenario, self.clock, push_socket=changes["workloads_push_socket"])
+        os.makedirs(os.path.dirname(changes["identity.nfd-file"]), exist_ok=True)  # the hostPath NFD reads
+        self.inference = start_inference_servers(self.scenario, self.clock, push_socket=changes["workloads.push-socket"])
         self.apiserver = start_fake_apiserver(self.scenario, self.inference.endpoints)
-        changes["kube_apiserver"] = self.apiserver.url
+        changes["kube.apiserver"] = self.apiserver.url
         self.paths = changes
-        return dataclasses.replace(config, **changes)
+        return changes
 
     def _write_dmi(self, sys_root: str) -> None:
         dmi = os.path.join(sys_root, "class", "dmi", "id")

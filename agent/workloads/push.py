@@ -24,6 +24,7 @@ from typing import Callable, Optional
 
 import grpc
 
+from ..names import is_dns1123_label, is_dns1123_subdomain
 from ..snapshot import WorkloadState
 from . import push_pb2, push_pb2_grpc
 
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 DEFAULT_SERVER = "push"
 MAX_ENTRIES = 4096
 MAX_VALUE = 1e12
-_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?\Z")
-_POD = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\Z")
 _SERVER = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}\Z")
 
 
@@ -55,9 +54,9 @@ def _number(request, field: str, required: bool) -> Optional[float]:
 def validate(request) -> tuple:
     """ReportRequest -> (namespace, pod, server, model, queue_depth, running_requests)."""
     ns, pod = request.namespace, request.pod
-    if not (len(ns) <= 63 and _NAMESPACE.match(ns)):
+    if not is_dns1123_label(ns):
         raise Invalid(f"namespace={ns[:80]!r}: expected a Kubernetes namespace name")
-    if not (len(pod) <= 253 and _POD.match(pod)):
+    if not is_dns1123_subdomain(pod):
         raise Invalid(f"pod={pod[:80]!r}: expected a Kubernetes pod name")
     server = request.server or DEFAULT_SERVER
     if not _SERVER.match(server):

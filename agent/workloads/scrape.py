@@ -13,15 +13,16 @@ server would mislead an autoscaler more than a gap does.
 
 from __future__ import annotations
 
-import http.client
 import logging
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from .. import httpfetch
+from ..errors import OneLineError, one_line
+from ..refresh import Refresher
 from ..snapshot import WorkloadState
 from . import adapters, exposition
 from .discovery import ScrapeTarget
@@ -29,10 +30,9 @@ from .discovery import ScrapeTarget
 log = logging.getLogger(__name__)
 
 ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"  # never OpenMetrics: one format to parse
-_CHUNK = 64 * 1024
 
 
-class ScrapeError(Exception):
+class ScrapeError(OneLineError):
     """One line: why this endpoint's scrape failed."""
 
 
@@ -49,42 +49,10 @@ class EndpointResult:
 
 def fetch(target: ScrapeTarget, timeout: float, max_body: int) -> bytes:
     """GET the endpoint's body within one deadline and a byte limit."""
-    deadline = time.monotonic() + timeout
-
-    def remaining() -> float:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise ScrapeError(f"timed out after {timeout:g}s")
-        return left
-
-    conn = http.client.HTTPConnection(target.host, target.port, timeout=remaining())
     try:
-        conn.request("GET", target.path, headers={"Accept": ACCEPT, "User-Agent": "gpulse"})
-        sock = conn.sock  # the response takes it over (and conn.sock goes None) on Connection: close
-        sock.settimeout(remaining())
-        resp = conn.getresponse()
-        if resp.status != 200:
-            raise ScrapeError(f"HTTP {resp.status} {resp.reason}".strip())
-        length = resp.getheader("Content-Length")
-        if length and length.isdigit() and int(length) > max_body:
-            raise ScrapeError(f"body of {length} bytes exceeds the {max_body}-byte limit")
-        parts, size = [], 0
-        while True:
-            sock.settimeout(remaining())
-            chunk = resp.read1(_CHUNK) if hasattr(resp, "read1") else resp.read(_CHUNK)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size > max_body:
-                raise ScrapeError(f"body exceeds the {max_body}-byte limit")
-            parts.append(chunk)
-        return b"".join(parts)
-    except socket.timeout:
-        raise ScrapeError(f"timed out after {timeout:g}s") from None
-    except (OSError, http.client.HTTPException) as exc:
-        raise ScrapeError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
-    finally:
-        conn.close()
+        return httpfetch.get("http", target.host, target.port, target.path, timeout, max_body, ACCEPT)
+    except httpfetch.FetchError as exc:
+        raise ScrapeError(str(exc)) from None
 
 
 def scrape(target: ScrapeTarget, timeout: float, max_body: int,
@@ -110,7 +78,7 @@ def scrape(target: ScrapeTarget, timeout: float, max_body: int,
         return EndpointResult(target, True, adapter.server, states, duration, finished_at=time.monotonic())
     except Exception as exc:  # noqa: BLE001 - one endpoint's surprise must not kill a worker
         if not isinstance(exc, ScrapeError):
-            exc = ScrapeError(f"{type(exc).__name__}: {exc}")
+            exc = ScrapeError(one_line(exc))
             log.debug("workloads: unexpected scrape failure", exc_info=True)
         duration = time.monotonic() - started
         down = WorkloadState(target.namespace, target.pod, server or "unknown",
@@ -132,11 +100,9 @@ class Scraper:
         self._lock = threading.Lock()
         self._published: tuple = ()
         self._results_view: tuple = ()
-        self._stop = threading.Event()
-        self._wake = threading.Event()
         self._pool: Optional[ThreadPoolExecutor] = None
-        self._thread: Optional[threading.Thread] = None
-        self.rounds = 0
+        # The round scheduler: drift-free, woken early when the targets change.
+        self.refresher = Refresher("scrape-sched", self._submit_round, interval)
 
     # --- readers (any thread, lock-free) ---
 
@@ -158,45 +124,29 @@ class Scraper:
                     del self._results[key]
             self._republish()
         if changed:
-            self._wake.set()  # scrape new pods now, not at the next round
+            self.refresher.wake()  # scrape new pods now, not at the next round
 
     def start(self) -> None:
         self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="gpulse-scrape")
-        self._thread = threading.Thread(target=self._run, name="gpulse-scrape-sched", daemon=True)
-        self._thread.start()
+        self.refresher.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread:
-            self._thread.join(timeout=5)
+        self.refresher.stop()
         if self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     # --- internals ---
-
-    def _run(self) -> None:
-        next_round = time.monotonic()
-        while not self._stop.is_set():
-            self._submit_round()
-            self.rounds += 1
-            next_round += self.interval
-            now = time.monotonic()
-            if next_round < now:  # overran (e.g. suspended): skip, do not burst
-                next_round = now + self.interval
-            self._wake.wait(next_round - now)
-            if self._wake.is_set() and not self._stop.is_set():
-                self._wake.clear()
-                next_round = time.monotonic()
 
     def _submit_round(self) -> None:
         with self._lock:
             due = [t for k, t in self._targets.items() if k not in self._in_flight]
             self._in_flight.update(t.key for t in due)
             last = {k: r.server for k, r in self._results.items()}
+        pool = self._pool
         for target in due:
             try:
-                self._pool.submit(self._scrape_one, target, last.get(target.key, ""))
+                if pool is not None:
+                    pool.submit(self._scrape_one, target, last.get(target.key, ""))
             except RuntimeError:  # pool shut down while stopping
                 return
 

@@ -1,8 +1,10 @@
 """WorkloadSource: discovery + scraping + push, read by the sampler once per tick.
 
-Contract (unchanged from the skeleton): WorkloadSource(config) with start(), stop() and
-current() -> (tuple[WorkloadState], SourceStatus). current() only reads references the
-background threads publish; it never waits on the network.
+Contract: WorkloadSource(config) with start(), stop(), current() -> tuple[WorkloadState]
+and status() -> SourceStatus (gpulse_source_up{source="workloads"}: scraping and push run;
+age is the oldest endpoint result). current() only reads references the background threads
+publish; it never waits on the network. The pod watch it may own reports on its own
+(source "apiserver").
 
 Pieces, each on its own thread(s):
   PodWatcher  (gpulse.kube.apiserver) list+watch of this node's pods -> PodIndex
@@ -20,8 +22,10 @@ import logging
 import time
 from typing import Optional
 
-from ..kube.apiserver import KubeClient, KubeConfig, KubeError, PodWatcher
-from ..snapshot import SourceStatus
+from ..config import Config
+from ..kube.apiserver import KubeClient, KubeConfig, KubeError, PodIndex, PodWatcher
+from ..refresh import SourceStatus
+from ..snapshot import WorkloadState
 from .discovery import Discovery
 from .push import PushServer, PushStore
 from .scrape import Scraper
@@ -30,9 +34,9 @@ log = logging.getLogger(__name__)
 
 
 class WorkloadSource:
-    def __init__(self, config, pod_watcher: Optional[PodWatcher] = None):
+    def __init__(self, config: Config, pod_watcher: Optional[PodWatcher] = None):
         self.config = config
-        self.enabled = bool(getattr(config, "workloads_enabled", True))
+        self.enabled = config.workloads_enabled
         self.pod_watcher = pod_watcher
         self._own_watcher = False
         self.discovery = Discovery()
@@ -79,25 +83,21 @@ class WorkloadSource:
             self.pod_watcher.stop()
         self.scraper.stop()
 
-    def _on_pods(self, index) -> None:
+    def _on_pods(self, index: PodIndex) -> None:
         self.scraper.set_targets(self.discovery.targets(index.pods()))
 
-    def current(self):
+    def current(self) -> tuple[WorkloadState, ...]:
         if not self.enabled:
-            return (), SourceStatus(up=False, error="workloads.enabled is false")
+            return ()
         scraped = self.scraper.states()
         seen = {(s.namespace, s.pod, s.server, s.model) for s in scraped}
         pushed = tuple(s for s in self.push_store.states()
                        if (s.namespace, s.pod, s.server, s.model) not in seen)
-        up, error = True, self._error
-        if self.pod_watcher is not None:
-            watch_up, watch_error = self.pod_watcher.status()
-            up = up and watch_up
-            error = watch_error or error
-        elif self.config.kube_enabled:
-            up = False
+        return tuple(scraped) + pushed
+
+    def status(self) -> SourceStatus:
+        if not self.enabled:
+            return SourceStatus(up=False, error="workloads.enabled is false")
         results = self.scraper.results()
-        age = None
-        if results:
-            age = max(0.0, time.monotonic() - min(r.finished_at for r in results))
-        return scraped + pushed, SourceStatus(up=up and not self._error, age_seconds=age, error=error)
+        age = max(0.0, time.monotonic() - min(r.finished_at for r in results)) if results else None
+        return SourceStatus(up=not self._error, age_seconds=age, error=self._error)

@@ -12,14 +12,14 @@ import pytest
 from gpulse import config as cfgmod
 from gpulse.attribution import Attributor
 from gpulse.collectors import pods as pods_collector
-from gpulse.kernels import WindowSet
 from gpulse.kube.source import PodSource
-from gpulse.nvml.fake import FakeNvml
+from gpulse.sim.nvml import FakeNvml
 from gpulse.nvml.reader import NvmlReader
 from gpulse.sim import scenario as scen
 from gpulse.sim.kubelet import start_fake_kubelet
 from gpulse.sim.proctree import build_proc_tree, cgroup_file, pod_cgroup_path, write_process
 from gpulse.snapshot import GpuState, Snapshot, SourceStatus
+from gpulse.windowing import DeviceWindows, unit_utilization
 
 WINDOW = 10.0
 
@@ -49,21 +49,20 @@ class Node:
         self.reader = NvmlReader(FakeNvml(self.scenario, clock=self.clock), clock=self.clock)
         self.reader.start()
         self.attributor = Attributor(WINDOW)
-        self.gpu_windows = WindowSet(WINDOW)  # what the sampler does for gpulse_gpu_utilization_ratio
+        self.windows = DeviceWindows(WINDOW)  # what the sampler does for the device families
+        self.mig_activity = None
         assert self.pods.refresh()
 
     def tick(self, seconds=1.0):
         self.clock.t += seconds
         now = self.clock.t
         reading = self.reader.read(now)
-        for d in reading.devices:
-            if d.utilization is not None:
-                self.gpu_windows.observe(d.index, now, d.utilization)
+        self.gpus, self.migs = self.windows.apply(reading, now, self.mig_activity)
         self.reading = reading
-        return self.attributor.update(reading, self.pods.current(), now)
+        return self.attributor.update(reading, self.pods.current(), now, unit_utilization(self.gpus, self.migs))
 
     def gpu_mean(self, index):
-        return self.gpu_windows.mean(index, self.clock.t)
+        return self.gpus[index].values.get("gpulse_gpu_utilization_ratio")
 
     def close(self):
         self.kubelet.stop()
@@ -150,7 +149,7 @@ def test_reference_scrape_shows_all_64_pods(node_factory):
     gpus = tuple(GpuState(d.index, d.uuid, d.name) for d in node.reading.devices)
     snap = Snapshot(timestamp=0.0, node_name="n", gpus=gpus, pods=shares, unattributed=unattributed,
                     sources={"kubelet": SourceStatus(True, 0.0)})
-    fams = {f.name: f for f in pods_collector.collect(snap, None)}
+    fams = {f.name: f for f in pods_collector.collect(snap)}
     util = fams["gpulse_pod_gpu_utilization_ratio"].samples
     assert len({labels[1] for labels, _ in util}) == 64
     mig = [labels for labels, _ in util if labels[5] == "mig"]

@@ -50,7 +50,7 @@ def test_mig_activity_from_dcgm_exporter_reaches_instances_and_pods(dcgm_exporte
     with Run("a100-mig-mixed", workloads_enabled=False, sources_dcgm_exporter_url=url) as run:
         import time
         deadline = time.monotonic() + 10
-        while not run.sampler.dcgm_source.current() and time.monotonic() < deadline:
+        while not run.sampler.inputs.mig_activity.current() and time.monotonic() < deadline:
             time.sleep(0.05)
         snap = run.tick(2).snapshot
         migs = {(m.gpu, m.gpu_instance): m.values.get("gpulse_mig_utilization_ratio") for m in snap.migs}

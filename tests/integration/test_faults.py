@@ -57,9 +57,9 @@ def test_faults_timeline(fault_run):
 
 def test_unsupported_field_is_asked_once(fault_run):
     run = fault_run
-    before = run.sampler.reader.calls["nvmlDeviceGetPowerUsage"]
+    before = run.reader.calls["nvmlDeviceGetPowerUsage"]
     run.tick(3)
-    after = run.sampler.reader.calls["nvmlDeviceGetPowerUsage"]
+    after = run.reader.calls["nvmlDeviceGetPowerUsage"]
     # GPUs 0 only (1 is unsupported and remembered, 2 is lost); field values cover power first anyway.
     assert after - before <= 3
 
@@ -161,15 +161,17 @@ def test_broken_call_omits_the_sample_and_is_retried(tmp_path):
         text = run.tick().text.decode()  # t=3: fault over: asked again, answered
         assert len(series(text, "gpulse_gpu_temperature_celsius")) == 2
         assert series(text, "gpulse_collector_success") == {f'{{collector="{c}"}}': 1.0 for c in
-                                                              ("dcgm_compat", "gpu", "identity", "mig", "pods", "workloads")}
+                                                              ("gpu", "identity", "mig", "pods", "workloads")}
 
 
 def test_failing_collector_reports_success_0_and_the_rest_renders(fault_run, monkeypatch):
-    from gpulse.collectors import mig
+    from gpulse.collectors import FunctionCollector
 
-    def broken(snapshot, config):
+    def broken(snapshot):
         raise RuntimeError("boom")
-    monkeypatch.setattr(mig, "collect", broken)
+    runner = fault_run.sampler.runner
+    collectors = tuple(FunctionCollector("mig", c.families, broken) if c.name == "mig" else c for c in runner.collectors)
+    monkeypatch.setattr(runner, "collectors", collectors)
     text = fault_run.tick().text.decode()
     success = series(text, "gpulse_collector_success")
     assert success['{collector="mig"}'] == 0 and success['{collector="gpu"}'] == 1
@@ -190,10 +192,10 @@ def test_driver_reload_reinitialises_nvml(tmp_path):
     path.write_text(RELOAD)
     with Run(str(path), start=0.0, workloads_enabled=False) as run:
         run.tick(3)  # t=3: NVML answers UNINITIALIZED: the reader asks for a restart
-        assert run.sampler.reader.needs_restart
-        first = run.sampler.reader
+        assert run.reader.needs_restart
+        first = run.reader
         text = run.tick().text.decode()  # t=4: a new reader, initialised again
-        assert run.sampler.reader is not first and not run.sampler.reader.needs_restart
+        assert run.reader is not first and not run.reader.needs_restart
         assert 'gpulse_gpu_up{gpu="0"' in text and series(text, "gpulse_gpu_memory_used_bytes")
         assert run.sampler.readiness()[0]
 
@@ -228,7 +230,7 @@ def test_livez_fails_only_when_the_tick_loop_hangs(fault_run):
 
 def test_openmetrics_with_dcgm_compat_parses():
     from prometheus_client.openmetrics.parser import text_string_to_metric_families
-    with Run("reference", workloads_enabled=False, compat_dcgm=True) as run:
+    with Run("reference", workloads_enabled=False, enable=("dcgm_compat",)) as run:
         rendered = run.tick(2)
         families = {f.name: f for f in text_string_to_metric_families(rendered.openmetrics.decode())}
         assert families["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].type == "unknown"

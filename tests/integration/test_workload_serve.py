@@ -21,14 +21,14 @@ def test_reference_queue_depth_follows_the_trace_tick_by_tick():
     with Run("reference") as run:
         pods = [p for p in run.world.scenario.pods if p.workload is not None and not p.workload.push]
         assert len(pods) >= 28
-        source = run.sampler.workload_source
+        source = run.sampler.inputs.workloads
         for _ in range(3):
             t = run.clock.t + 7.0  # far enough apart that the sines move
             run.clock.t = t
             want = {(p.namespace, p.name): expected_values(p.workload, t)["queue_depth"] for p in pods}
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline:  # scrapes run off the tick; wait for one round
-                got = {(s.namespace, s.pod): s.queue_depth for s in source.current()[0]}
+                got = {(s.namespace, s.pod): s.queue_depth for s in source.current()}
                 if got == want:
                     break
                 time.sleep(0.05)

@@ -51,7 +51,7 @@ class Node:
                 for p in self.scenario.pods if p.workload is not None}
 
     def observed(self):
-        states, _status = self.source.current()
+        states = self.source.current()
         return {(s.namespace, s.pod): (s.server, s.model,
                                        {k: getattr(s, k) for k in ("queue_depth", "running_requests", "kv_cache_usage")
                                         if getattr(s, k) is not None})
@@ -72,7 +72,7 @@ def node(request, tmp_path):
 
 def render(states):
     snap = Snapshot(timestamp=0.0, node_name="n", workloads=states)
-    body = ExpositionEncoder().render(collector.collect(snap, None))
+    body = ExpositionEncoder().render(collector.collect(snap))
     samples, types = exposition.parse(body)
     return samples, types
 
@@ -85,7 +85,7 @@ def test_reference_node_queue_depth_follows_the_trace(node):
         ok, (got, want) = node.follows(t)
         assert ok, f"t={t}: observed {len(got)} pods, differing: " \
                    f"{[k for k in want if got.get(k) != want[k]][:5]}"
-    states, status = node.source.current()
+    states, status = node.source.current(), node.source.status()
     assert status.up and status.error == ""
     samples, types = render(states)
     queue = {dict(l)["pod"]: v for name, l, v, _ in samples if name == "gpulse_workload_queue_depth"}
@@ -98,7 +98,7 @@ def test_reference_node_queue_depth_follows_the_trace(node):
 def test_mixed_servers_in_one_vocabulary(node):
     ok, (got, want) = node.follows(20.0)
     assert ok, [k for k in want if got.get(k) != want[k]]
-    states, _ = node.source.current()
+    states = node.source.current()
     assert {s.server for s in states} == {"tgi", "triton", "vllm", "trtllm"}
     samples, _types = render(states)
     by_server = {}
@@ -151,4 +151,4 @@ def test_pod_changes_reach_the_scraper(node):
     # an endpoint that starts failing shows scrape_up 0 and no values
     node.inference.set_fault(("inference", "triton-01"), "error")
     assert wait_for(lambda: any(s.pod == "triton-01" and not s.scrape_up and s.queue_depth is None
-                                for s in node.source.current()[0]))
+                                for s in node.source.current()))

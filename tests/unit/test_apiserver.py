@@ -74,7 +74,7 @@ def test_watcher_add_update_delete(api, client):
         api.delete_pod("ns", "a")
         assert wait_for(lambda: index.by_uid("uid-a") is None)
         assert {p.uid for p in index.pods()} == {"uid-b"}
-        assert watcher.status() == (True, "")
+        assert watcher.status().up and watcher.status().error == ""
     finally:
         watcher.stop()
 
@@ -116,8 +116,8 @@ def test_unreachable_server_reports_down_and_retries(caplog):
     with caplog.at_level(logging.WARNING, logger="gpulse.kube.apiserver"):
         watcher.start()
         try:
-            assert wait_for(lambda: watcher.status()[1] != "")
-            up, error = watcher.status()
+            assert wait_for(lambda: watcher.status().error != "not yet refreshed")
+            up, error = watcher.status().up, watcher.status().error
             assert not up and "GET /api/v1/pods" in error
         finally:
             watcher.stop()

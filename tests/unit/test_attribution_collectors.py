@@ -17,7 +17,7 @@ def _snap(pods, unattributed=None, kubelet=True, migs=()):
 
 
 def _render(collector, snap):
-    return ExpositionEncoder().render(list(collector.collect(snap, None))).decode()
+    return ExpositionEncoder().render(list(collector.collect(snap))).decode()
 
 
 def test_pod_series_and_empty_mig_labels():

@@ -123,7 +123,8 @@ def _has_real_nvml() -> bool:
 def test_without_nvml_one_line_and_non_zero(command):
     if _has_real_nvml():
         pytest.skip("this machine has a working NVML")
-    r = subprocess.run(gpulse_cmd(command, "--kube.enabled=false"), capture_output=True, text=True, timeout=60)
+    flags = () if command == "check" else ("--kube.enabled=false",)
+    r = subprocess.run(gpulse_cmd(command, *flags), capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [f"gpulse {command}: NVML not available: NVMLError_LibraryNotFound: "
                                              "NVML Shared Library Not Found (is the NVIDIA driver installed? "
@@ -134,4 +135,11 @@ def test_check_on_the_simulated_node_prints_the_table_and_exits_0():
     r = subprocess.run(gpulse_cmd("check", "--nvml.backend=fake", "--scenario=t4-legacy"), capture_output=True,
                        text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "NVML   ok      driver 470.256.02" in r.stdout and "field memory_temp" in r.stdout
+    assert "NVML   ok      driver 470.256.02" in r.stdout
+    # T4: no HBM temperature; each call's outcome is what happened, per GPU
+    row = next(line for line in r.stdout.splitlines() if line.startswith("NVML_FI_DEV_MEMORY_TEMP"))
+    assert row.split()[1:3] == ["unsupported", "unsupported"], row
+    row = next(line for line in r.stdout.splitlines() if line.startswith("nvmlDeviceGetPowerUsage"))
+    assert row.split()[1:3] == ["ok", "ok"], row  # the fallback behind the unsupported power field
+    row = next(line for line in r.stdout.splitlines() if line.startswith("nvmlGpmMetricsGet ANY_TENSOR_UTIL"))
+    assert "not called" in row  # a T4 has no GPM: never asked

@@ -8,15 +8,17 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpulse.catalog import BY_NAME
+from gpulse.catalog import BY_NAME, DCGM_DERIVED, DCGM_FIELDS, DCGM_LABELS
 from gpulse.collectors import dcgm_compat
 from gpulse.config import Config
+from gpulse.nvml.reading import DeviceFacts
 from gpulse.kernels import ExpositionEncoder
 from gpulse.snapshot import GpuState, MigState, PodShare, Snapshot
 
+from tests.conftest import load_flags  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 ANCHOR = ROOT.parent / "shared" / "anchors" / "dcgm-exporter" / "default-counters.csv"
-ON = Config(compat_dcgm=True)
 GIB = 1024 ** 3
 # Whole-GPU GPM activity: proposed catalog families, read once the gpu collector has them.
 PENDING_SOURCES = {"gpulse_gpu_tensor_active_ratio", "gpulse_gpu_dram_active_ratio"}
@@ -25,7 +27,7 @@ PENDING_SOURCES = {"gpulse_gpu_tensor_active_ratio", "gpulse_gpu_dram_active_rat
 def _gpu(index, uuid, **values):
     labeled = values.pop("labeled", {})
     return GpuState(index=index, uuid=uuid, name="NVIDIA H100 80GB HBM3", pci_bus_id=f"00000000:{index + 0x18:02X}:00.0",
-                    values=values, labeled=labeled, raw={"driver_version": "570.86.15"})
+                    values=values, labeled=labeled, facts=DeviceFacts(driver_version="570.86.15"))
 
 
 def snapshot():
@@ -54,9 +56,9 @@ def snapshot():
     return Snapshot(timestamp=1.0, node_name="gpu-node-1", gpus=gpus, migs=migs, pods=pods)
 
 
-def samples(snap=None, config=ON):
+def samples(snap=None):
     """{(name, frozenset(labels)): value} from the rendered and parsed exposition."""
-    text = ExpositionEncoder().render(list(dcgm_compat.collect(snap or snapshot(), config))).decode()
+    text = ExpositionEncoder().render(list(dcgm_compat.collect(snap or snapshot()))).decode()
     out = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
@@ -75,8 +77,13 @@ def find(all_samples, name, **labels):
     return hits
 
 
-def test_off_by_default():
-    assert list(dcgm_compat.collect(snapshot(), Config())) == []
+def test_off_by_default_and_on_with_either_switch():
+    from gpulse.collectors import REGISTRY
+    assert "dcgm_compat" not in {c.name for c in REGISTRY.enabled(Config())}
+    for flag in ("--collector.dcgm_compat", "--compat.dcgm", "--compat.dcgm=true"):
+        cfg = load_flags([flag])
+        assert "dcgm_compat" in {c.name for c in REGISTRY.enabled(cfg)}, flag
+    assert "dcgm_compat" not in {c.name for c in REGISTRY.enabled(load_flags(["--compat.dcgm", "--no-compat.dcgm"]))}
 
 
 def test_units_are_dcgm_units():
@@ -133,7 +140,7 @@ def test_last_xid():
 
 
 def test_sources_are_catalog_families():
-    for f in dcgm_compat.FIELDS:
+    for f in DCGM_FIELDS:
         assert f.source in BY_NAME or f.source in PENDING_SOURCES, f.source
         if f.mig:
             assert dcgm_compat._mig_source(f.source) in BY_NAME, f.source
@@ -146,8 +153,8 @@ def test_names_and_types_match_dcgm_exporter_default_counters():
         for row in csv.reader(fh):
             if row and not row[0].lstrip().startswith("#") and len(row) >= 2:
                 enabled[row[0].strip()] = row[1].strip()
-    ours = {f.name: f.type for f in dcgm_compat.FIELDS}
-    ours.update({name: type_ for name, type_, _, _ in dcgm_compat.DERIVED})
+    ours = {f.name: f.type for f in DCGM_FIELDS}
+    ours.update({name: type_ for name, type_, _, _ in DCGM_DERIVED})
     for name, type_ in ours.items():
         assert enabled.get(name) == type_, f"{name}: dcgm-exporter has {enabled.get(name)!r}, we have {type_!r}"
-    assert "DCGM_FI_DRIVER_VERSION" in dcgm_compat.GPU_LABELS and enabled["DCGM_FI_DRIVER_VERSION"] == "label"
+    assert "DCGM_FI_DRIVER_VERSION" in DCGM_LABELS and enabled["DCGM_FI_DRIVER_VERSION"] == "label"

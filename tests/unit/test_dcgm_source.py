@@ -53,8 +53,7 @@ def exporter():
 
 
 def _source(url, clock):
-    cfg = dataclasses.replace(cfgmod.load(None, environ={}), sources_dcgm_exporter_url=url)
-    return DcgmSource(cfg, timeout=2.0, stale_after=30.0, clock=clock)
+    return DcgmSource(url, timeout=2.0, stale_after=30.0, clock=clock)
 
 
 def test_scrape_keeps_last_good_then_goes_stale(exporter):
@@ -99,7 +98,6 @@ def test_garbage_that_is_not_http_keeps_the_thread_alive_and_reports_down():
     import socket
     import threading
     import time as _time
-    from types import SimpleNamespace
 
     from gpulse.sources.dcgm import DcgmSource
 
@@ -118,8 +116,7 @@ def test_garbage_that_is_not_http_keeps_the_thread_alive_and_reports_down():
             conn.sendall(b"SSH-2.0-not-http\r\n")
             conn.close()
     threading.Thread(target=serve, daemon=True).start()
-    cfg = SimpleNamespace(sources_dcgm_exporter_url=f"http://127.0.0.1:{listener.getsockname()[1]}/metrics")
-    src = DcgmSource(cfg, interval=0.05, timeout=1.0)
+    src = DcgmSource(f"http://127.0.0.1:{listener.getsockname()[1]}/metrics", interval=0.05, timeout=1.0)
     src.start()
     try:
         deadline = _time.monotonic() + 5
@@ -128,7 +125,7 @@ def test_garbage_that_is_not_http_keeps_the_thread_alive_and_reports_down():
         status = src.status()
         assert not status.up and "BadStatusLine" in status.error
         _time.sleep(0.2)
-        assert src._thread is not None and src._thread.is_alive()
+        assert src.refresher._thread is not None and src.refresher._thread.is_alive()
     finally:
         src.stop()
         stop.set()

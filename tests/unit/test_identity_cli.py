@@ -13,7 +13,7 @@ from gpulse.collectors import identity as identity_collector
 from gpulse.config import Config
 from gpulse.identity import IdentityResolver
 from gpulse.identity.cli import add_identify_arguments, add_labels_arguments, identify_main, labels_main
-from gpulse.nvml.reading import DeviceReading, NvmlReading
+from gpulse.nvml.reading import DeviceFacts, DeviceReading, NvmlReading
 from gpulse.snapshot import Snapshot
 
 
@@ -67,9 +67,9 @@ def test_identify_flags_without_name_and_without_a_node(capsys):
 
 
 def view_of(n=2, name="NVIDIA A10G", pci=0x2237, node=None):
-    devices = tuple(DeviceReading(index=i, uuid=f"GPU-{i}", name=name, raw={
-        "name": name, "pci_device_id": pci, "memory_mib": 23028, "compute_capability": "8.6"}) for i in range(n))
-    return IdentityResolver(Config(path_sysfs="/nonexistent")).resolve(
+    devices = tuple(DeviceReading(index=i, uuid=f"GPU-{i}", name=name, facts=DeviceFacts(
+        name=name, pci_device_id=pci, memory_mib=23028, compute_capability="8.6")) for i in range(n))
+    return IdentityResolver("/nonexistent").resolve(
         NvmlReading(timestamp=0, devices=devices, driver_version="535.183.01", cuda_version="12020"), node)
 
 
@@ -96,12 +96,12 @@ def test_labels_prints_the_label_set():
 
 
 def test_collector_yields_nothing_before_identity():
-    assert list(identity_collector.collect(Snapshot(timestamp=0, node_name="n"), Config())) == []
+    assert list(identity_collector.collect(Snapshot(timestamp=0, node_name="n"))) == []
 
 
 def test_collector_families_follow_the_catalog():
     view = view_of(node=CONFLICTING_NODE)
-    fams = {f.name: f for f in identity_collector.collect(Snapshot(timestamp=0, node_name="n", identity=view), Config())}
+    fams = {f.name: f for f in identity_collector.collect(Snapshot(timestamp=0, node_name="n", identity=view))}
     assert set(fams) == {"gpulse_gpu_info", "gpulse_node_info", "gpulse_identity_conflict", "gpulse_identity_unknown_gpus"}
     for fam in fams.values():
         assert fam.labelnames == BY_NAME[fam.name].labels

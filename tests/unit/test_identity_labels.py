@@ -11,8 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpulse.identity.gpu import resolve_gpu
-from gpulse.identity.labels import (NFD_MAX_BYTES, is_valid_label_key, is_valid_label_value, node_labels,
-                                   render_nfd_features, sanitize_label_value, write_nfd_features)
+from gpulse.identity.labels import NFD_MAX_BYTES, node_labels, render_nfd_features, write_nfd_features
+from gpulse.names import is_label_key as is_valid_label_key
+from gpulse.names import is_label_value as is_valid_label_value
+from gpulse.names import sanitize_label_value
 from gpulse.identity.node import resolve_node
 
 K8S_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -11,7 +11,7 @@ from gpulse.config import Config
 from gpulse.identity import IdentityResolver
 from gpulse.identity.gpu import resolve_gpu
 from gpulse.identity.node import detect_cloud, format_cuda_version, read_dmi, resolve_node
-from gpulse.nvml.reading import DeviceReading, MigReading, NvmlReading
+from gpulse.nvml.reading import DeviceFacts, DeviceReading, MigReading, NvmlReading
 
 
 def write_dmi(root, **files) -> str:
@@ -190,10 +190,10 @@ def reading(name, pci, mib, cc, n, mig=None, driver="535.183.01", cuda="12020"):
     devices, migs = [], []
     for i in range(n):
         profiles = list((mig or {}).get(i, ()))
-        devices.append(DeviceReading(index=i, uuid=f"GPU-{i:04d}", name=name, mig_enabled=bool(profiles), raw={
-            "name": name, "pci_device_id": (pci << 16) | 0x10DE, "pci_subsystem_id": 0, "memory_mib": mib,
-            "compute_capability": cc, "mig_capable": cc in ("8.0", "9.0"), "mig_enabled": bool(profiles),
-            "driver_version": driver}))
+        devices.append(DeviceReading(index=i, uuid=f"GPU-{i:04d}", name=name, mig_enabled=bool(profiles),
+                                     facts=DeviceFacts(name=name, pci_device_id=pci, pci_subsystem_id=0, memory_mib=mib,
+                                                       compute_capability=cc, mig_capable=cc in ("8.0", "9.0"),
+                                                       mig_enabled=bool(profiles), driver_version=driver)))
         migs += [MigReading(i, f"GPU-{i:04d}", 1, 0, p, f"MIG-{i}-{j}") for j, p in enumerate(profiles)]
     return NvmlReading(timestamp=0.0, devices=tuple(devices), migs=tuple(migs), driver_version=driver, cuda_version=cuda)
 
@@ -241,7 +241,7 @@ SCENARIOS = {
 @pytest.mark.parametrize("scenario", sorted(SCENARIOS))
 def test_scenario_nodes_are_consistent(scenario, tmp_path):
     nvml, node, dmi, want = SCENARIOS[scenario]
-    view = IdentityResolver(Config(path_sysfs=write_dmi(tmp_path, **dmi))).resolve(nvml, node)
+    view = IdentityResolver(write_dmi(tmp_path, **dmi)).resolve(nvml, node)
     cloud, instance_type, model, sku, count, migs = want
     assert (view.node.cloud, view.node.instance_type, view.node.gpu_model, view.node.gpu_sku,
             view.node.gpu_count) == (cloud, instance_type, model, sku, count)
@@ -258,7 +258,7 @@ def test_reference_scenario_with_a_conflicting_cloud_label(tmp_path):
     nvml, node, dmi, _ = SCENARIOS["reference"]
     node = {**node, "metadata": {**node["metadata"], "labels": {
         **node["metadata"]["labels"], "karpenter.k8s.aws/instance-gpu-name": "a100"}}}
-    view = IdentityResolver(Config(path_sysfs=write_dmi(tmp_path, **dmi))).resolve(nvml, node)
+    view = IdentityResolver(write_dmi(tmp_path, **dmi)).resolve(nvml, node)
     assert [(c.label, c.label_value, c.nvml_value) for c in view.conflicts] == [
         ("karpenter.k8s.aws/instance-gpu-name", "a100", "H100-SXM5-80GB")]
     assert view.labels()["gpulse.dev/identity-conflicts"] == "1"
@@ -267,7 +267,7 @@ def test_reference_scenario_with_a_conflicting_cloud_label(tmp_path):
 
 def test_unknown_gpus_are_counted(tmp_path):
     nvml = reading("NVIDIA Mystery X", 0xFFF0, 50000, "9.0", 2)
-    view = IdentityResolver(Config(path_sysfs=str(tmp_path))).resolve(nvml, None)
+    view = IdentityResolver(str(tmp_path)).resolve(nvml, None)
     assert view.unknown_count == 2
     assert {g.raw_name for g in view.gpus.values()} == {"NVIDIA Mystery X"}
     assert view.labels()["gpulse.dev/unknown-gpus"] == "2"

@@ -8,7 +8,7 @@ import pynvml
 import pytest
 
 from gpulse.nvml import reader as reader_mod
-from gpulse.nvml.fake import FakeNvml
+from gpulse.sim.nvml import FakeNvml
 from gpulse.sim import scenario
 
 FAKE_FUNCTIONS = sorted(n for n, v in vars(FakeNvml).items() if n.startswith("nvml") and callable(v))

@@ -2,7 +2,7 @@
 
 import time
 
-from gpulse.nvml.fake import FakeNvml
+from gpulse.sim.nvml import FakeNvml
 from gpulse.nvml.reader import NvmlReader
 from gpulse.sim import scenario
 
@@ -39,7 +39,7 @@ def test_one_batched_field_call_per_gpu_per_tick():
         reader.read(2.0)
         assert reader.calls["nvmlDeviceGetFieldValues"] - before == 4
         # A10G: the memory temperature field is not supported and was dropped after one ask
-        assert all(f[1] != "gpulse_gpu_memory_temperature_celsius" for d in reader.devices for f in d.field_ids)
+        assert all("field NVML_FI_DEV_MEMORY_TEMP" in d.unsupported for d in reader.devices)
         assert reader.errors[("nvmlDeviceGetFieldValues:memory_temp", "unsupported")] == 4
     finally:
         reader.stop()

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from gpulse import config as cfgmod
-from gpulse.kube.podresources import Backoff, PodResourcesClient, PodResourcesError
+from gpulse.kube.podresources import PodResourcesClient, PodResourcesError
+from gpulse.refresh import Backoff
 from gpulse.kube.source import PodSource, as_identity, PodIdentity
 from gpulse.sim import scenario as scen
 from gpulse.sim.kubelet import start_fake_kubelet

@@ -8,7 +8,7 @@ from gpulse.workloads.source import WorkloadSource
 
 
 def families(states):
-    return {f.name: f for f in collector.collect(Snapshot(timestamp=0.0, node_name="n", workloads=tuple(states)), None)}
+    return {f.name: f for f in collector.collect(Snapshot(timestamp=0.0, node_name="n", workloads=tuple(states)))}
 
 
 def test_one_vocabulary_with_catalog_labels():
@@ -50,7 +50,7 @@ def test_source_disabled():
     src = WorkloadSource(config_mod.Config(workloads_enabled=False))
     src.start()
     try:
-        states, status = src.current()
+        states, status = src.current(), src.status()
         assert states == () and not status.up and "workloads.enabled is false" in status.error
     finally:
         src.stop()
@@ -64,7 +64,7 @@ def test_source_push_only_without_kube(tmp_path):
     src.start()
     try:
         push_once(sock, "batch", "q", 7)
-        states, status = src.current()
+        states, status = src.current(), src.status()
         assert [(s.pod, s.queue_depth) for s in states] == [("q", 7)]
         assert status.up and status.error == ""
     finally:
@@ -76,7 +76,7 @@ def test_source_outside_a_cluster_says_why(monkeypatch):
     src = WorkloadSource(config_mod.Config(node_name="n", workloads_push_socket=""))
     src.start()
     try:
-        states, status = src.current()
+        states, status = src.current(), src.status()
         assert states == () and not status.up and "KUBERNETES_SERVICE_HOST is not set" in status.error
     finally:
         src.stop()

@@ -1,12 +1,19 @@
 """A fake NVML library driven by a scenario: same functions, constants, exceptions and
 result attribute names as pynvml, so the agent's reader runs unchanged against it.
 
-Constants, exception classes and ctypes result structures are pynvml's own (imported
-here, inside agent/nvml/); only the functions are simulated. GPM samples are the one
-exception: the driver keeps them opaque, so the fake's samples and its GPM request are
-Python objects with pynvml's attribute names (the contract test holds them to it). A function the fake does
-not implement raises NVMLError_FunctionNotFound, as a driver lacking the symbol would.
-Values are deterministic functions of scenario time (clock() seconds since start).
+Constants, exception classes and ctypes result structures are pynvml's own (from
+gpulse.nvml.lib); only the functions are simulated. GPM samples are the one exception: the
+driver keeps them opaque, so the fake's samples and its GPM request are Python objects with
+pynvml's attribute names (the contract test holds them to it). A function the fake does not
+implement raises NVMLError_FunctionNotFound, as a driver lacking the symbol would. Values
+are deterministic functions of scenario time (clock() seconds since start).
+
+Which scenario knob switches which call off comes from the metric rows
+(gpulse.nvml.metrics); only the calls that are not rows (processes, GPM plumbing) are
+listed here. The fake also models what real drivers do that the reader must survive:
+NVLink fields per link scope (and the all-links scope), MIG handle names
+"<parent name> MIG <profile>", and the process-utilization size query answering SUCCESS
+(pynvml then raises NVMLError with value 0) when a GPU has no processes.
 """
 
 from __future__ import annotations
@@ -14,52 +21,35 @@ from __future__ import annotations
 import threading
 import time
 from types import SimpleNamespace
+from typing import Any
 
-import pynvml as _nvml
+from ..nvml.lib import load_real
+from ..nvml.metrics import ALL_LINKS_SCOPE, CLOCK_EVENT_REASONS, sim_knobs
+
+_nvml = load_real()
 
 MIB = 1024 * 1024
 _EPOCH_US = 1_750_000_000_000_000  # fake driver timestamps: µs since a fixed epoch
 _NA_ID = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId off MIG
 
-# Which NVML function (or field id) each scenario field name stands for.
-FIELD_FUNCTIONS = {
-    "utilization": ("nvmlDeviceGetUtilizationRates",),
-    "memory": ("nvmlDeviceGetMemoryInfo",),
-    "power": ("nvmlDeviceGetPowerUsage",),
-    "temperature": ("nvmlDeviceGetTemperature",),
-    "clocks": ("nvmlDeviceGetClockInfo", "nvmlDeviceGetMaxClockInfo"),
-    "fan": ("nvmlDeviceGetFanSpeed",),
-    "encoder": ("nvmlDeviceGetEncoderUtilization",),
-    "decoder": ("nvmlDeviceGetDecoderUtilization",),
-    "clock_events": ("nvmlDeviceGetCurrentClocksEventReasons",),
-    "ecc": ("nvmlDeviceGetTotalEccErrors",),
-    "remapped_rows": ("nvmlDeviceGetRemappedRows",),
-    "energy": ("nvmlDeviceGetTotalEnergyConsumption",),
+# Calls that are not metric rows, by the scenario knob that switches them off.
+STRUCTURAL_KNOBS = {
     "processes": ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeRunningProcesses_v3",
                   "nvmlDeviceGetComputeRunningProcesses_v2"),
     "process_utilization": ("nvmlDeviceGetProcessUtilization",),
     "gpm": ("nvmlGpmQueryDeviceSupport", "nvmlGpmMigSampleGet", "nvmlGpmSampleGet"),
+    "nvlink": ("nvmlDeviceGetNvLinkState",),
+    "clocks": ("nvmlDeviceGetMaxClockInfo",),
+    "ecc": ("nvmlDeviceGetTotalEccErrors",),
 }
-FIELD_IDS = {
-    "power_instant": (_nvml.NVML_FI_DEV_POWER_INSTANT,),
-    "energy": (_nvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION,),
-    "memory_temperature": (_nvml.NVML_FI_DEV_MEMORY_TEMP,),
-    "ecc": (_nvml.NVML_FI_DEV_ECC_SBE_AGG_TOTAL, _nvml.NVML_FI_DEV_ECC_DBE_AGG_TOTAL),
-    "pcie_bytes": (_nvml.NVML_FI_DEV_PCIE_COUNT_TX_BYTES, _nvml.NVML_FI_DEV_PCIE_COUNT_RX_BYTES),
-    "pcie_replay": (_nvml.NVML_FI_DEV_PCIE_REPLAY_COUNTER,),
-    "nvlink": (_nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, _nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX),
-}
-_FUNCTION_FIELD = {fn: f for f, fns in FIELD_FUNCTIONS.items() for fn in fns}
-_FIELDID_FIELD = {fid: f for f, ids in FIELD_IDS.items() for fid in ids}
+_ROW_KNOBS = sim_knobs()
+KNOBS = tuple(sorted(set(_ROW_KNOBS.values()) | set(STRUCTURAL_KNOBS)))
+_FUNCTION_KNOB = {**{fn: k for fn, k in _ROW_KNOBS.items() if fn.startswith("nvml")},
+                  **{fn: k for k, fns in STRUCTURAL_KNOBS.items() for fn in fns}}
+_FIELD_KNOB = {getattr(_nvml, const): k for const, k in _ROW_KNOBS.items() if const.startswith("NVML_FI_")}
 _ERROR_CODES = {name[len("NVML_ERROR_"):]: getattr(_nvml, name) for name in dir(_nvml) if name.startswith("NVML_ERROR_")}
-_THROTTLE_BITS = {
-    "gpu_idle": _nvml.nvmlClocksEventReasonGpuIdle,
-    "sw_power_cap": _nvml.nvmlClocksEventReasonSwPowerCap,
-    "hw_slowdown": _nvml.nvmlClocksEventReasonHwSlowdown,
-    "sw_thermal_slowdown": _nvml.nvmlClocksEventReasonSwThermalSlowdown,
-    "hw_thermal_slowdown": _nvml.nvmlClocksEventReasonHwThermalSlowdown,
-    "hw_power_brake_slowdown": _nvml.nvmlClocksEventReasonHwPowerBrakeSlowdown,
-}
+_THROTTLE_BITS = {name: getattr(_nvml, const) for name, const in CLOCK_EVENT_REASONS if hasattr(_nvml, const)}
+_NVLINK_FIELDS = (_nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, _nvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX)
 
 
 class _Handle:
@@ -168,7 +158,7 @@ class FakeNvml:
         if gpu is not None:
             if any(True for _ in self._faults("lost", t, gpu)):
                 raise _nvml.NVMLError(_nvml.NVML_ERROR_GPU_IS_LOST)
-            field = _FUNCTION_FIELD.get(function)
+            field = _FUNCTION_KNOB.get(function)
             if field and self._unsupported(gpu, field, t):
                 raise _nvml.NVMLError(_nvml.NVML_ERROR_NOT_SUPPORTED)
         for f in self._faults("nvml_error", t, gpu):
@@ -418,7 +408,9 @@ class FakeNvml:
             fid, scope = fid if isinstance(fid, tuple) else (fid, 0)
             v = values[i]
             v.fieldId, v.scopeId, v.timestamp, v.latencyUsec = fid, scope, ts, 3
-            field = _FIELDID_FIELD.get(fid)
+            field = _FIELD_KNOB.get(fid)
+            if fid == _nvml.NVML_FI_DEV_NVLINK_LINK_COUNT:
+                field = "nvlink"
             if field is None or self._unsupported(g, field, t):
                 v.nvmlReturn = _nvml.NVML_ERROR_NOT_SUPPORTED
                 continue
@@ -440,11 +432,30 @@ class FakeNvml:
                 v.valueType, v.value.ullVal = _nvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, int(1e9 + busy * rate)
             elif fid == _nvml.NVML_FI_DEV_PCIE_REPLAY_COUNTER:
                 v.valueType, v.value.uiVal = _nvml.NVML_VALUE_TYPE_UNSIGNED_INT, 0
-            else:  # NVLink throughput, KiB
+            elif fid == _nvml.NVML_FI_DEV_NVLINK_LINK_COUNT:
+                v.valueType, v.value.uiVal = _nvml.NVML_VALUE_TYPE_UNSIGNED_INT, g.nvlinks
+            else:  # NVLink throughput in KiB, per link (scope = link index) or summed (all-links scope)
+                links = range(g.nvlinks) if scope == ALL_LINKS_SCOPE else (scope,) if 0 <= scope < g.nvlinks else ()
+                if not links:
+                    v.nvmlReturn = _nvml.NVML_ERROR_INVALID_ARGUMENT
+                    continue
                 with self._lock:
                     busy = self._busy[g.index].at(t)
-                v.valueType, v.value.ullVal = _nvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, int(busy * 40e9 / 1024)
+                kib = sum(self._link_share(g, link) for link in links) * busy * 40e9 / 1024
+                v.valueType, v.value.ullVal = _nvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, int(kib)
         return values
+
+    @staticmethod
+    def _link_share(gpu: Any, link: int) -> float:
+        """Traffic is spread unevenly over the links (so link 0 alone is visibly wrong)."""
+        weights = [1.0 + (i % 3) for i in range(gpu.nvlinks)]
+        return weights[link] / sum(weights)
+
+    def nvmlDeviceGetNvLinkState(self, handle, link):
+        self._enter("nvmlDeviceGetNvLinkState", handle)
+        if not 0 <= link < _nvml.NVML_NVLINK_MAX_LINKS:
+            raise _nvml.NVMLError(_nvml.NVML_ERROR_INVALID_ARGUMENT)
+        return _nvml.NVML_FEATURE_ENABLED if link < handle.gpu.nvlinks else _nvml.NVML_FEATURE_DISABLED
 
     # --- processes ----------------------------------------------------------------------
     def nvmlDeviceGetComputeRunningProcesses(self, handle):
@@ -475,7 +486,10 @@ class FakeNvml:
         t = self._enter("nvmlDeviceGetProcessUtilization", handle)
         now_us = _EPOCH_US + int(t * 1e6)
         start = max(0.0, (last_seen_us - _EPOCH_US) / 1e6) if last_seen_us else max(0.0, t - 1.0)
-        if now_us <= last_seen_us or not self._procs(handle.gpu):
+        if not self._procs(handle.gpu):
+            # The size query finds nothing to size and answers SUCCESS; pynvml raises that.
+            raise _nvml.NVMLError(_nvml.NVML_SUCCESS)
+        if now_us <= last_seen_us:
             raise _nvml.NVMLError(_nvml.NVML_ERROR_NOT_FOUND)
         # The driver reports each process's mean over the period since lastSeenTimeStamp.
         n = max(1, min(20, int((t - start) / 0.05)))
