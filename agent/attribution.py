@@ -28,7 +28,8 @@ until nothing changes. What stays unpaired is unattributed and counted in
 from __future__ import annotations
 
 from collections import deque
-from typing import Mapping, Optional
+from collections.abc import Mapping
+from typing import Optional
 
 from .snapshot import PodShare
 

@@ -17,7 +17,8 @@ import stat
 import sys
 import threading
 import time
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
 
 from . import __version__
 from . import config as config_mod

@@ -14,8 +14,9 @@ import argparse
 import dataclasses
 import os
 import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Optional
 
 import yaml
 

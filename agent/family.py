@@ -8,9 +8,8 @@ gone pods or GPUs vanish by themselves. A family is plain data: the renderer
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Tuple
 
-Labels = Tuple[str, ...]
+Labels = tuple[str, ...]
 
 
 @dataclass(slots=True)

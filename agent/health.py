@@ -8,7 +8,7 @@ are stale.
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 
 class Health:

@@ -9,7 +9,6 @@ are on this node). Every failure is a FetchError whose str() is one line.
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 import time
 from typing import Optional
@@ -84,7 +83,7 @@ def get(scheme: str, host: str, port: Optional[int], path: str, timeout: float, 
                 raise FetchError(f"body exceeds the {max_bytes}-byte limit")
             parts.append(chunk)
         return b"".join(parts)
-    except socket.timeout:
+    except TimeoutError:
         raise FetchError(f"timed out after {timeout:g}s") from None
     except (OSError, http.client.HTTPException) as exc:
         raise FetchError(one_line(exc)) from None

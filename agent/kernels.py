@@ -16,8 +16,11 @@ import zlib
 
 NO_EXTENSIONS = os.environ.get("GPULSE_NO_EXTENSIONS", "") not in ("", "0")
 
-from ._expo_py import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE  # noqa: E402,F401
-from ._expo_py import ExpositionEncoder  # noqa: E402
+from ._expo_py import (  # noqa: E402,F401
+    OPENMETRICS_CONTENT_TYPE,
+    TEXT_CONTENT_TYPE,
+    ExpositionEncoder,  # noqa: E402
+)
 from ._textparse_py import Exposition, ParseError, parse_exposition  # noqa: E402
 from ._window_py import WindowSet, fold_process_samples  # noqa: E402
 

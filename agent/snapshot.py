@@ -7,9 +7,10 @@ the mappings below, so its sample is omitted rather than rendered as NaN.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Mapping, Optional
+from typing import TYPE_CHECKING, Optional
 
 from .nvml.reading import DeviceFacts, Labeled
 from .refresh import SourceStatus

@@ -8,8 +8,9 @@ co-located dcgm-exporter when NVML has no GPM; attribution reads the result.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import Optional
 
 from . import kernels
 from .config import WINDOW_SAMPLES

@@ -27,9 +27,8 @@ import threading
 import time
 
 import psutil
-
-from gpulse import kernels
 from agent_child import FAKE_NVML
+from gpulse import kernels
 
 BENCH = pathlib.Path(__file__).resolve().parent
 ROOT = BENCH.parent

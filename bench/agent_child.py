@@ -215,6 +215,7 @@ def tick(ticks: int, warmup: int) -> int:
     """Tick the reference node `ticks` times after `warmup` ticks, with the default source
     intervals; print per-tick thread CPU by stage (ns) as JSON."""
     from gpulse import kernels
+
     from tests.harness import Run
 
     with Run("reference", workloads_scrape_interval=1.0, kubelet_refresh_interval=5.0) as run:
@@ -263,11 +264,10 @@ def _wait_for_term() -> None:
 def cache_server(n_series: int, port: int) -> int:
     """gpulse's HTTP server over synthetic series, re-rendered and compressed every second
     as the sampler does: scrapes are served from the last tick's bytes."""
-    from series import snapshots
-
     from gpulse import kernels
     from gpulse.sampler import Rendered
     from gpulse.server import make_server, serve_in_thread
+    from series import snapshots
 
     snaps = snapshots(n_series)
     encoder = kernels.ExpositionEncoder()

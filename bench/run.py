@@ -26,10 +26,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from gpulse import _expo_py, _textparse_py, _window_py, kernels  # noqa: E402
 from series import snapshots  # noqa: E402
 from table import Row  # noqa: E402
-
-from gpulse import _expo_py, _textparse_py, _window_py, kernels  # noqa: E402
 
 
 @dataclass

@@ -7,8 +7,9 @@ families are not in the catalog under its name, or that another collector alread
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable, Protocol
+from typing import Protocol
 
 from ..family import Family
 from ..snapshot import Snapshot

@@ -14,7 +14,8 @@ DCGM_FI_PROF_PCIE_TX_BYTES/RX_BYTES (rates; gpulse exports the byte counters).
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Optional
 
 from ..catalog import DCGM_DERIVED, DCGM_FIELDS, DCGM_LABELS, MIB
 from ..family import Family

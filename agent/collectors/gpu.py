@@ -7,7 +7,7 @@ GpuState.labeled. A value NVML could not give is absent and its sample omitted, 
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .. import catalog
 from ..family import Family

@@ -4,7 +4,8 @@ Nothing is yielded before the first identity resolution."""
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from ..catalog import family
 from ..family import Family

@@ -7,7 +7,7 @@ Non-MIG shares leave the MIG labels "" and the renderer omits them.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .. import catalog
 from ..family import Family

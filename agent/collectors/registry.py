@@ -8,7 +8,7 @@ order; "self" (the agent's own health) always runs, last, with this tick's outco
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 from .. import catalog
 from ..config import Config

@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Sequence
 from types import MappingProxyType
-from typing import Sequence
 
 from ..family import Family
 from ..snapshot import CollectorStat, Snapshot

@@ -7,7 +7,8 @@ the snapshot, so gpulse_collector_success reports the scrape it is part of.
 from __future__ import annotations
 
 import platform
-from typing import Iterator, Optional
+from collections.abc import Iterator
+from typing import Optional
 
 import psutil
 

@@ -7,7 +7,7 @@ server serves several models.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..catalog import family
 from ..family import Family

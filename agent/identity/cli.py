@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
 from .gpu import resolve_gpu
 from .tables import tables

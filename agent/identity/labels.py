@@ -12,8 +12,9 @@ import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timezone
-from typing import Iterable, Optional
+from typing import Optional
 
 from ..names import is_label_key, is_label_value, sanitize_label_value
 from .records import GpuRecord, NodeRecord

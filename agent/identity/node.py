@@ -8,7 +8,8 @@ Reads only local files and the Node object it is given; no network calls.
 from __future__ import annotations
 
 import os
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 from .gpu import merge, nominal_memory_gb, resolve_gpu
 from .records import CloudGpuLabel, Conflict, GpuRecord, NodeRecord

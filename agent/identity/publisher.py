@@ -10,7 +10,8 @@ its expiry keeps moving. A failed resolution keeps the last good identity.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from ..errors import one_line
 from ..nvml.reading import NvmlReading

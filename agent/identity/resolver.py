@@ -6,11 +6,11 @@ holds, /identity serves (as_json) and the NFD feature file publishes (labels).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Optional
 
 from ..nvml.reading import DeviceReading, MigReading, NvmlReading
-
 from .gpu import resolve_gpu
 from .labels import SCHEMA, node_labels
 from .node import resolve_node

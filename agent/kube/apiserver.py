@@ -44,13 +44,14 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Optional
 from urllib.parse import quote, urlsplit
 
-from ..refresh import Refresher, SourceStatus
 from ..errors import OneLineError
+from ..refresh import Refresher, SourceStatus
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ class KubeConfig:
 
     @classmethod
     def load(cls, config, environ: Optional[Mapping] = None,
-             sa_dir: str = SERVICE_ACCOUNT_DIR) -> "KubeConfig":
+             sa_dir: str = SERVICE_ACCOUNT_DIR) -> KubeConfig:
         environ = os.environ if environ is None else environ
         token = os.path.join(sa_dir, "token")
         ca = os.path.join(sa_dir, "ca.crt")
@@ -114,7 +115,7 @@ class PodInfo:
     labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
     @classmethod
-    def from_object(cls, obj: dict) -> "PodInfo":
+    def from_object(cls, obj: dict) -> PodInfo:
         meta = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
         status = obj.get("status") or {}

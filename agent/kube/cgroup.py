@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Optional
 
 # A pod UID is an RFC 4122 UUID (the systemd driver writes '_' for '-'); static pods
 # use the 32-hex hash of their manifest instead.

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import grpc
 
+from ..errors import OneLineError
 from . import podresources_pb2 as pb
 from . import podresources_pb2_grpc as pb_grpc
-from ..errors import OneLineError
 
 _CHANNEL_OPTIONS = (
     ("grpc.max_receive_message_length", 16 * 1024 * 1024),

@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Optional
 
 from ..config import Config
 from ..refresh import Refresher, SourceStatus

@@ -19,8 +19,9 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 from ..kernels import fold_process_samples
 from . import metrics as m

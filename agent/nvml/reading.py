@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Mapping, Optional
+from typing import Optional
 
 UTILIZATION = "gpulse_gpu_utilization_ratio"
 MIG_UTILIZATION = "gpulse_mig_utilization_ratio"

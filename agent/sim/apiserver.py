@@ -28,7 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default 5 drops connects when the agent scrapes in parallel
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 

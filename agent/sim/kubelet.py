@@ -62,7 +62,7 @@ def allocatable_response(gpus) -> pb.AllocatableResourcesResponse:
 
 
 class _Lister(pb_grpc.PodResourcesListerServicer):
-    def __init__(self, handle: "FakeKubelet"):
+    def __init__(self, handle: FakeKubelet):
         self.handle = handle
 
     def List(self, request, context):  # noqa: N802 - gRPC method name
@@ -93,7 +93,7 @@ class FakeKubelet:
         if self._delay:
             time.sleep(self._delay)
 
-    def start(self) -> "FakeKubelet":
+    def start(self) -> FakeKubelet:
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="fake-kubelet"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from importlib import resources
 from typing import Any, Optional
 
 import yaml

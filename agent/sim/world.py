@@ -14,11 +14,11 @@ import shutil
 import tempfile
 import time
 
-from .nvml import FakeNvml
 from . import scenario as scenario_mod
 from .apiserver import start_fake_apiserver
 from .inference import start_inference_servers
 from .kubelet import start_fake_kubelet
+from .nvml import FakeNvml
 from .proctree import build_proc_tree
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class World:
         self.paths = {}
 
     @classmethod
-    def from_name(cls, name_or_path: str, **kwargs) -> "World":
+    def from_name(cls, name_or_path: str, **kwargs) -> World:
         return cls(scenario_mod.load(name_or_path), **kwargs)
 
     def start(self) -> dict[str, str]:

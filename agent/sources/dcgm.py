@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Callable, Mapping, Optional
+from typing import Optional
 
 from .. import httpfetch
 from ..kernels import parse_exposition

@@ -19,8 +19,9 @@ name says "perc".
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Optional
 
 from ..snapshot import WorkloadState
 

@@ -48,7 +48,7 @@ class InvalidAnnotation(ValueError):
     pass
 
 
-def target_for(pod) -> "ScrapeTarget | None":
+def target_for(pod) -> ScrapeTarget | None:
     """PodInfo -> ScrapeTarget, None when the pod did not opt in or cannot be scraped yet.
 
     Raises InvalidAnnotation (one line, naming the annotation) for a broken opt-in.

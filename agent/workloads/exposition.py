@@ -8,7 +8,8 @@ labels a tuple of `(key, value)` pairs. `parse()` narrows that to what the adapt
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 from ..kernels import ParseError, parse_exposition
 

@@ -29,10 +29,16 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from gpulse.sim.scenario import load as load_scenario
-from tests.e2e.procs import (ManagedProcess, StaticExposition, WebhookReceiver, env_without_proxies,
-                             find_binary, wait_for)
+
+from tests.e2e.procs import (
+    ManagedProcess,
+    StaticExposition,
+    WebhookReceiver,
+    env_without_proxies,
+    find_binary,
+    wait_for,
+)
 from tests.e2e.promql import Prometheus
 
 ROOT = Path(__file__).resolve().parents[2]

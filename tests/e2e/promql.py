@@ -8,7 +8,8 @@ import json
 import math
 import re
 import urllib.parse
-from typing import Iterable, Optional
+from collections.abc import Iterable
+from typing import Optional
 
 from tests.e2e.procs import http_get
 

@@ -26,9 +26,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.promql import (adapter_label_matchers, adapter_resource_label, by_label, hpa_recommendation,
-                              parse_quantity, render_adapter_query, replicas_pods_average_value,
-                              replicas_total_average_value, replicas_value)
+from tests.e2e.promql import (
+    adapter_label_matchers,
+    adapter_resource_label,
+    by_label,
+    hpa_recommendation,
+    parse_quantity,
+    render_adapter_query,
+    replicas_pods_average_value,
+    replicas_total_average_value,
+    replicas_value,
+)
 
 pytestmark = pytest.mark.e2e
 

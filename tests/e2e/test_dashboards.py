@@ -16,8 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import AGENTS
-from tests.e2e.promql import (LABEL_VALUES, dashboard_variables, grafana_all_value, panel_targets, substitute,
-                              variable_query)
+from tests.e2e.promql import (
+    LABEL_VALUES,
+    dashboard_variables,
+    grafana_all_value,
+    panel_targets,
+    substitute,
+    variable_query,
+)
 
 pytestmark = pytest.mark.e2e
 

@@ -5,18 +5,16 @@ Attributor -> pods collector. Time is a manual clock, so runs are deterministic.
 import dataclasses
 import shutil
 import tempfile
-import time
 
 import pytest
-
 from gpulse import config as cfgmod
 from gpulse.attribution import Attributor
 from gpulse.collectors import pods as pods_collector
 from gpulse.kube.source import PodSource
-from gpulse.sim.nvml import FakeNvml
 from gpulse.nvml.reader import NvmlReader
 from gpulse.sim import scenario as scen
 from gpulse.sim.kubelet import start_fake_kubelet
+from gpulse.sim.nvml import FakeNvml
 from gpulse.sim.proctree import build_proc_tree, cgroup_file, pod_cgroup_path, write_process
 from gpulse.snapshot import GpuState, Snapshot, SourceStatus
 from gpulse.windowing import DeviceWindows, unit_utilization

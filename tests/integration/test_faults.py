@@ -7,8 +7,8 @@ import re
 import urllib.request
 
 import pytest
-
 from gpulse.server import make_server, serve_in_thread
+
 from tests.conftest import ROOT
 from tests.harness import Run
 

@@ -9,9 +9,9 @@ import re
 import subprocess
 
 import pytest
+from gpulse.sim import scenario
 from prometheus_client.parser import text_string_to_metric_families
 
-from gpulse.sim import scenario
 from tests.conftest import ROOT, require_promtool
 from tests.harness import Run
 

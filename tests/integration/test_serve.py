@@ -1,6 +1,5 @@
 """`gpulse serve` as users run it (`make run`): a process, a port, one scrape."""
 
-import os
 import re
 import signal
 import subprocess

@@ -6,6 +6,7 @@ import re
 import time
 
 from gpulse.sim.inference import expected_values
+
 from tests.harness import Run
 
 

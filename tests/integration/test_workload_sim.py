@@ -3,10 +3,8 @@ each server's own format -> adapters -> WorkloadSource.current() -> collector ->
 """
 
 import dataclasses
-import time
 
 import pytest
-
 from gpulse import config as config_mod
 from gpulse.collectors import workloads as collector
 from gpulse.kernels import ExpositionEncoder
@@ -16,6 +14,7 @@ from gpulse.sim.inference import expected_model, expected_values, start_inferenc
 from gpulse.snapshot import Snapshot
 from gpulse.workloads import exposition
 from gpulse.workloads.source import WorkloadSource
+
 from tests.conftest import wait_for
 
 

@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from gpulse.workloads import adapters, exposition
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "servers")

@@ -2,12 +2,11 @@
 
 import logging
 import os
-import time
 
 import pytest
-
 from gpulse.kube.apiserver import Gone, KubeClient, KubeConfig, KubeError, PodIndex, PodWatcher
 from gpulse.sim.apiserver import FakeApiServer, pod_object
+
 from tests.conftest import wait_for
 
 NODE = "node-a"

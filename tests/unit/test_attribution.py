@@ -1,13 +1,12 @@
 """Attribution on hand-built NVML readings and pod views."""
 
 import pytest
-
-from gpulse.windowing import DeviceWindows, unit_utilization
 from gpulse.attribution import AMBIGUOUS_CONTAINER, NO_SLOT, NOT_IN_POD, UNKNOWN_POD, Attributor
 from gpulse.kube.cgroup import PidOwner
 from gpulse.kube.devices import parse_device_id
 from gpulse.kube.source import Allocation, PodIdentity, PodView
 from gpulse.nvml.reading import DeviceFacts, DeviceReading, MigReading, NvmlReading, ProcessInfo, ProcessUtilization
+from gpulse.windowing import DeviceWindows, unit_utilization
 
 G0 = "GPU-00000000-0000-4000-8000-000000000000"
 G1 = "GPU-11111111-1111-4111-8111-111111111111"

@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from gpulse.kube.cgroup import PidOwner, PidResolver, parse_cgroup, read_start_time
 from gpulse.sim.proctree import remove_process, stat_line, write_process
 

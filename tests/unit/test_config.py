@@ -2,8 +2,8 @@ import argparse
 import subprocess
 
 import pytest
-
 from gpulse import config as c
+
 from tests.conftest import gpulse_cmd
 
 
@@ -100,6 +100,7 @@ def test_settings_checked_together(argv, needle):
 
 def test_ipv6_listen_address(tmp_path):
     import socket
+
     from gpulse.server import make_server
     try:
         server = make_server("[::1]:0", sampler=None)

@@ -6,14 +6,13 @@ import csv
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from gpulse.catalog import BY_NAME, DCGM_DERIVED, DCGM_FIELDS, DCGM_LABELS
 from gpulse.collectors import dcgm_compat
 from gpulse.config import Config
-from gpulse.nvml.reading import DeviceFacts
 from gpulse.kernels import ExpositionEncoder
+from gpulse.nvml.reading import DeviceFacts
 from gpulse.snapshot import GpuState, MigState, PodShare, Snapshot
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import load_flags  # noqa: E402
 

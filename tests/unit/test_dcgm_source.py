@@ -1,12 +1,9 @@
 """Per-MIG activity scraped from a co-located dcgm-exporter (served here on loopback)."""
 
-import dataclasses
 import http.server
 import threading
 
 import pytest
-
-from gpulse import config as cfgmod
 from gpulse.sources.dcgm import DcgmSource, engine_activity
 
 G = "GPU-5a1e7c1b-3d1f-4c55-9e0e-1d2f3a4b5c6d"

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from gpulse.catalog import BY_NAME
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 from gpulse import catalog, config
+
 from tests.conftest import ROOT
 
 

@@ -7,7 +7,6 @@ import io
 import json
 
 import pytest
-
 from gpulse.catalog import BY_NAME
 from gpulse.collectors import identity as identity_collector
 from gpulse.config import Config

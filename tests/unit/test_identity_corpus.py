@@ -13,7 +13,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from gpulse.identity.gpu import nominal_memory_gb, resolve_gpu
 from gpulse.identity.node import normalize_cloud_label
 from gpulse.identity.tables import tables

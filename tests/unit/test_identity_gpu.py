@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from gpulse.identity.gpu import family_for, resolve_gpu, split_pci_id
 
 

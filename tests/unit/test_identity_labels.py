@@ -7,15 +7,14 @@ import re
 from datetime import datetime, timezone
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from gpulse.identity.gpu import resolve_gpu
 from gpulse.identity.labels import NFD_MAX_BYTES, node_labels, render_nfd_features, write_nfd_features
+from gpulse.identity.node import resolve_node
 from gpulse.names import is_label_key as is_valid_label_key
 from gpulse.names import is_label_value as is_valid_label_value
 from gpulse.names import sanitize_label_value
-from gpulse.identity.node import resolve_node
+from hypothesis import given
+from hypothesis import strategies as st
 
 K8S_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 

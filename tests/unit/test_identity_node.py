@@ -6,8 +6,6 @@ from __future__ import annotations
 import os
 
 import pytest
-
-from gpulse.config import Config
 from gpulse.identity import IdentityResolver
 from gpulse.identity.gpu import resolve_gpu
 from gpulse.identity.node import detect_cloud, format_cuda_version, read_dmi, resolve_node

@@ -1,7 +1,6 @@
 """Device id forms the kubelet reports, parsed by one pure function."""
 
 import pytest
-
 from gpulse.kube.devices import DeviceId, is_gpu_resource, parse_device_id
 
 U = "a1b2c3d4-e5f6-4789-8abc-def012345678"

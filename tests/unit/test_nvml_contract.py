@@ -6,10 +6,9 @@ import os
 
 import pynvml
 import pytest
-
 from gpulse.nvml import reader as reader_mod
-from gpulse.sim.nvml import FakeNvml
 from gpulse.sim import scenario
+from gpulse.sim.nvml import FakeNvml
 
 FAKE_FUNCTIONS = sorted(n for n, v in vars(FakeNvml).items() if n.startswith("nvml") and callable(v))
 

@@ -2,9 +2,9 @@
 
 import time
 
-from gpulse.sim.nvml import FakeNvml
 from gpulse.nvml.reader import NvmlReader
 from gpulse.sim import scenario
+from gpulse.sim.nvml import FakeNvml
 
 
 def _reader(name):
@@ -66,7 +66,6 @@ def test_event_handles_match_devices_by_address_like_pynvml_returns_them():
     import ctypes
 
     import pynvml
-
     from gpulse.nvml.reader import _handle_key
     target = pynvml.struct_c_nvmlDevice_t()
     a = ctypes.cast(ctypes.pointer(target), pynvml.c_nvmlDevice_t)

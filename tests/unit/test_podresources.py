@@ -5,16 +5,15 @@ import logging
 import os
 import shutil
 import tempfile
-import time
 
 import pytest
-
 from gpulse import config as cfgmod
 from gpulse.kube.podresources import PodResourcesClient, PodResourcesError
+from gpulse.kube.source import PodIdentity, PodSource, as_identity
 from gpulse.refresh import Backoff
-from gpulse.kube.source import PodSource, as_identity, PodIdentity
 from gpulse.sim import scenario as scen
 from gpulse.sim.kubelet import start_fake_kubelet
+
 from tests.conftest import wait_for
 
 U = "a1b2c3d4-e5f6-4789-8abc-def012345678"

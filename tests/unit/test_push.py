@@ -7,7 +7,6 @@ from types import MappingProxyType
 
 import grpc
 import pytest
-
 from gpulse.kube.apiserver import PodIndex, PodInfo
 from gpulse.workloads import push_pb2, push_pb2_grpc
 from gpulse.workloads.push import PushServer, PushStore, push_once

@@ -1,9 +1,9 @@
 import subprocess
 
 import pytest
-
 from gpulse.sim import scenario
 from gpulse.sim.traces import parse_trace
+
 from tests.conftest import gpulse_cmd
 
 BASE = """name: t

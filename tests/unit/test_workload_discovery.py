@@ -4,7 +4,6 @@ import logging
 from types import MappingProxyType
 
 import pytest
-
 from gpulse.kube.apiserver import PodInfo
 from gpulse.workloads.discovery import Discovery, InvalidAnnotation, ScrapeTarget, target_for
 

@@ -1,17 +1,16 @@
 """Bounded scraping: a hung, failing or garbage endpoint never holds up the others."""
 
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import SimpleNamespace
 
 import pytest
-
 from gpulse.sim.inference import expected_values, start_inference_servers
 from gpulse.sim.scenario import PodSpec, WorkloadSpec
 from gpulse.sim.traces import parse_trace
 from gpulse.workloads.discovery import ScrapeTarget
 from gpulse.workloads.scrape import Scraper, scrape
+
 from tests.conftest import wait_for
 
 T = 30.0

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import strategies as st
-
 from gpulse.family import Family
+from hypothesis import strategies as st
 
 # Every character the exposition escapes, plus non-ASCII and blanks.
 LABEL_TEXT = st.text(alphabet=st.sampled_from(list('ab\\"\n{}=,# \té€😀0')), max_size=8)

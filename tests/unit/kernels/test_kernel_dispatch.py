@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from gpulse import kernels
 
 from .impls import NO_EXTENSIONS, PACKAGE_DIR, built

@@ -8,12 +8,11 @@ import shutil
 import subprocess
 
 import pytest
+from gpulse.family import Family
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
 from prometheus_client.parser import text_string_to_metric_families as text_parse
-
-from gpulse.family import Family
 
 from .families import VALUES, families, gpu_node_families
 from .impls import both

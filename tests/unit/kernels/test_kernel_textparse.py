@@ -8,11 +8,10 @@ import math
 import pathlib
 
 import pytest
+from gpulse import _expo_py
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families as text_parse
-
-from gpulse import _expo_py
 
 from .families import families, gpu_node_families
 from .impls import both
