@@ -11,6 +11,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 
 
+def shared_path(*parts: str) -> str:
+    """A file of the steering repo's shared/ folder, which sits beside this clone (NVIDIA's
+    dcgm-exporter anchors: read from there, never copied into the repo). Without it the
+    calling test skips and says which file it needed; `pytest -rs` lists every such skip."""
+    path = os.path.join(SHARED, *parts)
+    if not os.path.exists(path):
+        pytest.skip(f"needs ../shared/{'/'.join(parts)} beside the clone (reference data that is not copied into "
+                    "the repo)")
+    return path
+
+
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true", default=False,
                      help="rewrite tests/golden/* from the current output instead of comparing")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import shared_path
 from tests.e2e.conftest import AGENTS
 from tests.e2e.promql import (
     LABEL_VALUES,
@@ -29,7 +30,6 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 GPULSE_DASHBOARDS = sorted((ROOT / "dashboards").glob("*.json"))
-DCGM_DASHBOARD = ROOT.parent / "shared" / "anchors" / "dcgm-exporter" / "dcgm-exporter-dashboard.json"
 
 
 def resolve_variables(stack, dash: dict) -> dict:
@@ -74,9 +74,7 @@ def test_gpulse_dashboard_queries_return_data(stack, path):
 
 
 def test_dcgm_exporter_dashboard_queries_return_data_with_compat(stack):
-    if not DCGM_DASHBOARD.exists():
-        pytest.skip(f"{DCGM_DASHBOARD} not found: the dcgm-exporter anchors live in ../shared next to the repo")
-    dash = json.loads(DCGM_DASHBOARD.read_text())
+    dash = json.loads(Path(shared_path("anchors", "dcgm-exporter", "dcgm-exporter-dashboard.json")).read_text())
     empty = empty_panels(stack, dash)
     assert not empty, "dcgm-exporter dashboard queries without data from --compat.dcgm:\n" + "\n".join(empty)
     # The variables list exactly the agents that render the compat names.

@@ -13,12 +13,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families as text_parse
 
+from tests.conftest import shared_path
+
 from .families import families, gpu_node_families
 from .impls import both
 
 pytestmark = pytest.mark.kernels
 
-DCGM_COUNTERS = pathlib.Path(__file__).resolve().parents[4] / "shared" / "anchors" / "dcgm-exporter" / "default-counters.csv"
 
 
 def _run(mod, data, **kw):
@@ -171,11 +172,11 @@ def test_limits_bound_hostile_input(textparse):
         textparse.parse_exposition(12)
 
 
-@pytest.mark.skipif(not DCGM_COUNTERS.exists(), reason=f"dcgm-exporter anchor data not found at {DCGM_COUNTERS}")
 def test_dcgm_exporter_style_body(textparse):
     """A body shaped like dcgm-exporter's, built from its default counter list."""
     lines = []
-    fields = [row for row in csv.reader(DCGM_COUNTERS.read_text().splitlines()) if row and not row[0].startswith("#")]
+    counters = pathlib.Path(shared_path("anchors", "dcgm-exporter", "default-counters.csv"))
+    fields = [row for row in csv.reader(counters.read_text().splitlines()) if row and not row[0].startswith("#")]
     for field, kind, help_ in fields:
         kind = kind.strip()
         if kind == "label":

@@ -10,6 +10,8 @@ from gpulse.nvml import reader as reader_mod
 from gpulse.sim import scenario
 from gpulse.sim.nvml import FakeNvml
 
+from tests.conftest import ROOT
+
 FAKE_FUNCTIONS = sorted(n for n, v in vars(FakeNvml).items() if n.startswith("nvml") and callable(v))
 
 
@@ -84,7 +86,7 @@ def test_result_attribute_names_exist_in_pynvml_structures():
     assert set(vars(request.metrics[0])) <= _fields(pynvml.c_nvmlGpmMetric_t)
     assert len(request.metrics) == pynvml.NVML_GPM_METRIC_MAX
     event_set = fake.nvmlEventSetCreate()
-    s_faults = scenario.load(os.path.join(os.path.dirname(__file__), "..", "fixtures", "scenarios", "faults.yaml"))
+    s_faults = scenario.load(os.path.join(ROOT, "tests", "fixtures", "scenarios", "faults.yaml"))
     fake2 = FakeNvml(s_faults, clock=lambda: 10.0)
     fake2.nvmlInit()
     event_set = fake2.nvmlEventSetCreate()

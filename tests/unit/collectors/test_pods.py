@@ -1,11 +1,10 @@
-"""The pods and mig collectors render what the snapshot holds, fresh every tick."""
+"""The pods collector renders what the snapshot holds, fresh every tick."""
 
 from types import MappingProxyType
 
-from gpulse.collectors import mig as mig_collector
 from gpulse.collectors import pods as pods_collector
 from gpulse.kernels import ExpositionEncoder
-from gpulse.snapshot import GpuState, MigState, PodShare, Snapshot, SourceStatus
+from gpulse.snapshot import GpuState, PodShare, Snapshot, SourceStatus
 
 G = "GPU-00000000-0000-4000-8000-000000000000"
 
@@ -35,13 +34,3 @@ def test_pod_series_and_empty_mig_labels():
 def test_gone_pod_has_no_series():
     text = _render(pods_collector, _snap([], kubelet=False))
     assert "gpulse_pod_gpu" not in text
-
-
-def test_mig_families():
-    m = MigState(0, G, 3, 0, "1g.10gb", "MIG-x", MappingProxyType({"gpulse_mig_utilization_ratio": 0.4,
-                                                                   "gpulse_mig_memory_total_bytes": 10.0}))
-    text = _render(mig_collector, _snap([], migs=(m,)))
-    labels = f'gpu="0",uuid="{G}",gpu_instance="3",compute_instance="0",mig_profile="1g.10gb",mig_uuid="MIG-x"'
-    assert f"gpulse_mig_utilization_ratio{{{labels}}} 0.4" in text
-    assert f"gpulse_mig_memory_total_bytes{{{labels}}} 10" in text
-    assert "gpulse_mig_memory_used_bytes" not in text  # unknown: omitted

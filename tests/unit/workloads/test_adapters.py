@@ -5,7 +5,9 @@ import os
 import pytest
 from gpulse.workloads import adapters, exposition
 
-FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "servers")
+from tests.conftest import ROOT
+
+FIXTURES = os.path.join(ROOT, "tests", "fixtures", "servers")
 
 
 def load(name):

@@ -14,13 +14,11 @@ from gpulse.nvml.reading import DeviceFacts
 from gpulse.snapshot import GpuState, MigState, PodShare, Snapshot
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import load_flags  # noqa: E402
+from tests.conftest import ROOT, load_flags, shared_path
 
-ROOT = Path(__file__).resolve().parents[2]
-ANCHOR = ROOT.parent / "shared" / "anchors" / "dcgm-exporter" / "default-counters.csv"
+ROOT = Path(ROOT)
 GIB = 1024 ** 3
-# Whole-GPU GPM activity: proposed catalog families, read once the gpu collector has them.
-PENDING_SOURCES = {"gpulse_gpu_tensor_active_ratio", "gpulse_gpu_dram_active_ratio"}
+
 
 
 def _gpu(index, uuid, **values):
@@ -140,15 +138,14 @@ def test_last_xid():
 
 def test_sources_are_catalog_families():
     for f in DCGM_FIELDS:
-        assert f.source in BY_NAME or f.source in PENDING_SOURCES, f.source
+        assert f.source in BY_NAME, f.source
         if f.mig:
             assert dcgm_compat._mig_source(f.source) in BY_NAME, f.source
 
 
-@pytest.mark.skipif(not ANCHOR.exists(), reason=f"{ANCHOR} not present (shared anchors are beside the repo)")
 def test_names_and_types_match_dcgm_exporter_default_counters():
     enabled = {}
-    with ANCHOR.open() as fh:
+    with open(shared_path("anchors", "dcgm-exporter", "default-counters.csv")) as fh:
         for row in csv.reader(fh):
             if row and not row[0].lstrip().startswith("#") and len(row) >= 2:
                 enabled[row[0].strip()] = row[1].strip()

@@ -1,6 +1,7 @@
 """Every raw identity in the research corpus and every PCI id row resolves to its part.
 
-The corpus (../shared/reference/gpu_names_corpus.csv) holds raw NVML names, cloud vocabulary
+The corpus (tests/fixtures/identity/gpu_names_corpus.csv, copied from the research notes with
+the public source of every row) holds raw NVML names, cloud vocabulary
 values and memory as reported, with the canonical part a person wrote down. Its
 canonical_model column is free text: its first token ("H100-SXM5-80GB", "A100-80GB", "K80")
 is read as a SKU from the table, or as model [+ form factor] [+ size].
@@ -17,8 +18,10 @@ from gpulse.identity.gpu import nominal_memory_gb, resolve_gpu
 from gpulse.identity.node import normalize_cloud_label
 from gpulse.identity.tables import tables
 
-REPO = Path(__file__).resolve().parents[2]
-CORPUS = REPO.parent / "shared" / "reference" / "gpu_names_corpus.csv"
+from tests.conftest import ROOT
+
+REPO = Path(ROOT)
+CORPUS = REPO / "tests" / "fixtures" / "identity" / "gpu_names_corpus.csv"
 
 # Rows that identify no part by themselves, and why.
 EXPECTED_FALLBACK = {
@@ -38,8 +41,6 @@ FORM_FACTOR_WORDS = {"SXM": "sxm", "SXM2": "sxm", "SXM4": "sxm", "SXM5": "sxm", 
 
 
 def corpus_rows():
-    if not CORPUS.exists():
-        return []
     with open(CORPUS, newline="", encoding="utf-8") as fh:
         return list(csv.DictReader(fh))
 
@@ -76,12 +77,10 @@ def resolve_row(row: dict):
 ROWS = corpus_rows()
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason=f"corpus not found at {CORPUS}")
 def test_corpus_is_not_empty():
     assert len(ROWS) > 50
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason=f"corpus not found at {CORPUS}")
 @pytest.mark.parametrize("row", ROWS, ids=[f"{i}-{r['raw_name']}" for i, r in enumerate(ROWS)])
 def test_corpus_row_resolves_to_its_part(row):
     model, sku, memory_gb, form_factor, rec = resolve_row(row)
@@ -102,7 +101,6 @@ def test_corpus_row_resolves_to_its_part(row):
         assert rec.vendor == "nvidia" and rec.family, where
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason=f"corpus not found at {CORPUS}")
 def test_corpus_special_rows_keep_what_the_name_says():
     for row in ROWS:
         name = row["raw_name"]
@@ -116,7 +114,6 @@ def test_corpus_special_rows_keep_what_the_name_says():
             assert rec.virtualization == "vgpu" and rec.vgpu_profile, name
 
 
-@pytest.mark.skipif(not CORPUS.exists(), reason=f"corpus not found at {CORPUS}")
 def test_truncated_names_with_memory_resolve_to_the_right_size():
     truncated = [r for r in ROWS if r["raw_name"].endswith("...") and r["memory_mib"]]
     assert len(truncated) >= 3
