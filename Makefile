@@ -35,7 +35,7 @@ deb-deps:
 run: setup
 	$(VENV)/bin/gpulse serve --nvml.backend=fake --scenario=reference
 
-test: setup deb-deps
+test: setup deb-deps lint
 	$(PY) -m pytest tests
 	GPULSE_NO_EXTENSIONS=1 $(PY) -m pytest -m kernels tests/unit
 
@@ -45,9 +45,10 @@ e2e: setup deb-deps
 bench: setup
 	$(PY) bench/run.py
 
-# Byte-compiles everything and checks that every generated artifact is current.
+# ruff and mypy (strict on agent/), then every generated artifact must be current.
 lint: setup
-	$(PY) -m compileall -q agent tests bench tools deploy dashboards
+	$(VENV)/bin/ruff check agent tests bench tools deploy dashboards
+	$(VENV)/bin/mypy
 	$(PY) tools/gen_docs.py --check README.md
 	$(PY) deploy/generate.py --check
 	$(PY) dashboards/generate.py --check

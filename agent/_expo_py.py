@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
+from typing import Protocol, SupportsFloat, SupportsIndex, Union
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -20,6 +22,30 @@ OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
 _TYPES = ("gauge", "counter", "info")
+
+LabelValues = tuple[str, ...]
+_HeaderKey = tuple[str, str, str, LabelValues]
+_SeriesKey = tuple[str, LabelValues, LabelValues]
+
+
+class RenderableFamily(Protocol):
+    """What the encoder reads of a family (gpulse.family.Family): name, type, help, label
+    names and samples [(label values, value)]."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def help(self) -> str: ...
+
+    @property
+    def labelnames(self) -> LabelValues: ...
+
+    @property
+    def samples(self) -> Sequence[tuple[LabelValues, float]]: ...
 
 
 def escape_label_value(value: str) -> str:
@@ -35,11 +61,11 @@ def format_value(v: float) -> str:
     if v == -math.inf:
         return "-Inf"
     if -1e15 < v < 1e15 and v.is_integer():
-        return "%d" % v
+        return str(int(v))
     return repr(v)
 
 
-def _as_float(name, value) -> float:
+def _as_float(name: str, value: Union[SupportsFloat, SupportsIndex, str, bytes, bytearray, None]) -> float:
     if value is None or isinstance(value, (str, bytes, bytearray)):
         raise TypeError(f"{name}: sample value {value!r} is not a number")
     try:
@@ -48,13 +74,13 @@ def _as_float(name, value) -> float:
         raise TypeError(f"{name}: sample value {value!r} is not a number") from None
 
 
-def _series_prefix(name, labelnames, labelvalues) -> bytes:
+def _series_prefix(name: str, labelnames: LabelValues, labelvalues: object) -> bytes:
     if type(labelvalues) is not tuple:
         raise TypeError(f"{name}: label values must be a tuple, got {type(labelvalues).__name__}")
     if len(labelvalues) != len(labelnames):
         raise ValueError(f"{name}: {len(labelvalues)} label values for {len(labelnames)} label names {labelnames}")
     pairs = []
-    for k, v in zip(labelnames, labelvalues):
+    for k, v in zip(labelnames, labelvalues, strict=True):
         if type(v) is not str:
             raise TypeError(f"{name}: label {k} value {v!r} is not a str")
         if v != "":
@@ -64,7 +90,7 @@ def _series_prefix(name, labelnames, labelvalues) -> bytes:
     return f"{name} ".encode()
 
 
-def _header(name, type_, help_, labelnames, openmetrics: bool) -> bytes:
+def _header(name: str, type_: str, help_: str, labelnames: Iterable[object], openmetrics: bool) -> bytes:
     if not _METRIC_NAME.match(name):
         raise ValueError(f"invalid metric name {name!r}")
     if type_ not in _TYPES:
@@ -100,22 +126,22 @@ class ExpositionEncoder:
     long as the caller holds it (the compiled encoder serves it from a pooled buffer).
     """
 
-    def __init__(self, openmetrics: bool = False):
+    def __init__(self, openmetrics: bool = False) -> None:
         self.openmetrics = bool(openmetrics)
-        self._prefixes: dict = {}
-        self._headers: dict = {}
+        self._prefixes: dict[_SeriesKey, bytes] = {}
+        self._headers: dict[_HeaderKey, bytes] = {}
 
     @property
     def series_cached(self) -> int:
         return len(self._prefixes)
 
-    def render_view(self, families) -> memoryview:
+    def render_view(self, families: Iterable[RenderableFamily]) -> memoryview:
         return memoryview(self.render(families)).toreadonly()
 
-    def render(self, families) -> bytes:
-        out = []
-        seen_prefixes = {}
-        seen_headers = {}
+    def render(self, families: Iterable[RenderableFamily]) -> bytes:
+        out: list[bytes] = []
+        seen_prefixes: dict[_SeriesKey, bytes] = {}
+        seen_headers: dict[_HeaderKey, bytes] = {}
         prefixes = self._prefixes
         for fam in families:
             samples = fam.samples

@@ -22,12 +22,13 @@ beyond that.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import NamedTuple, Optional, Union
 
 DEFAULT_MAX_SAMPLES = 200_000
 DEFAULT_MAX_LINE_BYTES = 64 * 1024
 
-METRIC_TYPES = frozenset(("counter", "gauge", "histogram", "summary", "untyped", "info", "stateset", "gaugehistogram", "unknown"))
+METRIC_TYPES = frozenset(("counter", "gauge", "histogram", "summary", "untyped", "info", "stateset", "gaugehistogram",
+                          "unknown"))
 
 _NAME = re.compile(rb"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(rb"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -36,6 +37,9 @@ _SPLIT = re.compile(rb"[ \t]+")
 _NUMBER = re.compile(rb"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?\Z")
 _SPECIAL = re.compile(rb"(?i:[+-]?(?:inf|infinity|nan))\Z")
 _ESCAPE = re.compile(rb"\\(.)", re.S)
+
+LabelPairs = tuple[tuple[str, str], ...]
+Sample = tuple[str, LabelPairs, float, Optional[float]]  # (name, ((label, value), ...), value, timestamp)
 
 
 class ParseError(ValueError):
@@ -50,16 +54,17 @@ class Exposition(NamedTuple):
     """samples: [(name, ((label, value), ...), value, timestamp or None)] in input order;
     types and helps: {metric family name: text} from TYPE and HELP lines."""
 
-    samples: list
-    types: dict
-    helps: dict
+    samples: list[Sample]
+    types: dict[str, str]
+    helps: dict[str, str]
 
 
-def parse_exposition(data, *, max_samples: int = DEFAULT_MAX_SAMPLES, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Exposition:
+def parse_exposition(data: Union[str, bytes, bytearray, memoryview], *, max_samples: int = DEFAULT_MAX_SAMPLES,
+                     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Exposition:
     data = _as_bytes(data)
-    samples: list = []
-    types: dict = {}
-    helps: dict = {}
+    samples: list[Sample] = []
+    types: dict[str, str] = {}
+    helps: dict[str, str] = {}
     size = len(data)
     pos = 0
     lineno = 0
@@ -73,7 +78,7 @@ def parse_exposition(data, *, max_samples: int = DEFAULT_MAX_SAMPLES, max_line_b
             raise ParseError(lineno, "input ends in the middle of a line (truncated?)")
         line = data[pos:end]
         pos = end + 1
-        i = _BLANKS.match(line).end()
+        i = _skip_blanks(line)
         if i == len(line):
             continue
         if line[i] == 0x23:  # '#'
@@ -88,7 +93,7 @@ def parse_exposition(data, *, max_samples: int = DEFAULT_MAX_SAMPLES, max_line_b
     return Exposition(samples, types, helps)
 
 
-def _as_bytes(data) -> bytes:
+def _as_bytes(data: object) -> bytes:
     if isinstance(data, str):
         try:
             return data.encode("utf-8")
@@ -99,6 +104,13 @@ def _as_bytes(data) -> bytes:
     raise TypeError(f"exposition must be bytes or str, got {type(data).__name__}")
 
 
+def _skip_blanks(line: bytes, i: int = 0) -> int:
+    """The index of the first non-blank at or after i."""
+    m = _BLANKS.match(line, i)
+    assert m is not None  # `[ \t]*` matches everywhere, if only the empty string
+    return m.end()
+
+
 def _decode(raw: bytes, lineno: int, what: str) -> str:
     try:
         return raw.decode("utf-8")
@@ -106,20 +118,20 @@ def _decode(raw: bytes, lineno: int, what: str) -> str:
         raise ParseError(lineno, f"{what} is not valid UTF-8") from None
 
 
-def _comment(line: bytes, i: int, lineno: int, types: dict, helps: dict, max_meta: int) -> bool:
+def _comment(line: bytes, i: int, lineno: int, types: dict[str, str], helps: dict[str, str], max_meta: int) -> bool:
     """Handles a `#` line; True when it is `# EOF`."""
-    i = _BLANKS.match(line, i).end()
+    i = _skip_blanks(line, i)
     word_end = i
     while word_end < len(line) and line[word_end] not in (0x20, 0x09):
         word_end += 1
     word = line[i:word_end]
     if word == b"EOF":
-        if _BLANKS.match(line, word_end).end() != len(line):
+        if _skip_blanks(line, word_end) != len(line):
             return False  # "# EOF something" is just a comment
         return True
     if word not in (b"HELP", b"TYPE") or word_end == len(line):
         return False
-    i = _BLANKS.match(line, word_end).end()
+    i = _skip_blanks(line, word_end)
     m = _NAME.match(line, i)
     if m is None:
         raise ParseError(lineno, f"{word.decode()} line without a valid metric name")
@@ -127,7 +139,7 @@ def _comment(line: bytes, i: int, lineno: int, types: dict, helps: dict, max_met
     i = m.end()
     if i < len(line) and line[i] not in (0x20, 0x09):
         raise ParseError(lineno, f"invalid metric name in {word.decode()} line")
-    i = _BLANKS.match(line, i).end()
+    i = _skip_blanks(line, i)
     if word == b"HELP":
         text = _unescape_help(line[i:])
         target = helps
@@ -154,7 +166,7 @@ def _unescape_help(raw: bytes) -> bytes:
 
 
 def _unescape_label(raw: bytes, lineno: int) -> bytes:
-    def one(m):
+    def one(m: re.Match[bytes]) -> bytes:
         c = m.group(1)
         if c == b"\\":
             return b"\\"
@@ -167,14 +179,14 @@ def _unescape_label(raw: bytes, lineno: int) -> bytes:
     return _ESCAPE.sub(one, raw)
 
 
-def _sample(line: bytes, i: int, lineno: int):
+def _sample(line: bytes, i: int, lineno: int) -> Sample:
     m = _NAME.match(line, i)
     if m is None:
         raise ParseError(lineno, "invalid metric name")
     name = m.group().decode("ascii")
     name_end = m.end()
-    i = _BLANKS.match(line, name_end).end()
-    labels = ()
+    i = _skip_blanks(line, name_end)
+    labels: LabelPairs = ()
     if i < len(line) and line[i] == 0x7B:  # '{'
         labels, i = _labels(line, i + 1, lineno)
     elif i == name_end:
@@ -190,12 +202,12 @@ def _sample(line: bytes, i: int, lineno: int):
     return (name, labels, value, ts)
 
 
-def _labels(line: bytes, i: int, lineno: int):
-    pairs = []
-    names = set()
+def _labels(line: bytes, i: int, lineno: int) -> tuple[LabelPairs, int]:
+    pairs: list[tuple[str, str]] = []
+    names: set[str] = set()
     n = len(line)
     while True:
-        i = _BLANKS.match(line, i).end()
+        i = _skip_blanks(line, i)
         if i < n and line[i] == 0x7D:  # '}'
             return tuple(pairs), i + 1
         m = _LABEL_NAME.match(line, i)
@@ -205,10 +217,10 @@ def _labels(line: bytes, i: int, lineno: int):
         if key in names:
             raise ParseError(lineno, f"duplicate label {key}")
         names.add(key)
-        i = _BLANKS.match(line, m.end()).end()
+        i = _skip_blanks(line, m.end())
         if i >= n or line[i] != 0x3D:  # '='
             raise ParseError(lineno, f"expected '=' after label {key}")
-        i = _BLANKS.match(line, i + 1).end()
+        i = _skip_blanks(line, i + 1)
         if i >= n or line[i] != 0x22:  # '"'
             raise ParseError(lineno, f"expected '\"' to open the value of label {key}")
         j = i + 1
@@ -223,7 +235,7 @@ def _labels(line: bytes, i: int, lineno: int):
         if b"\\" in raw:
             raw = _unescape_label(raw, lineno)
         pairs.append((key, _decode(raw, lineno, f"value of label {key}")))
-        i = _BLANKS.match(line, j + 1).end()
+        i = _skip_blanks(line, j + 1)
         if i < n and line[i] == 0x2C:  # ','
             i += 1
             continue

@@ -9,6 +9,24 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Hashable, Iterable
+from typing import Optional, Protocol
+
+
+class ProcessSample(Protocol):
+    """One NVML per-process utilization sample (pynvml's c_nvmlProcessUtilizationSample_t)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def timeStamp(self) -> int: ...  # noqa: N802 - NVML's field name
+
+    @property
+    def smUtil(self) -> float: ...  # noqa: N802 - NVML's field name
+
+
+Folded = dict[int, tuple[float, int, int]]  # pid -> (sum of smUtil, samples, last timeStamp)
 
 
 class WindowSet:
@@ -20,16 +38,16 @@ class WindowSet:
     empty window are None, so callers omit the sample.
     """
 
-    def __init__(self, horizon: float, capacity: int = 1024):
+    def __init__(self, horizon: float, capacity: int = 1024) -> None:
         if not horizon > 0:
             raise ValueError(f"window horizon must be positive, got {horizon!r}")
         if capacity < 1:
             raise ValueError(f"window capacity must be at least 1, got {capacity!r}")
         self.horizon = float(horizon)
         self.capacity = int(capacity)
-        self._rings: dict = {}
+        self._rings: dict[Hashable, deque[tuple[float, float]]] = {}
 
-    def observe(self, key, t: float, value: float) -> None:
+    def observe(self, key: Hashable, t: float, value: float) -> None:
         t, value = float(t), float(value)
         if not math.isfinite(value):
             return
@@ -40,7 +58,7 @@ class WindowSet:
             raise ValueError(f"window {key!r}: sample at t={t!r} is older than the last one at t={ring[-1][0]!r}")
         ring.append((t, value))
 
-    def _live(self, key, now: float):
+    def _live(self, key: Hashable, now: float) -> Optional[list[float]]:
         ring = self._rings.get(key)
         if not ring:
             return None
@@ -49,7 +67,7 @@ class WindowSet:
             ring.popleft()
         return [v for _, v in ring] or None
 
-    def mean(self, key, now: float):
+    def mean(self, key: Hashable, now: float) -> Optional[float]:
         vals = self._live(key, now)
         if vals is None:
             return None
@@ -58,11 +76,11 @@ class WindowSet:
             total += v
         return total / len(vals)
 
-    def max(self, key, now: float):
+    def max(self, key: Hashable, now: float) -> Optional[float]:
         vals = self._live(key, now)
         return None if vals is None else max(vals)
 
-    def quantile(self, key, q: float, now: float):
+    def quantile(self, key: Hashable, q: float, now: float) -> Optional[float]:
         q = float(q)
         if not 0.0 <= q <= 1.0:
             raise ValueError(f"quantile must be within [0, 1], got {q!r}")
@@ -75,24 +93,24 @@ class WindowSet:
         hi = min(lo + 1, len(vals) - 1)
         return vals[lo] + (vals[hi] - vals[lo]) * (pos - lo)
 
-    def count(self, key, now: float) -> int:
+    def count(self, key: Hashable, now: float) -> int:
         """Number of samples in the window (0 when empty or unknown)."""
         vals = self._live(key, now)
         return 0 if vals is None else len(vals)
 
-    def retain(self, keys) -> None:
+    def retain(self, keys: Iterable[Hashable]) -> None:
         keep = set(keys)
         for key in [k for k in self._rings if k not in keep]:
             del self._rings[key]
 
-    def __contains__(self, key) -> bool:
+    def __contains__(self, key: object) -> bool:
         return key in self._rings
 
     def __len__(self) -> int:
         return len(self._rings)
 
 
-def fold_process_samples(samples, since_us: int) -> dict:
+def fold_process_samples(samples: Iterable[ProcessSample], since_us: int) -> Folded:
     """Folds NVML per-process utilization samples newer than `since_us` by PID.
 
     `samples` are what nvmlDeviceGetProcessUtilization (or GetProcessesUtilizationInfo)
@@ -104,7 +122,7 @@ def fold_process_samples(samples, since_us: int) -> dict:
     since = int(since_us)
     if since < 0:
         raise OverflowError(f"since_us must not be negative, got {since_us!r}")
-    out: dict = {}
+    out: Folded = {}
     for s in samples:
         ts = int(s.timeStamp)
         if ts <= since:

@@ -28,10 +28,19 @@ until nothing changes. What stays unpaired is unattributed and counted in
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
-from typing import Optional
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Optional, Protocol, Union
 
 from .snapshot import PodShare
+
+if TYPE_CHECKING:
+    from .kube.cgroup import PidOwner
+    from .kube.devices import DeviceId
+    from .kube.source import Allocation, PodIdentity
+    from .nvml.reading import DeviceReading, MigReading, NvmlReading, ProcessInfo
+    from .windowing import UnitKey
+
+    Owners = Mapping[int, Optional[PidOwner]]  # pid -> its pod and container (None: not in a pod)
 
 _EXCLUSIVE_PROCESS = (3, "exclusive_process", "EXCLUSIVE_PROCESS")  # NVML compute mode of an MPS GPU
 
@@ -40,6 +49,28 @@ NOT_IN_POD = "not_in_pod"  # host process, or its cgroup could not be read
 UNKNOWN_POD = "unknown_pod_uid"  # no directory answer and elimination could not pair it
 NO_SLOT = "pod_holds_no_slot"  # the pod holds no device on this GPU
 AMBIGUOUS_CONTAINER = "ambiguous_container"  # several containers of the pod share the GPU
+
+HolderKey = tuple[str, str, str]  # (namespace, pod, container) holding slots of a unit
+PodKey = tuple[str, str]  # (namespace, pod)
+HolderShares = Mapping[HolderKey, float]
+# What _holder_of finds for one process: (holder, None), or (None, why it stays unattributed).
+HolderOrReason = Union[tuple[HolderKey, None], tuple[None, str]]
+
+
+class AllocationView(Protocol):
+    """What the attributor reads of the kubelet's view (gpulse.kube.source.PodView)."""
+
+    @property
+    def allocations(self) -> Iterable[Allocation]: ...
+
+    @property
+    def allocatable(self) -> Iterable[DeviceId]: ...
+
+    def resolve_pid(self, pid: int) -> Optional[PidOwner]: ...
+
+    def retain_pids(self, pids: set[int]) -> None: ...
+
+    def pod_for_uid(self, uid: str) -> Optional[PodIdentity]: ...
 
 
 class _ShareWindow:
@@ -50,13 +81,13 @@ class _ShareWindow:
 
     __slots__ = ("horizon", "records", "sums", "unattributed_sum")
 
-    def __init__(self, horizon: float):
+    def __init__(self, horizon: float) -> None:
         self.horizon = horizon
-        self.records: deque = deque()
-        self.sums: dict = {}
+        self.records: deque[tuple[float, HolderShares, float]] = deque()  # (t, shares, unattributed)
+        self.sums: dict[HolderKey, float] = {}
         self.unattributed_sum = 0.0
 
-    def add(self, t: float, shares: dict, unattributed: float) -> None:
+    def add(self, t: float, shares: HolderShares, unattributed: float) -> None:
         self.records.append((t, shares, unattributed))
         for key, v in shares.items():
             self.sums[key] = self.sums.get(key, 0.0) + v
@@ -75,7 +106,7 @@ class _ShareWindow:
             sums.clear()
             self.unattributed_sum = 0.0
 
-    def mean(self, key) -> Optional[float]:
+    def mean(self, key: HolderKey) -> Optional[float]:
         return self.sums.get(key, 0.0) / len(self.records) if self.records else None
 
     def unattributed_mean(self) -> Optional[float]:
@@ -87,34 +118,35 @@ class _Unit:
 
     __slots__ = ("key", "gpu", "uuid", "device", "mig", "holders", "replicas", "shared")
 
-    def __init__(self, key, device, mig):
+    def __init__(self, key: UnitKey, device: DeviceReading, mig: Optional[MigReading]) -> None:
         self.key = key
         self.device = device
         self.mig = mig
         self.gpu = device.index
         self.uuid = device.uuid
-        self.holders: dict = {}  # (namespace, pod, container) -> slots held
+        self.holders: dict[HolderKey, int] = {}  # (namespace, pod, container) -> slots held
         self.replicas = 1
         self.shared = False
 
-    def processes(self):
+    def processes(self) -> tuple[ProcessInfo, ...]:
         return self.mig.processes if self.mig is not None else self.device.processes
 
 
 class Attributor:
-    def __init__(self, window_seconds: float):
+    def __init__(self, window_seconds: float) -> None:
         self.window_seconds = float(window_seconds)
-        self._share_windows: dict = {}  # unit key -> _ShareWindow
-        self._last_process_util: dict = {}  # unit key -> {pid: ratio}, held over sample-less ticks
-        self.unresolved: dict = {}  # (gpu index, reason) -> processes this tick
-        self.uid_pairs: dict = {}  # pod uid -> (namespace, pod), this tick's join
-        self._identities: dict = {}  # pod uid -> PodIdentity from the directory, this tick
+        self._share_windows: dict[UnitKey, _ShareWindow] = {}
+        self._last_process_util: dict[UnitKey, dict[int, float]] = {}  # {pid: ratio}, held over sample-less ticks
+        self.unresolved: dict[tuple[int, str], int] = {}  # (gpu index, reason) -> processes this tick
+        self.uid_pairs: dict[str, PodKey] = {}  # pod uid -> (namespace, pod), this tick's join
+        self._identities: dict[str, PodIdentity] = {}  # pod uid -> its identity from the directory, this tick
 
     # --- the tick ---------------------------------------------------------------------
-    def update(self, reading, view, now: float, unit_util: Optional[Mapping] = None):
+    def update(self, reading: NvmlReading, view: AllocationView, now: float,
+               unit_util: Optional[Mapping[UnitKey, float]] = None) -> tuple[tuple[PodShare, ...], dict[int, float]]:
         units = self._units(reading, view)
         self.unresolved = {}
-        seen_pids: set = set()
+        seen_pids: set[int] = set()
         for unit in units.values():
             for p in unit.processes():
                 seen_pids.add(p.pid)
@@ -122,7 +154,9 @@ class Attributor:
         view.retain_pids(seen_pids)
         self.uid_pairs = self._pair_uids(units, owners, view)
 
-        shares, unattributed, live_shared = [], {}, []
+        shares: list[PodShare] = []
+        unattributed: dict[int, float] = {}
+        live_shared: list[UnitKey] = []
         for unit in units.values():
             if unit.shared:
                 live_shared.append(unit.key)
@@ -135,18 +169,18 @@ class Attributor:
         return tuple(shares), unattributed
 
     # --- allocation -> units ----------------------------------------------------------
-    def _units(self, reading, view) -> dict:
+    def _units(self, reading: NvmlReading, view: AllocationView) -> dict[UnitKey, _Unit]:
         by_uuid = {d.uuid: d for d in reading.devices}
         by_minor = {d.facts.minor_number if d.facts.minor_number is not None else d.index: d for d in reading.devices}
         by_index = {d.index: d for d in reading.devices}
         mig_by_uuid = {m.mig_uuid: m for m in reading.migs}
         mig_by_gi = {(m.uuid, m.gpu_instance): m for m in reading.migs}
-        units: dict = {}
+        units: dict[UnitKey, _Unit] = {}
 
-        def unit_for(dev_id):
+        def unit_for(dev_id: DeviceId) -> Optional[_Unit]:
             device = by_uuid.get(dev_id.gpu_uuid) if dev_id.gpu_uuid else (
                 by_minor.get(dev_id.gpu_minor) if dev_id.gpu_minor is not None else None)
-            mig = None
+            mig: Optional[MigReading] = None
             if dev_id.mig_uuid:
                 mig = mig_by_uuid.get(dev_id.mig_uuid)
                 if mig is None:
@@ -158,7 +192,7 @@ class Attributor:
                     return None
             if device is None:
                 return None
-            key = ("mig", device.index, mig.gpu_instance) if mig is not None else ("gpu", device.index)
+            key: UnitKey = ("mig", device.index, mig.gpu_instance) if mig is not None else ("gpu", device.index)
             unit = units.get(key)
             if unit is None:
                 unit = units[key] = _Unit(key, device, mig)
@@ -173,7 +207,7 @@ class Attributor:
             if a.device.replica is not None:
                 unit.shared = True
                 unit.replicas = max(unit.replicas, a.device.replica + 1)
-        replicas: dict = {}
+        replicas: dict[UnitKey, int] = {}
         for dev_id in view.allocatable:
             if dev_id.replica is None:
                 continue
@@ -190,9 +224,10 @@ class Attributor:
         return units
 
     # --- UID -> pod -------------------------------------------------------------------
-    def _pair_uids(self, units, owners, view) -> dict:
-        pairs, paired_pods = {}, set()
-        uid_units: dict = {}
+    def _pair_uids(self, units: Mapping[UnitKey, _Unit], owners: Owners, view: AllocationView) -> dict[str, PodKey]:
+        pairs: dict[str, PodKey] = {}
+        paired_pods: set[PodKey] = set()
+        uid_units: dict[str, set[UnitKey]] = {}
         for unit in units.values():
             for p in unit.processes():
                 owner = owners.get(p.pid)
@@ -206,7 +241,7 @@ class Attributor:
                 pairs[uid] = (ident.namespace, ident.name)
                 paired_pods.add(pairs[uid])
         unit_pods = {u.key: {(ns, pod) for ns, pod, _ in u.holders} for u in units.values()}
-        unit_uids: dict = {}
+        unit_uids: dict[UnitKey, set[str]] = {}
         for uid, keys in uid_units.items():
             for key in keys:
                 unit_uids.setdefault(key, set()).add(uid)
@@ -222,7 +257,7 @@ class Attributor:
                     progress = True
         return pairs
 
-    def _holder_of(self, unit, owner) -> tuple:
+    def _holder_of(self, unit: _Unit, owner: Optional[PidOwner]) -> HolderOrReason:
         """(holder key, None) or (None, reason) for one process on a unit."""
         if owner is None:
             return None, NOT_IN_POD
@@ -246,14 +281,15 @@ class Attributor:
         self.unresolved[key] = self.unresolved.get(key, 0) + 1
 
     # --- shares -----------------------------------------------------------------------
-    def _share(self, unit, holder, sharing, allocated, util, memory) -> PodShare:
+    def _share(self, unit: _Unit, holder: HolderKey, sharing: str, allocated: float, util: Optional[float],
+               memory: float) -> PodShare:
         mig = unit.mig
         if mig is None:
             return PodShare(holder[0], holder[1], holder[2], unit.gpu, unit.uuid, sharing, allocated, util, memory)
         return PodShare(holder[0], holder[1], holder[2], unit.gpu, unit.uuid, sharing, allocated, util, memory,
                         str(mig.gpu_instance), str(mig.compute_instance), mig.profile, mig.mig_uuid)
 
-    def _exclusive_unit(self, unit, owners, unit_util) -> list:
+    def _exclusive_unit(self, unit: _Unit, owners: Owners, unit_util: Mapping[UnitKey, float]) -> list[PodShare]:
         if not unit.holders:
             return []
         mean = unit_util.get(unit.key)
@@ -271,7 +307,7 @@ class Attributor:
         sharing = "mig" if unit.mig is not None else "exclusive"
         return [self._share(unit, holder, sharing, 1.0, mean, memory)]
 
-    def _process_util(self, unit) -> dict:
+    def _process_util(self, unit: _Unit) -> dict[int, float]:
         """This tick's SM utilization ratio per PID on a shared (non-MIG) unit."""
         samples = unit.device.process_utilization if unit.mig is None else ()
         if not samples:
@@ -283,7 +319,8 @@ class Attributor:
         self._last_process_util[unit.key] = util
         return util
 
-    def _shared_unit(self, unit, owners, now, unattributed_out) -> list:
+    def _shared_unit(self, unit: _Unit, owners: Owners, now: float,
+                     unattributed_out: dict[int, float]) -> list[PodShare]:
         window = self._share_windows.get(unit.key)
         if window is None:
             window = self._share_windows[unit.key] = _ShareWindow(self.window_seconds)
@@ -297,15 +334,15 @@ class Attributor:
         gpu_util = unit.device.utilization if unit.mig is None else None
         splittable = unit.mig is None and (gpu_util is not None or per_pid)
         if splittable:
-            raw: dict = {}
+            raw: dict[HolderKey, float] = {}
             total = 0.0
             for pid, u in per_pid.items():
                 total += u
-                holder, reason = self._holder_of(unit, owners.get(pid))
-                if holder is None:
-                    self._count(unit.gpu, reason)
+                found = self._holder_of(unit, owners.get(pid))
+                if found[0] is None:
+                    self._count(unit.gpu, found[1])
                 else:
-                    raw[holder] = raw.get(holder, 0.0) + u
+                    raw[found[0]] = raw.get(found[0], 0.0) + u
             if gpu_util is None:
                 gpu_util = min(1.0, total)
             scale = gpu_util / total if total > gpu_util else 1.0
@@ -315,12 +352,12 @@ class Attributor:
         window.expire(now)
 
         sharing = "mps" if unit.device.facts.compute_mode in _EXCLUSIVE_PROCESS else "time-slicing"
-        out = []
+        out: list[PodShare] = []
         for holder, slots in unit.holders.items():
             util = window.mean(holder) if unit.mig is None else None
             out.append(self._share(unit, holder, sharing, slots / unit.replicas, util, memory[holder]))
         if unit.mig is None:
-            rest = window.unattributed_mean()
-            if rest is not None:
-                unattributed_out[unit.gpu] = rest
+            rest_mean = window.unattributed_mean()
+            if rest_mean is not None:
+                unattributed_out[unit.gpu] = rest_mean
         return out

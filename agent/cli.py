@@ -41,7 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     serve = sub.add_parser("serve", help="sample GPUs and serve /metrics")
     config_mod.add_flags(serve)
-    check = sub.add_parser("check", help="diagnose NVML, GPUs, kubelet socket and proc root; non-zero when the agent cannot work here")
+    check = sub.add_parser("check", help="diagnose NVML, GPUs, kubelet socket and proc root; "
+                                         "non-zero when the agent cannot work here")
     config_mod.add_flags(check, _CHECK_FLAGS)
     identify = sub.add_parser("identify", help="print this node's canonical GPU identity, or explain a raw one offline")
     config_mod.add_flags(identify, _IDENTITY_FLAGS)
@@ -54,11 +55,11 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-class _BadInput(Exception):
+class _BadInputError(Exception):
     """The user's input (a scenario, a flag combination) is wrong: exit 2."""
 
 
-class _NvmlUnavailable(Exception):
+class _NvmlUnavailableError(Exception):
     """NVML cannot be used on this machine: exit 1 with one line saying why."""
 
 
@@ -77,7 +78,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         if getattr(args, "setting_scenario", None) is not None and cfg.nvml_backend != "fake":
-            raise _BadInput("--scenario simulates a node: add --nvml.backend=fake (or drop --scenario on a GPU node)")
+            raise _BadInputError("--scenario simulates a node: add --nvml.backend=fake "
+                                 "(or drop --scenario on a GPU node)")
         if args.command == "serve":
             return serve_main(cfg)
         if args.command == "check":
@@ -87,10 +89,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return identity_cli.identify_main(args, cfg, lambda: node_identity(cfg))
         if args.command == "labels":
             return identity_cli.labels_main(args, cfg, lambda: node_identity(cfg))
-    except _BadInput as exc:
+    except _BadInputError as exc:
         print(f"gpulse: {exc}", file=sys.stderr)
         return 2
-    except _NvmlUnavailable as exc:
+    except _NvmlUnavailableError as exc:
         print(f"gpulse {args.command}: {exc}", file=sys.stderr)
         return 1
     return 2
@@ -114,15 +116,16 @@ class _Nvml:
             world = World.from_name(self.cfg.scenario)
             overrides = world.start()
         except ScenarioError as exc:
-            raise _BadInput(str(exc)) from None
+            raise _BadInputError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - a fake that cannot start is one line too
-            raise _BadInput(f"scenario {self.cfg.scenario}: cannot start the simulated node: {one_line(exc)}") from None
+            raise _BadInputError(f"scenario {self.cfg.scenario}: cannot start the simulated node: "
+                                 f"{one_line(exc)}") from None
         self.world = world
         try:
             self.cfg = config_mod.with_overrides(self.cfg, overrides, f"scenario {self.cfg.scenario}")
         except config_mod.ConfigError as exc:
             world.stop()
-            raise _BadInput(str(exc)) from None
+            raise _BadInputError(str(exc)) from None
 
     @property
     def loader(self) -> Callable[[], Any]:
@@ -154,7 +157,8 @@ def serve_main(cfg: Config) -> int:
         server = make_server(cfg.web_listen_address, agent.sampler)
     except OSError as exc:
         agent.stop()
-        print(f"gpulse: --web.listen-address {cfg.web_listen_address}: {exc.strerror or one_line(exc)}", file=sys.stderr)
+        print(f"gpulse: --web.listen-address {cfg.web_listen_address}: {exc.strerror or one_line(exc)}",
+              file=sys.stderr)
         return 2
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -176,7 +180,7 @@ def _host_port(host: str, port: int) -> str:
 
 
 def _open_reader(cfg: Config) -> tuple[Any, _Nvml]:
-    """(reader, nvml) after nvmlInit and discovery; _NvmlUnavailable when NVML is not usable."""
+    """(reader, nvml) after nvmlInit and discovery; _NvmlUnavailableError when NVML is not usable."""
     from .nvml.reader import NvmlReader
 
     nvml = _Nvml(cfg)
@@ -186,7 +190,7 @@ def _open_reader(cfg: Config) -> tuple[Any, _Nvml]:
     except Exception as exc:  # noqa: BLE001 - any failure here is the answer
         nvml.stop()
         hint = "" if nvml.world else " (is the NVIDIA driver installed? --nvml.backend=fake simulates a node)"
-        raise _NvmlUnavailable(f"NVML not available: {one_line(exc)}{hint}") from None
+        raise _NvmlUnavailableError(f"NVML not available: {one_line(exc)}{hint}") from None
     return reader, nvml
 
 
@@ -246,9 +250,9 @@ def check_main(cfg: Config) -> int:
         reader.read(time.monotonic())
         time.sleep(0.2)  # a second read exercises the calls that need a previous sample
         reading = reader.read(time.monotonic())
-        rows = [("NVML", "ok", f"driver {reader.driver_version}, CUDA {reader.cuda_version}, NVML {reader.nvml_version}, "
-                               f"{len(reader.devices)} GPU(s)")]
-        for dev, d in zip(reader.devices, reading.devices):
+        rows = [("NVML", "ok", f"driver {reader.driver_version}, CUDA {reader.cuda_version}, "
+                               f"NVML {reader.nvml_version}, {len(reader.devices)} GPU(s)")]
+        for dev, d in zip(reader.devices, reading.devices, strict=True):
             mig = f"MIG on, {len(dev.migs)} instance(s), GPM {'yes' if dev.gpm else 'no'}" if dev.mig_enabled else \
                 ("MIG off" if d.facts.mig_capable else "MIG not supported")
             rows.append((f"GPU {dev.index}", "ok" if d.up else "LOST", f"{dev.name} {dev.uuid} {dev.pci_bus_id} {mig}"))
@@ -302,7 +306,7 @@ def scenarios_main(args: argparse.Namespace) -> int:
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     cells = [tuple(map(str, header))] + [tuple(map(str, r)) for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
 
 if __name__ == "__main__":

@@ -182,29 +182,42 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(Config)}
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("config.file", _str, "Optional YAML file of settings (keys are flag names).", "PATH"),
-    Setting("web.listen-address", _listen_address, "Address to serve /metrics, /livez, /readyz, /identity and /debug/snapshot on (dcgm-exporter keeps 9400).", "ADDR"),
-    Setting("collect.interval", _positive_duration, "Sampler tick: how often NVML is read and the metrics re-rendered.", "DURATION"),
+    Setting("web.listen-address", _listen_address,
+            "Address to serve /metrics, /livez, /readyz, /identity and /debug/snapshot on (dcgm-exporter keeps 9400).",
+            "ADDR"),
+    Setting("collect.interval", _positive_duration,
+            "Sampler tick: how often NVML is read and the metrics re-rendered.", "DURATION"),
     Setting("collect.window", _positive_duration, "Rolling window for utilization means and maxima.", "DURATION"),
-    Setting("nvml.backend", _choice("real", "fake"), "NVML implementation: the driver's library (real) or the scenario simulator (fake).", "NAME"),
+    Setting("nvml.backend", _choice("real", "fake"),
+            "NVML implementation: the driver's library (real) or the scenario simulator (fake).", "NAME"),
     Setting("scenario", _str, "Simulated node for --nvml.backend=fake: a built-in name or a YAML path.", "NAME|PATH"),
     Setting("path.procfs", _str, "Host proc root used to map GPU processes to pods.", "PATH"),
     Setting("path.sysfs", _str, "Host sys root, read for DMI cloud identity.", "PATH"),
     Setting("node.name", _str, "Kubernetes node name (the downward API's NODE_NAME).", "NAME", env_alias="NODE_NAME"),
     Setting("kubelet.pod-resources-socket", _str, "kubelet PodResources v1 gRPC socket.", "PATH"),
-    Setting("kubelet.refresh-interval", _positive_duration, "How often pod allocations are refreshed (off the tick).", "DURATION"),
-    Setting("kubelet.resource-names", _csv, "Extra GPU resource names to attribute, besides nvidia.com/gpu, nvidia.com/gpu.shared and nvidia.com/mig-*.", "LIST"),
+    Setting("kubelet.refresh-interval", _positive_duration,
+            "How often pod allocations are refreshed (off the tick).", "DURATION"),
+    Setting("kubelet.resource-names", _csv,
+            "Extra GPU resource names to attribute, besides nvidia.com/gpu, nvidia.com/gpu.shared and "
+            "nvidia.com/mig-*.", "LIST"),
     Setting("kube.apiserver", _str, "Kubernetes API URL; empty means in-cluster service-account config.", "URL"),
     Setting("kube.enabled", parse_bool, "Use the Kubernetes API for node labels and workload discovery."),
     Setting("workloads.enabled", parse_bool, "Collect queue depth from annotated inference-server pods on this node."),
-    Setting("workloads.scrape-interval", _positive_duration, "How often workload endpoints are scraped (off the tick).", "DURATION"),
+    Setting("workloads.scrape-interval", _positive_duration,
+            "How often workload endpoints are scraped (off the tick).", "DURATION"),
     Setting("workloads.scrape-timeout", _positive_duration, "Per-endpoint scrape timeout.", "DURATION"),
-    Setting("workloads.max-body-bytes", _positive_int, "Largest workload /metrics body read before the scrape is failed.", "BYTES"),
+    Setting("workloads.max-body-bytes", _positive_int,
+            "Largest workload /metrics body read before the scrape is failed.", "BYTES"),
     Setting("workloads.concurrency", _positive_int, "Workload endpoints scraped at once.", "N"),
-    Setting("workloads.push-socket", _str, "Node-local Unix socket for pushed queue depth; empty disables push.", "PATH"),
-    Setting("workloads.push-ttl", _positive_duration, "Pushed entries expire when not refreshed within this time.", "DURATION"),
-    Setting("sources.dcgm-exporter-url", _str, "A co-located dcgm-exporter's /metrics URL for per-MIG activity on A100/A30; empty disables.", "URL"),
+    Setting("workloads.push-socket", _str,
+            "Node-local Unix socket for pushed queue depth; empty disables push.", "PATH"),
+    Setting("workloads.push-ttl", _positive_duration,
+            "Pushed entries expire when not refreshed within this time.", "DURATION"),
+    Setting("sources.dcgm-exporter-url", _str,
+            "A co-located dcgm-exporter's /metrics URL for per-MIG activity on A100/A30; empty disables.", "URL"),
     Setting("identity.nfd-file", _str, "NFD local feature file for gpulse.dev/ labels; empty disables.", "PATH"),
-    Setting("limits.max-series", _positive_int, "Cardinality ceiling per family; series beyond it are dropped and counted.", "N"),
+    Setting("limits.max-series", _positive_int,
+            "Cardinality ceiling per family; series beyond it are dropped and counted.", "N"),
     Setting("log.level", _choice("debug", "info", "warning", "error"), "Log level.", "LEVEL"),
 ) + tuple(
     Setting(f"collector.{name}", parse_bool, f"Collector {name}: {text}",
@@ -347,4 +360,5 @@ def _check_together(cfg: Config) -> None:
                           f"({format_duration(interval)})")
     if window / interval > WINDOW_SAMPLES:
         raise ConfigError(f"--collect.window ({format_duration(window)}) holds more than {WINDOW_SAMPLES} ticks of "
-                          f"--collect.interval ({format_duration(interval)}): lengthen the interval or shorten the window")
+                          f"--collect.interval ({format_duration(interval)}): lengthen the interval or shorten "
+                          "the window")

@@ -8,8 +8,10 @@ gone pods or GPUs vanish by themselves. A family is plain data: the renderer
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 Labels = tuple[str, ...]
+Sample = tuple[Labels, float]
 
 
 @dataclass(slots=True)
@@ -18,9 +20,9 @@ class Family:
     type: str  # "gauge" | "counter" | "info"
     help: str
     labelnames: Labels
-    samples: list = field(default_factory=list)  # [(label values tuple, float)]
+    samples: list[Sample] = field(default_factory=list)  # [(label values tuple, float)]
 
-    def add(self, labelvalues: Labels, value: float) -> None:
+    def add(self, labelvalues: Labels, value: Optional[float]) -> None:
         """Append one sample; `value` None means 'not known' and is omitted, never NaN."""
         if value is None:
             return

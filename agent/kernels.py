@@ -7,52 +7,91 @@ GPULSE_NO_EXTENSIONS=1 forces the twins. Everything else imports kernels from he
 - compress(body) -> gzip bytes at a fast level (ISA-L, else zlib-ng, else zlib level 1).
 - WindowSet(horizon, capacity) and fold_process_samples(samples, since_us).
 - parse_exposition(data, max_samples=, max_line_bytes=) -> Exposition; ParseError.
+
+Type checkers see the pure twins: the compiled extensions are untyped and behave the same.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import zlib
+from typing import TYPE_CHECKING, Protocol, Union
+
+__all__ = [
+    "COMPRESSOR",
+    "EXTENSIONS_LOADED",
+    "NO_EXTENSIONS",
+    "OPENMETRICS_CONTENT_TYPE",
+    "TEXT_CONTENT_TYPE",
+    "Exposition",
+    "ExpositionEncoder",
+    "ParseError",
+    "WindowSet",
+    "compress",
+    "fold_process_samples",
+    "parse_exposition",
+]
+
+from ._expo_py import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, ExpositionEncoder
+from ._textparse_py import Exposition, ParseError, parse_exposition
+from ._window_py import WindowSet, fold_process_samples
 
 NO_EXTENSIONS = os.environ.get("GPULSE_NO_EXTENSIONS", "") not in ("", "0")
-
-from ._expo_py import (  # noqa: E402,F401
-    OPENMETRICS_CONTENT_TYPE,
-    TEXT_CONTENT_TYPE,
-    ExpositionEncoder,  # noqa: E402
-)
-from ._textparse_py import Exposition, ParseError, parse_exposition  # noqa: E402
-from ._window_py import WindowSet, fold_process_samples  # noqa: E402
-
 EXTENSIONS_LOADED = False
 
-if not NO_EXTENSIONS:
+if not TYPE_CHECKING and not NO_EXTENSIONS:
     try:
-        from ._expo import ExpositionEncoder  # type: ignore[no-redef]  # noqa: F811
-        from ._textparse import Exposition, ParseError, parse_exposition  # type: ignore[no-redef]  # noqa: F811
-        from ._window import WindowSet, fold_process_samples  # type: ignore[no-redef]  # noqa: F811
+        from ._expo import ExpositionEncoder
+        from ._textparse import Exposition, ParseError, parse_exposition
+        from ._window import WindowSet, fold_process_samples
 
         EXTENSIONS_LOADED = True
     except ImportError:
         pass
 
-# gzip framing (wbits=31) at level 1. At 10k series (2.5 MB) bench/RESULTS.md measures
-# ISA-L about 5x and zlib-ng about 3x faster than zlib; both are optional.
-_GZIP_WBITS = 31
-try:
-    from isal import isal_zlib as _fast_zlib
+Buffer = Union[bytes, bytearray, memoryview]
 
-    COMPRESSOR = "isal"
-except ImportError:
+
+class _Deflate(Protocol):
+    """The part of a zlib-like module used here (zlib, isal.isal_zlib, zlib_ng.zlib_ng)."""
+
+    def compress(self, data: Buffer, /, level: int = ..., wbits: int = ...) -> bytes: ...
+
+
+class _Zlib310:
+    """zlib.compress takes wbits only from Python 3.11; a compressobj gives the same bytes."""
+
+    @staticmethod
+    def compress(data: Buffer, /, level: int = -1, wbits: int = zlib.MAX_WBITS) -> bytes:
+        c = zlib.compressobj(level, zlib.DEFLATED, wbits)
+        return c.compress(data) + c.flush()
+
+
+def _fast_deflate() -> tuple[_Deflate, str]:
+    # gzip framing (wbits=31) at level 1. At 10k series (2.5 MB) bench/RESULTS.md measures
+    # ISA-L about 5x and zlib-ng about 3x faster than zlib; both are optional.
     try:
-        from zlib_ng import zlib_ng as _fast_zlib
-
-        COMPRESSOR = "zlib-ng"
+        from isal import isal_zlib
     except ImportError:
-        _fast_zlib = zlib
-        COMPRESSOR = "zlib"
+        pass
+    else:
+        return isal_zlib, "isal"
+    try:
+        from zlib_ng import zlib_ng
+    except ImportError:
+        pass
+    else:
+        return zlib_ng, "zlib-ng"
+    if sys.version_info >= (3, 11):
+        return zlib, "zlib"
+    return _Zlib310(), "zlib"
 
 
-def compress(body) -> bytes:
+_GZIP_WBITS = 31
+_fast_zlib, COMPRESSOR = _fast_deflate()
+
+
+def compress(body: Buffer) -> bytes:
     """gzip-framed body (Content-Encoding: gzip) at level 1; accepts any bytes-like."""
     return _fast_zlib.compress(body, 1, wbits=_GZIP_WBITS)

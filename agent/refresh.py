@@ -42,7 +42,7 @@ class Backoff:
     def __init__(self, base: float = 0.5, ceiling: float = 30.0, rng: Optional[random.Random] = None):
         self.base, self.ceiling = base, ceiling
         self.failures = 0
-        self._rng = rng or random.Random()
+        self._rng = rng or random.Random()  # noqa: S311 - retry jitter, not cryptography
 
     def next_delay(self) -> float:
         self.failures += 1

@@ -29,7 +29,7 @@ from .identity.resolver import IdentityView
 from .kube.source import PodSource
 from .nvml.supervisor import NvmlSupervisor
 from .refresh import Source
-from .snapshot import PodShare, Snapshot, TickStats, WorkloadState
+from .snapshot import GpuState, MigState, PodShare, Snapshot, TickStats, WorkloadState
 from .windowing import DeviceWindows, MigActivity, unit_utilization
 
 log = logging.getLogger(__name__)
@@ -137,8 +137,8 @@ class Sampler:
     def assemble(self, now: float) -> Snapshot:
         """Read every input once into one immutable Snapshot."""
         inp = self.inputs
-        gpus: tuple = ()  # type: ignore[type-arg]
-        migs: tuple = ()  # type: ignore[type-arg]
+        gpus: tuple[GpuState, ...] = ()
+        migs: tuple[MigState, ...] = ()
         pods: tuple[PodShare, ...] = ()
         unattributed: Mapping[int, float] = {}
         unresolved: Mapping[tuple[int, str], int] = {}

@@ -13,9 +13,13 @@ import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, ClassVar, Optional, Protocol
 
 from . import __version__
 from .kernels import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from .sampler import Rendered
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +30,18 @@ INDEX = f"""<html><head><title>gpulse</title></head><body><h1>gpulse {__version_
 """.encode()
 
 
-def to_jsonable(obj):
+class ScrapeSource(Protocol):
+    """What the handler reads (gpulse.sampler.Sampler): the last tick's bytes and health."""
+
+    @property
+    def current(self) -> Optional[Rendered]: ...
+
+    def liveness(self) -> tuple[bool, str]: ...
+
+    def readiness(self) -> tuple[bool, str]: ...
+
+
+def to_jsonable(obj: object) -> object:
     """Snapshots and identity views as plain JSON data."""
     if hasattr(obj, "as_json"):
         return obj.as_json()
@@ -41,9 +56,9 @@ def to_jsonable(obj):
     return obj
 
 
-def _qualities(header: str) -> dict:
+def _qualities(header: str) -> dict[str, float]:
     """'a;q=0.5, b' -> {'a': 0.5, 'b': 1.0} (media ranges or codings, parameters other than q dropped)."""
-    out = {}
+    out: dict[str, float] = {}
     for part in header.split(","):
         token, *params = [p.strip() for p in part.split(";")]
         if not token:
@@ -83,9 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     # An idle keep-alive or half-open client must not hold a thread and an fd forever.
     timeout = 30
-    sampler = None  # set by make_server
+    sampler: ClassVar[Optional[ScrapeSource]] = None  # set by make_server
 
-    def log_message(self, fmt, *args):  # quiet: Prometheus scrapes every second
+    def log_message(self, fmt: str, *args: Any) -> None:  # quiet: Prometheus scrapes every second
         log.debug("%s %s", self.address_string(), fmt % args)
 
     def _send(self, code: int, body: bytes, content_type: str, encoding: str = "") -> None:
@@ -99,12 +114,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(body)
 
-    def do_HEAD(self):  # noqa: N802
+    def do_HEAD(self) -> None:  # noqa: N802
         self.do_GET()
 
-    def do_GET(self):  # noqa: N802
+    def do_GET(self) -> None:  # noqa: N802
         path = self.path.split("?", 1)[0]
         sampler = self.sampler
+        assert sampler is not None, "make_server sets the sampler"
         if path == "/metrics":
             rendered = sampler.current
             if rendered is None:
@@ -128,9 +144,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(503, f"not ready: {reason}\n".encode(), "text/plain; charset=utf-8")
         if path == "/identity":
             rendered = sampler.current
-            identity = rendered.snapshot.identity if rendered else None
-            body = to_jsonable(identity) if identity is not None else {"error": "identity not resolved yet"}
-            return self._send(200 if identity is not None else 503, json.dumps(body, indent=2).encode() + b"\n",
+            snapshot = rendered.snapshot if rendered is not None else None
+            identity = snapshot.identity if snapshot is not None else None
+            doc = to_jsonable(identity) if identity is not None else {"error": "identity not resolved yet"}
+            return self._send(200 if identity is not None else 503, json.dumps(doc, indent=2).encode() + b"\n",
                               "application/json")
         if path == "/debug/snapshot":
             rendered = sampler.current
@@ -154,13 +171,13 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
-def parse_listen_address(addr: str):
+def parse_listen_address(addr: str) -> tuple[str, int]:
     host, _, port = addr.rpartition(":")
     host = host.strip("[]") or "0.0.0.0"
     return host, int(port)
 
 
-def make_server(listen_address: str, sampler) -> ThreadingHTTPServer:
+def make_server(listen_address: str, sampler: ScrapeSource) -> ThreadingHTTPServer:
     handler = type("Handler", (_Handler,), {"sampler": sampler})
     host, port = parse_listen_address(listen_address)
     server_cls = _Server6 if ":" in host else _Server

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, TypeVar
 
 from .nvml.reading import DeviceFacts, Labeled
 from .refresh import SourceStatus
@@ -22,7 +22,11 @@ __all__ = ["CollectorStat", "GpuState", "MigState", "PodShare", "Snapshot", "Sou
            "WorkloadState"]
 
 
-def _empty() -> Mapping:  # type: ignore[type-arg]
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _empty() -> Mapping[_K, _V]:
     return MappingProxyType({})
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Optional
+from typing import Optional, Union
 
 from . import kernels
 from .config import WINDOW_SAMPLES
@@ -23,23 +23,24 @@ _GPU_MEAN = tuple(r.family for r in DEVICE_METRICS if r.window == "mean")
 _GPU_MAX = tuple((r.family, r.of) for r in DEVICE_METRICS if r.window == "max")
 _MIG_MEAN = tuple(r.family for r in MIG_METRICS if r.window == "mean")
 
-UnitKey = tuple  # ("gpu", index) | ("mig", index, gpu_instance)
+UnitKey = Union[tuple[str, int], tuple[str, int, int]]  # ("gpu", index) | ("mig", index, gpu_instance)
+WindowKey = Union[tuple[str, int], tuple[str, int, int]]  # (family, index) | (family, gpu, gpu_instance)
 MigActivity = Mapping[tuple[str, Optional[int]], float]  # (parent uuid, gpu instance) -> ratio
 
 
 class DeviceWindows:
-    def __init__(self, window_seconds: float, capacity: int = WINDOW_SAMPLES):
+    def __init__(self, window_seconds: float, capacity: int = WINDOW_SAMPLES) -> None:
         self._windows = kernels.WindowSet(window_seconds, capacity=capacity)
 
     def apply(self, reading: NvmlReading, now: float, mig_activity: Optional[MigActivity] = None
               ) -> tuple[tuple[GpuState, ...], tuple[MigState, ...]]:
         w = self._windows
-        live: list[tuple] = []  # type: ignore[type-arg]
-        gpus = []
+        live: list[WindowKey] = []
+        gpus: list[GpuState] = []
         for d in reading.devices:
             values = dict(d.values)
             for family in _GPU_MEAN:
-                key = (family, d.index)
+                key: WindowKey = (family, d.index)
                 live.append(key)
                 raw = values.pop(family, None)
                 if raw is not None:
@@ -57,7 +58,7 @@ class DeviceWindows:
                                  MappingProxyType(values if d.up else {}),
                                  MappingProxyType({k: MappingProxyType(dict(v)) for k, v in labeled.items()}),
                                  d.facts))
-        migs = []
+        migs: list[MigState] = []
         for m in reading.migs:
             values = dict(m.values)
             for family in _MIG_MEAN:

@@ -45,7 +45,8 @@ def render(readme: str) -> str:
         pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
         if not pattern.search(readme):
             raise SystemExit(f"README is missing the markers {begin} ... {end}")
-        readme = pattern.sub(lambda _: f"{begin}\n{body}\n{end}", readme)
+        replacement = f"{begin}\n{body}\n{end}"
+        readme = pattern.sub(lambda _, text=replacement: text, readme)
     return readme
 
 

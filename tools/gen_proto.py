@@ -19,7 +19,9 @@ PROTOS = {
 
 
 def stubs(name: str) -> tuple:
-    return f"{name}_pb2.py", f"{name}_pb2_grpc.py"
+    """The generated files; {name}_pb2_grpc.pyi is written by hand (protoc has no typed gRPC
+    output) against grpc-stubs."""
+    return f"{name}_pb2.py", f"{name}_pb2.pyi", f"{name}_pb2_grpc.py"
 
 
 def generate(name: str, out_dir: str | None = None) -> None:
@@ -27,11 +29,12 @@ def generate(name: str, out_dir: str | None = None) -> None:
 
     folder, proto = PROTOS[name]
     out_dir = out_dir or folder
-    args = ["grpc_tools.protoc", f"-I{folder}", f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
+    args = ["grpc_tools.protoc", f"-I{folder}", f"--python_out={out_dir}", f"--pyi_out={out_dir}",
+            f"--grpc_python_out={out_dir}",
             os.path.join(folder, proto)]
     if protoc.main(args) != 0:
         raise RuntimeError(f"protoc failed on {os.path.join(folder, proto)}")
-    stub = os.path.join(out_dir, stubs(name)[1])
+    stub = os.path.join(out_dir, f"{name}_pb2_grpc.py")
     absolute, relative = f"import {name}_pb2 as {name}__pb2", f"from . import {name}_pb2 as {name}__pb2"
     with open(stub, encoding="utf-8") as fh:
         text = fh.read()

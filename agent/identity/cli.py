@@ -9,11 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
-from typing import Optional
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Optional, TextIO
 
 from .gpu import resolve_gpu
+from .records import JsonObject
 from .tables import tables
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from .resolver import IdentityView
+
+# Returns this node's IdentityView (reads NVML and the Node object when called).
+ViewProvider = Callable[[], "IdentityView"]
 
 
 def _pci_id(text: str) -> int:
@@ -51,8 +59,8 @@ def add_labels_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the labels as a JSON object")
 
 
-def explain(name: str, pci_device_id=None, pci_subsystem_id=None, memory_mib=None,
-            compute_capability=None) -> dict:
+def explain(name: str, pci_device_id: Optional[int] = None, pci_subsystem_id: Optional[int] = None,
+            memory_mib: Optional[int] = None, compute_capability: Optional[str] = None) -> JsonObject:
     """The canonical record for a raw identity, plus the MIG profiles its part supports."""
     rec = resolve_gpu(name, pci_device_id, pci_subsystem_id, memory_mib, compute_capability)
     out = rec.as_json()
@@ -68,16 +76,16 @@ _COLUMNS = ("index", "uuid", "model", "sku", "form_factor", "memory_gb", "comput
             "family", "virtualization", "mig_enabled", "source")
 
 
-def _table(rows: list, columns=_COLUMNS) -> str:
+def _table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] = _COLUMNS) -> str:
     cells = [[str(c).upper() for c in columns]]
     for row in rows:
         cells.append(["-" if row.get(c) in (None, "") else str(row.get(c)).lower()
                       if isinstance(row.get(c), bool) else str(row.get(c)) for c in columns])
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells)
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
 
-def _print_view(view, out) -> None:
+def _print_view(view: IdentityView, out: TextIO) -> None:
     data = view.as_json()
     node = data["node"]
     print(f"node {node['name'] or '-'}: cloud {node['cloud']} ({node['cloud_source']}), "
@@ -92,7 +100,8 @@ def _print_view(view, out) -> None:
         print(f"unknown GPUs: {data['unknown_count']} (source fallback; raw names kept)", file=out)
 
 
-def identify_main(args, config, view_provider: Optional[Callable] = None, out=None) -> int:
+def identify_main(args: argparse.Namespace, config: Config, view_provider: Optional[ViewProvider] = None,
+                  out: Optional[TextIO] = None) -> int:
     out = out or sys.stdout
     if args.name is not None:
         record = explain(args.name, args.pci_device_id, args.pci_subsystem_id, args.memory_mib,
@@ -102,9 +111,11 @@ def identify_main(args, config, view_provider: Optional[Callable] = None, out=No
         else:
             width = max(len(k) for k in record)
             for key, value in record.items():
-                print(f"{key.ljust(width)}  {json.dumps(value) if isinstance(value, (dict, list)) else value}", file=out)
+                shown = json.dumps(value) if isinstance(value, (dict, list)) else value
+                print(f"{key.ljust(width)}  {shown}", file=out)
         return 0
-    if any(getattr(args, a) is not None for a in ("pci_device_id", "pci_subsystem_id", "memory_mib", "compute_capability")):
+    if any(getattr(args, a) is not None
+           for a in ("pci_device_id", "pci_subsystem_id", "memory_mib", "compute_capability")):
         print("gpulse identify: --pci-device-id, --pci-subsystem-id, --memory-mib and "
               "--compute-capability need --name", file=sys.stderr)
         return 2
@@ -120,7 +131,8 @@ def identify_main(args, config, view_provider: Optional[Callable] = None, out=No
     return 0
 
 
-def labels_main(args, config, view_provider: Optional[Callable] = None, out=None) -> int:
+def labels_main(args: argparse.Namespace, config: Config, view_provider: Optional[ViewProvider] = None,
+                out: Optional[TextIO] = None) -> int:
     out = out or sys.stdout
     if view_provider is None:
         print("gpulse labels: this node's identity is not available here", file=sys.stderr)

@@ -10,25 +10,47 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, TypedDict, TypeVar, Union
 
 from .records import GpuRecord
-from .tables import PartSpec, Sku, Tables, tables
+from .tables import MigTable, PartSpec, PciRow, Sku, Tables, tables
 
 NVIDIA_VENDOR_ID = 0x10DE
+
+_T = TypeVar("_T")
+_E = TypeVar("_E")
+
+
+class PartClaim(TypedDict):
+    """What a label or instance type says about a part ("" / None: it does not say)."""
+    model: str
+    memory_gb: Optional[int]
+    form_factor: str
+
+
+class PartFields(PartClaim):
+    """What a name, label or instance type pins down about a part, with its sku ("" when none)."""
+    sku: str
+
+
+class SkuFields(PartFields):
+    """merge(): the fields a set of candidate SKUs agree on."""
+    chip: str
+    compute_capability: str
+    mig_table: str
 
 
 @dataclass(frozen=True)
 class Candidates:
     """SKUs one source of evidence allows, and which source that was."""
-    skus: tuple  # Sku
+    skus: tuple[Sku, ...]
     source: str  # pciid | name
     specific: bool  # True: matched a known name or id; False: matched a model word only
 
 
-def split_pci_id(value) -> tuple:
+def split_pci_id(value: Union[int, str, None]) -> tuple[Optional[int], Optional[int]]:
     """NVML's 32-bit id (device << 16 | vendor, e.g. 0x233010DE) or a bare 16-bit device id
     -> (device id, vendor id or None). Accepts ints and hex strings; None stays None."""
     if value is None or value == "":
@@ -61,7 +83,7 @@ def nominal_memory_gb(memory_mib: Optional[float], sizes: Iterable[int], t: Opti
     t = t or tables()
     tol = t.grammar["memory_tolerance"]
     gib = memory_mib / 1024.0
-    best = None
+    best: Optional[tuple[float, int]] = None
     for size in set(sizes):
         ratio = gib / size
         if tol["min_ratio"] <= ratio <= tol["max_ratio"]:
@@ -71,7 +93,7 @@ def nominal_memory_gb(memory_mib: Optional[float], sizes: Iterable[int], t: Opti
     return best[1] if best else None
 
 
-def _by_memory(skus: tuple, memory_mib: Optional[float], t: Tables) -> tuple:
+def _by_memory(skus: tuple[Sku, ...], memory_mib: Optional[float], t: Tables) -> tuple[Sku, ...]:
     """Keep the candidates whose nominal size is the one the memory buckets to."""
     if not memory_mib:
         return skus
@@ -79,8 +101,8 @@ def _by_memory(skus: tuple, memory_mib: Optional[float], t: Tables) -> tuple:
     return tuple(s for s in skus if s.memory_gb == size)
 
 
-def _pci_candidates(device_id: int, subsystem_id: Optional[int], raw_name: str, t: Tables) -> tuple:
-    rows = t.pci[device_id]
+def _pci_candidates(device_id: int, subsystem_id: Optional[int], raw_name: str, t: Tables) -> tuple[Sku, ...]:
+    rows: Sequence[PciRow] = t.pci[device_id]
     if subsystem_id is not None:
         narrowed = [r for r in rows if r.subsystem_id == subsystem_id]
         rows = narrowed or rows
@@ -127,7 +149,7 @@ def _model_word_candidates(key: str, t: Tables) -> Optional[Candidates]:
     return None
 
 
-def parse_vgpu(raw_name: str, t: Optional[Tables] = None) -> Optional[tuple]:
+def parse_vgpu(raw_name: str, t: Optional[Tables] = None) -> Optional[tuple[Optional[PartSpec], str]]:
     """'NVIDIA A10-4Q' -> (PartSpec or None, 'A10-4Q'); None when not a vGPU profile name."""
     t = t or tables()
     for pattern in t.grammar["vgpu_patterns"]:
@@ -142,11 +164,11 @@ def parse_vgpu(raw_name: str, t: Optional[Tables] = None) -> Optional[tuple]:
     return None
 
 
-def _mig_device_candidates(profile: str, memory_mib: Optional[float], t: Tables) -> tuple:
+def _mig_device_candidates(profile: str, memory_mib: Optional[float], t: Tables) -> tuple[Sku, ...]:
     """Parent SKUs of a bare MIG device name: tables offering the profile, narrowed by the
     per-instance memory; canonical names win over driver aliases."""
     tol = t.grammar["mig_memory_tolerance"]
-    hits = []
+    hits: list[tuple[bool, MigTable]] = []  # (found under an alias, table)
     for table in t.mig.values():
         canonical = table.canonical(profile)
         if canonical not in table.profiles:
@@ -157,34 +179,36 @@ def _mig_device_candidates(profile: str, memory_mib: Optional[float], t: Tables)
         hits.append((canonical != profile, table))
     if any(not alias for alias, _ in hits):
         hits = [h for h in hits if not h[0]]
-    skus = []
+    skus: list[Sku] = []
     for _, table in hits:
         skus += t.skus_matching(PartSpec(model=table.model, memory_gb=table.memory_gb))
     return tuple(dict.fromkeys(skus))
 
 
-def merge(skus: Iterable[Sku], specific: bool = True) -> dict:
+def merge(skus: Iterable[Sku], specific: bool = True) -> SkuFields:
     """Fields all candidates agree on. A single SKU gives its name; several of one model and
     size give '<model>-<GB>GB'; a model-word match never claims a specific SKU."""
     skus = tuple(skus)
 
-    def common(attr: str, empty=""):
-        values = {getattr(s, attr) for s in skus}
+    def common(values: set[_T], empty: _E) -> Union[_T, _E]:
         return values.pop() if len(values) == 1 else empty
 
-    model, memory_gb = common("model"), common("memory_gb", None)
+    model, memory_gb = common({s.model for s in skus}, ""), common({s.memory_gb for s in skus}, None)
     if specific and len({s.sku for s in skus}) == 1:
         sku = skus[0].sku
     else:
         sku = f"{model}-{memory_gb}GB" if model and memory_gb else ""
-    return {"model": model, "sku": sku, "memory_gb": memory_gb, "chip": common("chip"),
-            "form_factor": common("form_factor"), "compute_capability": common("compute_capability"),
-            "mig_table": common("mig_table")}
+    return {"model": model, "sku": sku, "memory_gb": memory_gb, "chip": common({s.chip for s in skus}, ""),
+            "form_factor": common({s.form_factor for s in skus}, ""),
+            "compute_capability": common({s.compute_capability for s in skus}, ""),
+            "mig_table": common({s.mig_table for s in skus}, "")}
 
 
-def resolve_gpu(name, pci_device_id=None, pci_subsystem_id=None, memory_mib=None,
-                compute_capability=None, *, virtualization_mode=None, mig_capable=None,
-                mig_enabled=None, mig_profiles=()) -> GpuRecord:
+def resolve_gpu(name: Optional[str], pci_device_id: Union[int, str, None] = None,
+                pci_subsystem_id: Union[int, str, None] = None, memory_mib: Optional[float] = None,
+                compute_capability: Optional[str] = None, *, virtualization_mode: Optional[str] = None,
+                mig_capable: Optional[bool] = None, mig_enabled: Optional[bool] = None,
+                mig_profiles: Iterable[str] = ()) -> GpuRecord:
     """Canonical record for one GPU from what NVML said about it. Never raises for an unknown
     part: it gets source 'fallback' and keeps its raw name."""
     t = tables()
@@ -222,7 +246,7 @@ def resolve_gpu(name, pci_device_id=None, pci_subsystem_id=None, memory_mib=None
 
     fields = merge(found.skus, found.specific) if found and found.skus else merge(())
     source = found.source if found and fields["model"] else "fallback"
-    if source == "fallback" and memory_speaks:
+    if source == "fallback" and memory_speaks and memory_mib:  # memory_speaks implies memory_mib
         sizes = {s.memory_gb for s in t.skus.values()}
         fields["memory_gb"] = nominal_memory_gb(memory_mib, sizes, t) or round(memory_mib / 1024)
 

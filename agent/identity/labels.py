@@ -12,19 +12,19 @@ import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import Optional
 
 from ..names import is_label_key, is_label_value, sanitize_label_value
-from .records import GpuRecord, NodeRecord
+from .records import Conflict, GpuRecord, NodeRecord
 
 PREFIX = "gpulse.dev/"
 SCHEMA = "v1"
 NFD_MAX_BYTES = 65536
 
 
-def _agreed(values: Iterable) -> Optional[str]:
+def _agreed(values: Iterable[object]) -> Optional[str]:
     """The one value all GPUs share; None when they differ or none is known."""
     distinct = {v for v in values}
     if len(distinct) != 1:
@@ -35,12 +35,12 @@ def _agreed(values: Iterable) -> Optional[str]:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
-def node_labels(gpus: Iterable[GpuRecord], node: NodeRecord, conflicts: Iterable = (),
-                unknown_count: int = 0) -> dict:
+def node_labels(gpus: Iterable[GpuRecord], node: NodeRecord, conflicts: Iterable[Conflict] = (),
+                unknown_count: int = 0) -> dict[str, str]:
     """The node's gpulse.dev/ label set. Per-GPU facts appear when every GPU agrees; model and
     sku say 'mixed' when they differ. Every value is a valid label value."""
     gpus = list(gpus)
-    raw: dict = {"schema": SCHEMA, "count": len(gpus)}
+    raw: dict[str, object] = {"schema": SCHEMA, "count": len(gpus)}
     if gpus:
         per_gpu = {
             "vendor": "vendor", "family": "family", "chip": "chip", "form-factor": "form_factor",
@@ -55,7 +55,7 @@ def node_labels(gpus: Iterable[GpuRecord], node: NodeRecord, conflicts: Iterable
         raw["memory-mib"] = min((g.memory_mib for g in gpus if g.memory_mib), default=None)
         raw["mig.capable"] = str(any(g.mig_capable for g in gpus)).lower()
         raw["mig.enabled"] = str(any(g.mig_enabled for g in gpus)).lower()
-        profiles: Counter = Counter()
+        profiles: Counter[str] = Counter()
         for g in gpus:
             profiles.update(dict(g.mig_profiles))
         for profile, count in profiles.items():
@@ -68,13 +68,13 @@ def node_labels(gpus: Iterable[GpuRecord], node: NodeRecord, conflicts: Iterable
         "cuda-version": node.cuda_version,
         "identity-conflicts": len(list(conflicts)), "unknown-gpus": unknown_count,
     })
-    out = {}
+    out: dict[str, str] = {}
     for key, value in raw.items():
         if value is None:
             continue
-        value = sanitize_label_value(str(value))
-        if value and is_label_key(PREFIX + key):
-            out[PREFIX + key] = value
+        text = sanitize_label_value(str(value))
+        if text and is_label_key(PREFIX + key):
+            out[PREFIX + key] = text
     return dict(sorted(out.items()))
 
 
@@ -82,7 +82,7 @@ def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def render_nfd_features(labels: dict, expiry_seconds: float, now: Optional[float] = None) -> str:
+def render_nfd_features(labels: Mapping[str, object], expiry_seconds: float, now: Optional[float] = None) -> str:
     """The feature file text; raises ValueError naming the first invalid key or value."""
     if expiry_seconds <= 0:
         raise ValueError(f"NFD expiry must be positive, got {expiry_seconds!r}")
@@ -101,7 +101,8 @@ def render_nfd_features(labels: dict, expiry_seconds: float, now: Optional[float
     return text
 
 
-def write_nfd_features(path: str, labels: dict, expiry_seconds: float, now: Optional[float] = None) -> None:
+def write_nfd_features(path: str, labels: Mapping[str, object], expiry_seconds: float,
+                       now: Optional[float] = None) -> None:
     """Write the NFD local feature file atomically: a dot-file in the same directory (NFD
     ignores dot-files), flushed, then renamed over the target."""
     text = render_nfd_features(labels, expiry_seconds, now)

@@ -8,22 +8,22 @@ Reads only local files and the Node object it is given; no network calls.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from typing import Optional
+from collections.abc import Iterable, Mapping
+from typing import Any, Optional, Union
 
-from .gpu import merge, nominal_memory_gb, resolve_gpu
+from .gpu import PartClaim, PartFields, SkuFields, merge, nominal_memory_gb, resolve_gpu
 from .records import CloudGpuLabel, Conflict, GpuRecord, NodeRecord
-from .tables import InstanceType, PartSpec, Tables, tables
+from .tables import DmiRule, InstanceType, PartSpec, Tables, tables
 
 DMI_FILES = ("sys_vendor", "product_name", "product_version", "board_vendor", "board_asset_tag",
              "chassis_asset_tag", "bios_vendor", "bios_version")
 
 
-def read_dmi(sysfs_root: str) -> dict:
+def read_dmi(sysfs_root: str) -> dict[str, str]:
     """The readable DMI files under <sysfs_root>/class/dmi/id; missing or root-only ones are
     simply absent."""
     base = os.path.join(sysfs_root or "/sys", "class", "dmi", "id")
-    out = {}
+    out: dict[str, str] = {}
     for name in DMI_FILES:
         try:
             with open(os.path.join(base, name), encoding="utf-8", errors="replace") as fh:
@@ -35,7 +35,7 @@ def read_dmi(sysfs_root: str) -> dict:
     return out
 
 
-def _dmi_rule_matches(rule: dict, dmi: dict) -> bool:
+def _dmi_rule_matches(rule: DmiRule, dmi: Mapping[str, str]) -> bool:
     value = dmi.get(rule["file"], "")
     if not value:
         return False
@@ -46,7 +46,8 @@ def _dmi_rule_matches(rule: dict, dmi: dict) -> bool:
     return str(rule["contains"]).lower() in value.lower()
 
 
-def detect_cloud(provider_id: str, dmi: dict, labels: dict, t: Optional[Tables] = None) -> dict:
+def detect_cloud(provider_id: str, dmi: Mapping[str, str], labels: Mapping[str, str],
+                 t: Optional[Tables] = None) -> dict[str, str]:
     """{cloud, cloud_source, zone, region, instance_type, instance_type_source} from what is
     known locally; cloud is 'onprem' for an OEM machine, 'unknown' when nothing tells."""
     t = t or tables()
@@ -103,7 +104,7 @@ def lookup_instance_type(cloud: str, name: str, t: Optional[Tables] = None) -> O
     return next((types[folded] for types in t.instance_types.values() if folded in types), None)
 
 
-def _part_fields(part: PartSpec, memory_mib: Optional[float], t: Tables) -> dict:
+def _part_fields(part: PartSpec, memory_mib: Optional[float], t: Tables) -> SkuFields:
     """What a PartSpec pins down, using the cloud's memory figure to choose a size."""
     skus = t.skus_matching(part)
     if memory_mib and part.memory_gb is None and not part.sku:
@@ -115,7 +116,7 @@ def _part_fields(part: PartSpec, memory_mib: Optional[float], t: Tables) -> dict
     return fields
 
 
-def normalize_cloud_label(key: str, value: str, labels: Optional[dict] = None,
+def normalize_cloud_label(key: str, value: str, labels: Optional[Mapping[str, str]] = None,
                           t: Optional[Tables] = None) -> Optional[CloudGpuLabel]:
     """A cloud GPU label's value in canonical terms; None when the key is not a GPU label."""
     t = t or tables()
@@ -123,7 +124,7 @@ def normalize_cloud_label(key: str, value: str, labels: Optional[dict] = None,
     vocab = t.labels.get(key)
     if vocab is None or vocab.kind not in ("vocabulary", "nvml-name"):
         return None
-    fields = None
+    fields: Optional[PartFields] = None
     if vocab.kind == "vocabulary":
         part = vocab.lookup(value)
         if part is not None:
@@ -143,19 +144,19 @@ def normalize_cloud_label(key: str, value: str, labels: Optional[dict] = None,
                          fields["form_factor"], True)
 
 
-def _int(text) -> Optional[int]:
+def _int(text: object) -> Optional[int]:
     try:
         return int(str(text).strip())
     except (TypeError, ValueError):
         return None
 
 
-def _disagreement(claim: dict, gpus: Iterable[GpuRecord]) -> Optional[tuple]:
+def _disagreement(claim: PartClaim, gpus: Iterable[GpuRecord]) -> Optional[tuple[str, str, str]]:
     """(field, expected, nvml value) when no GPU agrees with every field the claim states."""
     gpus = list(gpus)
     if not gpus:
         return "model", claim["model"], "none"
-    first = None
+    first: Optional[tuple[str, str, str]] = None
     for gpu in gpus:
         for f in ("model", "memory_gb", "form_factor"):
             want, have = claim.get(f), getattr(gpu, f)
@@ -167,14 +168,14 @@ def _disagreement(claim: dict, gpus: Iterable[GpuRecord]) -> Optional[tuple]:
     return first
 
 
-def _common(values: list, mixed: str = "mixed") -> str:
+def _common(values: list[str], mixed: str = "mixed") -> str:
     distinct = set(values)
     if not distinct:
         return ""
     return distinct.pop() if len(distinct) == 1 else mixed
 
 
-def format_cuda_version(value) -> str:
+def format_cuda_version(value: Union[int, str, None]) -> str:
     """NVML's nvmlSystemGetCudaDriverVersion integer (12040) -> '12.4'; '12.4' stays."""
     text = str(value or "").strip()
     if text.isdigit() and int(text) >= 1000:
@@ -183,9 +184,9 @@ def format_cuda_version(value) -> str:
     return text
 
 
-def resolve_node(node: Optional[dict], gpus: Iterable[GpuRecord], *, sysfs_root: str = "/sys",
-                 node_name: str = "", driver_version: str = "", cuda_version="",
-                 dmi: Optional[dict] = None) -> tuple:
+def resolve_node(node: Optional[Mapping[str, Any]], gpus: Iterable[GpuRecord], *, sysfs_root: str = "/sys",
+                 node_name: str = "", driver_version: str = "", cuda_version: Union[int, str, None] = "",
+                 dmi: Optional[Mapping[str, str]] = None) -> tuple[NodeRecord, tuple[Conflict, ...]]:
     """(NodeRecord, conflicts) for this node. node is the Kubernetes Node object as a dict or
     None; gpus are this node's resolved records. A cloud label or instance type that
     disagrees with NVML is returned as a Conflict, never dropped."""
@@ -197,9 +198,9 @@ def resolve_node(node: Optional[dict], gpus: Iterable[GpuRecord], *, sysfs_root:
     provider_id = str((node.get("spec") or {}).get("providerID") or "")
     dmi = read_dmi(sysfs_root) if dmi is None else dmi
     where = detect_cloud(provider_id, dmi, labels, t)
-    conflicts = []
+    conflicts: list[Conflict] = []
 
-    cloud_labels = []
+    cloud_labels: list[CloudGpuLabel] = []
     for key in sorted(labels):
         normalized = normalize_cloud_label(key, labels[key], labels, t)
         if normalized is None:
@@ -209,8 +210,8 @@ def resolve_node(node: Optional[dict], gpus: Iterable[GpuRecord], *, sysfs_root:
             continue
         cloud_labels.append(normalized)
         if normalized.recognized:
-            claim = {"model": normalized.model, "memory_gb": normalized.memory_gb,
-                     "form_factor": normalized.form_factor}
+            claim: PartClaim = {"model": normalized.model, "memory_gb": normalized.memory_gb,
+                                "form_factor": normalized.form_factor}
             bad = _disagreement(claim, gpus)
             if bad:
                 conflicts.append(Conflict(key, labels[key], *bad))

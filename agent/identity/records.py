@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
+
+# A JSON object as as_json() returns it: values are JSON-encodable (str, int, bool, None,
+# lists and objects of those).
+JsonObject = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -22,7 +26,7 @@ class GpuRecord:
     vgpu_profile: str  # "A10-4Q"
     mig_capable: bool
     mig_enabled: bool
-    mig_profiles: tuple  # ((canonical profile, count), ...) present on the GPU, sorted
+    mig_profiles: tuple[tuple[str, int], ...]  # ((canonical profile, count), ...) present on the GPU, sorted
     source: str  # pciid | name | fallback: what decided
     raw_name: str  # as NVML said it
 
@@ -30,7 +34,7 @@ class GpuRecord:
     def unknown(self) -> bool:
         return self.source == "fallback"
 
-    def as_json(self) -> dict:
+    def as_json(self) -> JsonObject:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["mig_profiles"] = dict(self.mig_profiles)
         return d
@@ -45,7 +49,7 @@ class Conflict:
     expected: str  # what the label implies for that field
     nvml_value: str  # what NVML shows (the GPU's sku, or the count)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> JsonObject:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
@@ -60,7 +64,7 @@ class CloudGpuLabel:
     form_factor: str
     recognized: bool
 
-    def as_json(self) -> dict:
+    def as_json(self) -> JsonObject:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
 
 
@@ -80,9 +84,9 @@ class NodeRecord:
     gpu_count: int
     driver_version: str
     cuda_version: str  # "12.4"
-    cloud_gpu_labels: tuple = ()  # CloudGpuLabel
+    cloud_gpu_labels: tuple[CloudGpuLabel, ...] = ()
 
-    def as_json(self) -> dict:
+    def as_json(self) -> JsonObject:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["cloud_gpu_labels"] = [c.as_json() for c in self.cloud_gpu_labels]
         return d

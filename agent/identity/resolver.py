@@ -14,7 +14,7 @@ from ..nvml.reading import DeviceReading, MigReading, NvmlReading
 from .gpu import resolve_gpu
 from .labels import SCHEMA, node_labels
 from .node import resolve_node
-from .records import GpuRecord, NodeRecord
+from .records import Conflict, GpuRecord, JsonObject, NodeRecord
 
 
 @dataclass(frozen=True)
@@ -22,16 +22,16 @@ class IdentityView:
     gpus: Mapping[str, GpuRecord]  # uuid -> record, in NVML index order
     indexes: Mapping[str, int]  # uuid -> NVML index
     node: NodeRecord
-    conflicts: tuple = ()  # Conflict
+    conflicts: tuple[Conflict, ...] = ()
 
     @property
     def unknown_count(self) -> int:
         return sum(1 for g in self.gpus.values() if g.unknown)
 
-    def labels(self) -> dict:
+    def labels(self) -> dict[str, str]:
         return node_labels(self.gpus.values(), self.node, self.conflicts, self.unknown_count)
 
-    def as_json(self) -> dict:
+    def as_json(self) -> JsonObject:
         return {
             "schema": SCHEMA,
             "gpus": [dict(index=self.indexes[uuid], uuid=uuid, **rec.as_json()) for uuid, rec in self.gpus.items()],

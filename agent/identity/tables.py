@@ -10,10 +10,11 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
-from typing import Optional
+from typing import Any, Optional, TypedDict
 
 import yaml
 
@@ -47,7 +48,7 @@ class MigProfile:
     name: str
     max: int
     slices: int
-    memory_mib: tuple = ()  # what NVML reports per instance; several where drivers differ
+    memory_mib: tuple[int, ...] = ()  # what NVML reports per instance; several where drivers differ
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,8 @@ class MigTable:
     model: str
     memory_gb: int
     min_driver: str
-    profiles: dict  # canonical name -> MigProfile
-    aliases: dict  # driver/board-dependent name -> canonical name
+    profiles: dict[str, MigProfile]  # canonical name -> MigProfile
+    aliases: dict[str, str]  # driver/board-dependent name -> canonical name
 
     def canonical(self, profile: str) -> str:
         return self.aliases.get(profile, profile)
@@ -89,26 +90,87 @@ class LabelVocabulary:
     cloud: str = ""
     case_insensitive: bool = False
     memory_label: str = ""
-    values: dict = field(default_factory=dict)  # value (folded when case-insensitive) -> PartSpec
-    strip_suffixes: tuple = ()  # compiled regexes
+    values: dict[str, PartSpec] = field(default_factory=dict)  # value (folded when case-insensitive) -> PartSpec
+    strip_suffixes: tuple[re.Pattern[str], ...] = ()
 
     def lookup(self, value: str) -> Optional[PartSpec]:
         return self.values.get(value.lower() if self.case_insensitive else value)
 
 
+class ProviderIdRule(TypedDict):
+    cloud: str
+    pattern: re.Pattern[str]  # named groups zone / region when the id carries them
+
+
+class _DmiRuleRequired(TypedDict):
+    file: str  # a DMI file name (DMI_FILES in node.py)
+    cloud: str
+
+
+class DmiRule(_DmiRuleRequired, total=False):
+    """One DMI test: exactly one of equals / startswith / contains."""
+    equals: str
+    startswith: str
+    contains: str
+    instance_type_from: str  # the DMI file holding the instance type
+
+
+class Clouds(TypedDict):
+    """clouds.yaml, regexes compiled."""
+    provider_id: list[ProviderIdRule]
+    region_from_zone: dict[str, re.Pattern[str]]  # cloud -> pattern with a `region` group
+    dmi: list[DmiRule]
+    hypervisor_vendors: list[str]
+    instance_type_pattern: re.Pattern[str]
+    label_prefixes: dict[str, str]  # label key prefix -> cloud
+    instance_type_labels: list[str]
+    region_labels: list[str]
+    zone_labels: list[str]
+
+
+class _FamilyRuleRequired(TypedDict):
+    major: int
+    family: str
+
+
+class FamilyRule(_FamilyRuleRequired, total=False):
+    minor_below: int
+
+
+class MemoryTolerance(TypedDict):
+    min_ratio: float
+    max_ratio: float
+
+
+class Grammar(TypedDict):
+    """names.yaml, regexes compiled."""
+    brand_words: tuple[str, ...]  # upper-case
+    truncation_marks: list[str]
+    meaningless_names: set[str]  # upper-case
+    form_factor_words: dict[str, str]  # upper-case word -> form factor
+    memory_pattern: re.Pattern[str]
+    vgpu_patterns: list[re.Pattern[str]]  # groups board, slices, fb, cls
+    vgpu_boards: dict[str, PartSpec]
+    mig_device_pattern: re.Pattern[str]  # group profile
+    virtualization_modes: dict[str, str]  # NVML mode (lower-case) -> record value
+    families: list[FamilyRule]
+    memory_tolerance: MemoryTolerance
+    mig_memory_tolerance: float
+
+
 @dataclass(frozen=True)
 class Tables:
-    skus: dict  # sku -> Sku
-    pci: dict  # device id -> (PciRow, ...)
-    names: dict  # name key -> (sku, ...)
-    model_keys: tuple  # (name key of a model, model), longest key first
-    mig: dict  # table key -> MigTable
-    instance_types: dict  # cloud -> {folded name -> InstanceType}
-    labels: dict  # label key -> LabelVocabulary
-    clouds: dict  # clouds.yaml, regexes compiled
-    grammar: dict  # names.yaml, regexes compiled
+    skus: dict[str, Sku]  # sku -> Sku
+    pci: dict[int, tuple[PciRow, ...]]  # device id -> rows
+    names: dict[str, tuple[str, ...]]  # name key -> skus
+    model_keys: tuple[tuple[str, str], ...]  # (name key of a model, model), longest key first
+    mig: dict[str, MigTable]  # table key -> MigTable
+    instance_types: dict[str, dict[str, InstanceType]]  # cloud -> {folded name -> InstanceType}
+    labels: dict[str, LabelVocabulary]  # label key -> LabelVocabulary
+    clouds: Clouds
+    grammar: Grammar
 
-    def skus_matching(self, part: PartSpec) -> list:
+    def skus_matching(self, part: PartSpec) -> list[Sku]:
         """The SKUs a PartSpec can mean, in table order."""
         if part.sku:
             return [self.skus[part.sku]]
@@ -132,12 +194,12 @@ _DATA = "data"
 
 def _read(name: str) -> str:
     try:
-        return resources.files(__package__).joinpath(_DATA, name).read_text(encoding="utf-8")
+        return resources.files(__package__).joinpath(_DATA).joinpath(name).read_text(encoding="utf-8")
     except OSError as exc:
         raise TableError(f"identity/data/{name}: cannot read: {exc}") from None
 
 
-def _csv_rows(name: str):
+def _csv_rows(name: str) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row dict) of a CSV file whose '#' lines are comments."""
     text = _read(name)
     lines = [(n, line) for n, line in enumerate(text.splitlines(), 1)
@@ -145,11 +207,14 @@ def _csv_rows(name: str):
     if not lines:
         raise TableError(f"identity/data/{name}: empty")
     reader = csv.DictReader(io.StringIO("\n".join(line for _, line in lines)))
-    for (lineno, _), row in zip(lines[1:], reader):
+    # One row per data line; a quoted field spanning lines (none in the tables) would only
+    # shift the numbers in messages, so the shorter side ends the walk.
+    for (lineno, _), row in zip(lines[1:], reader, strict=False):
         yield lineno, {k: (v or "").strip() for k, v in row.items()}
 
 
-def _yaml(name: str) -> dict:
+def _yaml(name: str) -> dict[str, Any]:
+    """The YAML file's top-level mapping; its contents are checked by the loaders."""
     try:
         data = yaml.safe_load(_read(name))
     except yaml.YAMLError as exc:
@@ -166,7 +231,8 @@ def _hex(text: str, where: str) -> int:
         raise TableError(f"{where}: invalid hex id {text!r}") from None
 
 
-def _part(spec, skus: dict, where: str) -> PartSpec:
+def _part(spec: Any, skus: dict[str, Sku], where: str) -> PartSpec:
+    """A YAML entry naming a sku or a model (spec is unchecked YAML data)."""
     if not isinstance(spec, dict):
         raise TableError(f"{where}: expected a mapping with sku or model")
     part = PartSpec(sku=str(spec.get("sku", "")), model=str(spec.get("model", "")),
@@ -178,8 +244,8 @@ def _part(spec, skus: dict, where: str) -> PartSpec:
     return part
 
 
-def _load_skus() -> dict:
-    skus = {}
+def _load_skus() -> dict[str, Sku]:
+    skus: dict[str, Sku] = {}
     for n, row in _csv_rows("skus.csv"):
         where = f"identity/data/skus.csv:{n}"
         try:
@@ -195,16 +261,16 @@ def _load_skus() -> dict:
     return skus
 
 
-def _load_mig() -> dict:
-    tables = {}
+def _load_mig() -> dict[str, MigTable]:
+    tables: dict[str, MigTable] = {}
     for key, spec in _yaml("mig_profiles.yaml").items():
         where = f"identity/data/mig_profiles.yaml: {key}"
-        profiles = {}
+        profiles: dict[str, MigProfile] = {}
         for pname, p in (spec.get("profiles") or {}).items():
             mem = p.get("memory_mib", ())
             mem = tuple(mem) if isinstance(mem, list) else ((mem,) if mem else ())
             profiles[pname] = MigProfile(pname, int(p["max"]), int(p["slices"]), mem)
-        aliases = {}
+        aliases: dict[str, str] = {}
         for alias, a in (spec.get("aliases") or {}).items():
             if a.get("canonical") not in profiles:
                 raise TableError(f"{where}: alias {alias!r} names unknown profile {a.get('canonical')!r}")
@@ -214,8 +280,8 @@ def _load_mig() -> dict:
     return tables
 
 
-def _load_instance_types(skus: dict) -> dict:
-    out: dict = {}
+def _load_instance_types(skus: dict[str, Sku]) -> dict[str, dict[str, InstanceType]]:
+    out: dict[str, dict[str, InstanceType]] = {}
     for cloud, spec in _yaml("instance_types.yaml").items():
         types = out.setdefault(cloud, {})
         for family, fam in (spec.get("families") or {}).items():
@@ -231,8 +297,8 @@ def _load_instance_types(skus: dict) -> dict:
     return out
 
 
-def _load_labels(skus: dict) -> dict:
-    out = {}
+def _load_labels(skus: dict[str, Sku]) -> dict[str, LabelVocabulary]:
+    out: dict[str, LabelVocabulary] = {}
     for key, spec in _yaml("cloud_labels.yaml").items():
         where = f"identity/data/cloud_labels.yaml: {key}"
         kind = spec.get("kind")
@@ -247,24 +313,38 @@ def _load_labels(skus: dict) -> dict:
     return out
 
 
-def _load_clouds() -> dict:
+def _load_clouds() -> Clouds:
     c = _yaml("clouds.yaml")
-    c["provider_id"] = [dict(r, pattern=re.compile(r["pattern"])) for r in c["provider_id"]]
-    c["region_from_zone"] = {k: re.compile(v) for k, v in c["region_from_zone"].items()}
-    c["instance_type_pattern"] = re.compile(c["instance_type_pattern"])
-    return c
+    return Clouds(
+        provider_id=[ProviderIdRule(cloud=r["cloud"], pattern=re.compile(r["pattern"])) for r in c["provider_id"]],
+        region_from_zone={k: re.compile(v) for k, v in c["region_from_zone"].items()},
+        dmi=c["dmi"],
+        hypervisor_vendors=c["hypervisor_vendors"],
+        instance_type_pattern=re.compile(c["instance_type_pattern"]),
+        label_prefixes=c["label_prefixes"],
+        instance_type_labels=c["instance_type_labels"],
+        region_labels=c["region_labels"],
+        zone_labels=c["zone_labels"],
+    )
 
 
-def _load_grammar(skus: dict) -> dict:
+def _load_grammar(skus: dict[str, Sku]) -> Grammar:
     g = _yaml("names.yaml")
-    g["brand_words"] = tuple(w.upper() for w in g["brand_words"])
-    g["memory_pattern"] = re.compile(g["memory_pattern"])
-    g["vgpu_patterns"] = [re.compile(p) for p in g["vgpu_patterns"]]
-    g["mig_device_pattern"] = re.compile(g["mig_device_pattern"])
-    g["vgpu_boards"] = {k: _part(v, skus, f"identity/data/names.yaml: vgpu_boards.{k}")
-                        for k, v in g["vgpu_boards"].items()}
-    g["meaningless_names"] = {str(n).strip().upper() for n in g["meaningless_names"]}
-    return g
+    return Grammar(
+        brand_words=tuple(w.upper() for w in g["brand_words"]),
+        truncation_marks=g["truncation_marks"],
+        meaningless_names={str(n).strip().upper() for n in g["meaningless_names"]},
+        form_factor_words=g["form_factor_words"],
+        memory_pattern=re.compile(g["memory_pattern"]),
+        vgpu_patterns=[re.compile(p) for p in g["vgpu_patterns"]],
+        vgpu_boards={k: _part(v, skus, f"identity/data/names.yaml: vgpu_boards.{k}")
+                     for k, v in g["vgpu_boards"].items()},
+        mig_device_pattern=re.compile(g["mig_device_pattern"]),
+        virtualization_modes=g["virtualization_modes"],
+        families=g["families"],
+        memory_tolerance=g["memory_tolerance"],
+        mig_memory_tolerance=g["mig_memory_tolerance"],
+    )
 
 
 @lru_cache(maxsize=1)
@@ -277,8 +357,8 @@ def tables() -> Tables:
     grammar = _load_grammar(skus)
     t = Tables(skus, {}, {}, (), mig, _load_instance_types(skus), _load_labels(skus),
                _load_clouds(), grammar)
-    pci: dict = {}
-    names: dict = {}
+    pci: dict[int, tuple[PciRow, ...]] = {}
+    names: dict[str, tuple[str, ...]] = {}
 
     def add_name(name: str, sku: str) -> None:
         if name:

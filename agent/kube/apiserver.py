@@ -44,12 +44,13 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Optional
+from typing import Any, Optional
 from urllib.parse import quote, urlsplit
 
+from ..config import Config
 from ..errors import OneLineError
 from ..refresh import Refresher, SourceStatus
 
@@ -58,18 +59,18 @@ log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_REFRESH_SECONDS = 60.0
 WATCH_TIMEOUT_SECONDS = 300  # the API server ends a watch after this; the watcher resumes
-_EMPTY: Mapping = MappingProxyType({})
+_EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
 class KubeError(OneLineError):
     """A failed API call; str() is one line naming the request."""
 
-    def __init__(self, message: str, status: int = 0):
+    def __init__(self, message: str, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
 
 
-class Gone(KubeError):
+class Gone(KubeError):  # noqa: N818 - the HTTP status's name; tests import it
     """410: the resourceVersion is too old; list again."""
 
 
@@ -80,14 +81,14 @@ class KubeConfig:
     ca_path: str = ""
 
     @classmethod
-    def load(cls, config, environ: Optional[Mapping] = None,
+    def load(cls, config: Config, environ: Optional[Mapping[str, str]] = None,
              sa_dir: str = SERVICE_ACCOUNT_DIR) -> KubeConfig:
         environ = os.environ if environ is None else environ
         token = os.path.join(sa_dir, "token")
         ca = os.path.join(sa_dir, "ca.crt")
         token = token if os.path.isfile(token) else ""
         ca = ca if os.path.isfile(ca) else ""
-        url = (getattr(config, "kube_apiserver", "") or "").rstrip("/")
+        url = (config.kube_apiserver or "").rstrip("/")
         if url:
             if urlsplit(url).scheme not in ("http", "https"):
                 raise KubeError(f"kube.apiserver: {url!r} is not an http(s) URL")
@@ -115,7 +116,8 @@ class PodInfo:
     labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
     @classmethod
-    def from_object(cls, obj: dict) -> PodInfo:
+    def from_object(cls, obj: Mapping[str, Any]) -> PodInfo:
+        """A Pod object as the API server's JSON decodes (not validated: missing fields are "")."""
         meta = obj.get("metadata") or {}
         spec = obj.get("spec") or {}
         status = obj.get("status") or {}
@@ -129,7 +131,7 @@ class PodInfo:
 class KubeClient:
     """Three API calls over http.client; one connection per call (calls are rare)."""
 
-    def __init__(self, kube: KubeConfig, timeout: float = 10.0):
+    def __init__(self, kube: KubeConfig, timeout: float = 10.0) -> None:
         self.kube = kube
         self.timeout = timeout
         parts = urlsplit(kube.url)
@@ -137,7 +139,7 @@ class KubeClient:
         self._host = parts.hostname or ""
         self._port = parts.port or (443 if self._https else 80)
         self._prefix = parts.path.rstrip("/")
-        self._ssl = None
+        self._ssl: Optional[ssl.SSLContext] = None
         if self._https:
             self._ssl = ssl.create_default_context(cafile=kube.ca_path or None)
         self._token, self._token_read_at = "", -1e18
@@ -164,7 +166,7 @@ class KubeClient:
             return http.client.HTTPSConnection(self._host, self._port, timeout=timeout, context=self._ssl)
         return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
 
-    def _open(self, path: str, timeout: float):
+    def _open(self, path: str, timeout: float) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
         conn = self._connect(timeout)
         headers = {"Accept": "application/json", "User-Agent": "gpulse"}
         token = self._bearer()
@@ -184,10 +186,12 @@ class KubeClient:
             raise cls(f"GET {path}: HTTP {resp.status}: {reason}", resp.status)
         return conn, resp
 
-    def _get_json(self, path: str) -> dict:
+    def _get_json(self, path: str) -> dict[str, Any]:
+        """The decoded JSON body (an API object; its fields are not validated here)."""
         conn, resp = self._open(path, self.timeout)
         try:
-            return json.loads(resp.read())
+            data: dict[str, Any] = json.loads(resp.read())
+            return data
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise KubeError(f"GET {path}: unreadable response: {exc}") from None
         finally:
@@ -199,15 +203,16 @@ class KubeClient:
     def _pods_path(node: str, extra: str = "") -> str:
         return "/api/v1/pods?fieldSelector=" + quote(f"spec.nodeName={node}", safe="") + extra
 
-    def list_pods(self, node: str) -> tuple:
+    def list_pods(self, node: str) -> tuple[tuple[PodInfo, ...], str]:
         """-> (pods as PodInfo tuple, list resourceVersion)."""
         data = self._get_json(self._pods_path(node))
         items = data.get("items") or []
-        rv = (data.get("metadata") or {}).get("resourceVersion", "")
+        rv: str = (data.get("metadata") or {}).get("resourceVersion", "")
         return tuple(PodInfo.from_object(o) for o in items), rv
 
     def watch_pods(self, node: str, resource_version: str,
-                   on_connection: Optional[Callable] = None) -> Iterator[tuple]:
+                   on_connection: Optional[Callable[[http.client.HTTPConnection], object]] = None,
+                   ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yields (event type, object dict) until the server ends the watch."""
         path = self._pods_path(node, f"&watch=1&allowWatchBookmarks=true&timeoutSeconds={WATCH_TIMEOUT_SECONDS}"
                                      f"&resourceVersion={quote(resource_version, safe='')}")
@@ -237,7 +242,7 @@ class KubeClient:
         finally:
             conn.close()
 
-    def get_node(self, name: str) -> dict:
+    def get_node(self, name: str) -> dict[str, Any]:
         """The Node object as a dict (metadata.labels, spec.providerID, status...)."""
         return self._get_json("/api/v1/nodes/" + quote(name, safe=""))
 
@@ -252,11 +257,11 @@ def _status_message(body: bytes) -> str:
 class PodIndex:
     """Pods on this node by UID and by namespace/name; replaced wholesale on change."""
 
-    def __init__(self):
-        self._by_uid: Mapping[str, PodInfo] = _EMPTY
-        self._by_name: Mapping[tuple, PodInfo] = _EMPTY
+    def __init__(self) -> None:
+        self._by_uid: Mapping[str, PodInfo] = MappingProxyType({})
+        self._by_name: Mapping[tuple[str, str], PodInfo] = MappingProxyType({})
         self._lock = threading.Lock()
-        self._subscribers: list = []
+        self._subscribers: list[Callable[[PodIndex], object]] = []
         self.synced = False
         self.version = 0
 
@@ -266,15 +271,15 @@ class PodIndex:
     def by_name(self, namespace: str, name: str) -> Optional[PodInfo]:
         return self._by_name.get((namespace, name))
 
-    def pods(self) -> tuple:
+    def pods(self) -> tuple[PodInfo, ...]:
         return tuple(self._by_uid.values())
 
-    def subscribe(self, fn: Callable) -> None:
+    def subscribe(self, fn: Callable[[PodIndex], object]) -> None:
         self._subscribers.append(fn)
 
     # --- writers (the watch thread) ---
 
-    def replace(self, pods) -> None:
+    def replace(self, pods: Iterable[PodInfo]) -> None:
         self._publish({p.uid: p for p in pods if p.uid})
         self.synced = True
 
@@ -287,7 +292,7 @@ class PodIndex:
             current[pod.uid] = pod
         self._publish(current)
 
-    def _publish(self, by_uid: dict) -> None:
+    def _publish(self, by_uid: dict[str, PodInfo]) -> None:
         with self._lock:
             self._by_uid = MappingProxyType(by_uid)
             self._by_name = MappingProxyType({(p.namespace, p.name): p for p in by_uid.values()})
@@ -304,7 +309,7 @@ class PodWatcher:
     "apiserver"): one refresh is one list-and-watch session; a session that fails backs
     off 1 s doubling to 30 s; a 410 Gone lists again at once."""
 
-    def __init__(self, client: KubeClient, node_name: str, index: Optional[PodIndex] = None):
+    def __init__(self, client: KubeClient, node_name: str, index: Optional[PodIndex] = None) -> None:
         if not node_name:
             raise KubeError("node.name is empty: set NODE_NAME from the downward API (spec.nodeName)")
         self.client = client

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 from typing import Optional
 
@@ -66,12 +66,12 @@ class PidResolver:
     Not thread-safe: the sampler's tick is its only caller."""
 
     def __init__(self, procfs: str = "/proc", revalidate_seconds: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.procfs = procfs.rstrip("/") or "/"
         self.revalidate_seconds = revalidate_seconds
         self._clock = clock
         # pid -> (start_time, owner, checked_at)
-        self._cache: dict[int, tuple] = {}
+        self._cache: dict[int, tuple[Optional[int], Optional[PidOwner], float]] = {}
         self.reads = 0  # cgroup files read, for tests and self-metrics
 
     def resolve(self, pid: int) -> Optional[PidOwner]:
@@ -100,9 +100,9 @@ class PidResolver:
         self._cache[pid] = (start, owner, now)
         return owner
 
-    def retain(self, pids) -> None:
+    def retain(self, pids: Iterable[int]) -> None:
         """Forget every PID not in `pids` (the processes NVML reports this tick)."""
-        keep = pids if isinstance(pids, (set, frozenset, dict)) else set(pids)
+        keep: Container[int] = pids if isinstance(pids, (set, frozenset, dict)) else set(pids)
         for pid in [p for p in self._cache if p not in keep]:
             del self._cache[pid]
 

@@ -12,6 +12,7 @@ Anything else is malformed and parse_device_id answers None.
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Optional
 
@@ -60,6 +61,6 @@ def parse_device_id(text: str) -> Optional[DeviceId]:
     return None
 
 
-def is_gpu_resource(name: str, extra_names=()) -> bool:
+def is_gpu_resource(name: str, extra_names: Container[str] = ()) -> bool:
     """Resources gpulse attributes: the NVIDIA plugin's names plus configured ones."""
     return name in GPU_RESOURCES or name.startswith(MIG_RESOURCE_PREFIX) or name in extra_names

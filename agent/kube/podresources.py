@@ -8,6 +8,9 @@ dials the socket afresh (a restarted kubelet recreates the socket file).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Optional, TypeVar
+
 import grpc
 
 from ..errors import OneLineError
@@ -22,27 +25,30 @@ _CHANNEL_OPTIONS = (
     ("grpc.enable_http_proxy", 0),
 )
 
+_T = TypeVar("_T")
+
 
 class PodResourcesError(OneLineError):
     """One line: what failed, with the gRPC status."""
 
 
 class PodResourcesClient:
-    def __init__(self, socket_path: str, timeout_seconds: float = 2.0):
+    def __init__(self, socket_path: str, timeout_seconds: float = 2.0) -> None:
         self.socket_path = socket_path
         self.timeout_seconds = timeout_seconds
-        self._channel = None
-        self._stub = None
+        self._channel: Optional[grpc.Channel] = None
+        self._stub: Optional[pb_grpc.PodResourcesListerStub] = None
 
-    def _lister(self):
+    def _lister(self) -> pb_grpc.PodResourcesListerStub:
         if self._stub is None:
             self._channel = grpc.insecure_channel("unix:" + self.socket_path, options=_CHANNEL_OPTIONS)
             self._stub = pb_grpc.PodResourcesListerStub(self._channel)
         return self._stub
 
-    def _call(self, method: str, request):
+    def _call(self, method: str, invoke: Callable[[pb_grpc.PodResourcesListerStub], _T]) -> _T:
+        """invoke(stub) makes the call named `method`; a gRPC failure becomes a PodResourcesError."""
         try:
-            return getattr(self._lister(), method)(request, timeout=self.timeout_seconds)
+            return invoke(self._lister())
         except grpc.RpcError as exc:
             code = exc.code() if hasattr(exc, "code") else None
             name = code.name if code is not None else "UNKNOWN"
@@ -52,10 +58,12 @@ class PodResourcesClient:
                                     + (f": {detail}" if detail else "")) from None
 
     def list(self) -> pb.ListPodResourcesResponse:
-        return self._call("List", pb.ListPodResourcesRequest())
+        return self._call("List", lambda stub: stub.List(pb.ListPodResourcesRequest(), timeout=self.timeout_seconds))
 
     def allocatable(self) -> pb.AllocatableResourcesResponse:
-        return self._call("GetAllocatableResources", pb.AllocatableResourcesRequest())
+        return self._call("GetAllocatableResources",
+                          lambda stub: stub.GetAllocatableResources(pb.AllocatableResourcesRequest(),
+                                                                    timeout=self.timeout_seconds))
 
     def reset(self) -> None:
         """Drop the channel; the next call dials again."""

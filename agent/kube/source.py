@@ -20,13 +20,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Optional
+from typing import Optional, Protocol, Union
 
 from ..config import Config
 from ..refresh import Refresher, SourceStatus
+from . import podresources_pb2 as pb
 from .cgroup import PidOwner, PidResolver
 from .devices import DeviceId, is_gpu_resource, parse_device_id
 from .podresources import PodResourcesClient, PodResourcesError
@@ -53,7 +54,25 @@ class PodIdentity:
     containers: Mapping[str, str] = field(default_factory=dict)  # container id (64 hex, no runtime prefix) -> name
 
 
-PodDirectory = Callable[[str], Any]
+class PodLike(Protocol):
+    """A pod as a directory may answer it (e.g. apiserver.PodInfo); it may also carry
+    .container_ids ({container id: container name}, ids in either runtime form)."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+# What a pod directory answers for a UID; as_identity() normalizes it.
+PodDirectoryAnswer = Union[PodIdentity, PodLike, tuple[str, str], tuple[str, str, Mapping[str, str]], None]
+
+
+class PodDirectory(Protocol):
+    """uid -> the pod with that UID (see PodDirectoryAnswer), None when unknown."""
+
+    def __call__(self, uid: str, /) -> PodDirectoryAnswer: ...
 
 
 def _strip_runtime(container_id: str) -> str:
@@ -61,10 +80,14 @@ def _strip_runtime(container_id: str) -> str:
     return container_id.rpartition("://")[2]
 
 
-def as_identity(found: Any) -> Optional[PodIdentity]:
-    """Normalize what a pod directory answers into a PodIdentity (None stays None)."""
+def as_identity(found: object) -> Optional[PodIdentity]:
+    """Normalize what a pod directory answers into a PodIdentity (None stays None).
+
+    `found` is checked at run time: a directory is any callable, so an answer of another
+    shape raises TypeError."""
     if found is None or isinstance(found, PodIdentity):
         return found
+    containers: Mapping[str, str]
     if hasattr(found, "namespace") and hasattr(found, "name"):  # e.g. apiserver.PodInfo
         containers = getattr(found, "container_ids", None) or {}
         return PodIdentity(found.namespace, found.name,
@@ -73,13 +96,18 @@ def as_identity(found: Any) -> Optional[PodIdentity]:
         containers = found[2] if len(found) == 3 else {}
         return PodIdentity(str(found[0]), str(found[1]),
                            MappingProxyType({_strip_runtime(k): v for k, v in dict(containers).items()}))
-    raise TypeError(f"pod directory answered {type(found).__name__}; expected (namespace, name[, containers]), a pod or None")
+    raise TypeError(f"pod directory answered {type(found).__name__}; "
+                    "expected (namespace, name[, containers]), a pod or None")
+
+
+# Called with (raw device id, where it was seen) for each device id of no known form.
+OnMalformed = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
 class PodView:
-    allocations: tuple = ()  # Allocation
-    allocatable: tuple = ()  # DeviceId of every attributable device on the node
+    allocations: tuple[Allocation, ...] = ()
+    allocatable: tuple[DeviceId, ...] = ()  # every attributable device on the node
     up: bool = False
     age_seconds: Optional[float] = None
     error: str = "kubelet not yet refreshed"
@@ -89,7 +117,7 @@ class PodView:
     def resolve_pid(self, pid: int) -> Optional[PidOwner]:
         return self.resolver.resolve(pid) if self.resolver is not None else None
 
-    def retain_pids(self, pids) -> None:
+    def retain_pids(self, pids: Iterable[int]) -> None:
         if self.resolver is not None:
             self.resolver.retain(pids)
 
@@ -98,12 +126,13 @@ class PodView:
             return None
         try:
             return as_identity(self.directory(uid))
-        except Exception as exc:  # a broken directory must not break the tick
+        except Exception as exc:  # noqa: BLE001 - a broken directory must not break the tick
             log.debug("pod directory lookup %s failed: %s", uid, exc)
             return None
 
 
-def _gpu_devices(device_lists, extra_resources, on_malformed, where: str):
+def _gpu_devices(device_lists: Iterable[pb.ContainerDevices], extra_resources: Container[str],
+                 on_malformed: Optional[OnMalformed], where: str) -> Iterator[tuple[str, DeviceId]]:
     """(resource name, DeviceId) for each well-formed GPU device id in ContainerDevices lists."""
     for devices in device_lists:
         if not is_gpu_resource(devices.resource_name, extra_resources):
@@ -117,7 +146,8 @@ def _gpu_devices(device_lists, extra_resources, on_malformed, where: str):
             yield devices.resource_name, dev
 
 
-def parse_allocations(response, extra_resources=(), on_malformed=None) -> tuple:
+def parse_allocations(response: pb.ListPodResourcesResponse, extra_resources: Container[str] = (),
+                      on_malformed: Optional[OnMalformed] = None) -> tuple[Allocation, ...]:
     """ListPodResourcesResponse -> tuple[Allocation] for GPU resources."""
     return tuple(Allocation(pod.namespace, pod.name, container.name, resource, dev)
                  for pod in response.pod_resources for container in pod.containers
@@ -125,7 +155,8 @@ def parse_allocations(response, extra_resources=(), on_malformed=None) -> tuple:
                                                    f"{pod.namespace}/{pod.name}/{container.name}"))
 
 
-def parse_allocatable(response, extra_resources=(), on_malformed=None) -> tuple:
+def parse_allocatable(response: pb.AllocatableResourcesResponse, extra_resources: Container[str] = (),
+                      on_malformed: Optional[OnMalformed] = None) -> tuple[DeviceId, ...]:
     """AllocatableResourcesResponse -> tuple[DeviceId] for GPU resources."""
     return tuple(dev for _, dev in _gpu_devices(response.devices, extra_resources, on_malformed, "allocatable"))
 
@@ -136,7 +167,7 @@ class PodSource:
 
     def __init__(self, config: Config, pod_directory: Optional[PodDirectory] = None,
                  client: Optional[PodResourcesClient] = None, clock: Callable[[], float] = time.monotonic,
-                 timeout_seconds: float = 2.0):
+                 timeout_seconds: float = 2.0) -> None:
         self.interval = float(config.kubelet_refresh_interval)
         self.extra_resources = tuple(config.kubelet_resource_names)
         self.client = client or PodResourcesClient(config.kubelet_pod_resources_socket, timeout_seconds)

@@ -8,10 +8,11 @@ share one definition of NVML's names.
 from __future__ import annotations
 
 from types import ModuleType
+from typing import cast
 
 
 def load_real() -> ModuleType:
     """The pynvml module itself."""
-    import pynvml
+    import pynvml  # untyped: the checker sees Any
 
-    return pynvml
+    return cast(ModuleType, pynvml)

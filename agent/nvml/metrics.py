@@ -272,7 +272,8 @@ MIG_METRICS: tuple[DeviceMetric, ...] = (
     DeviceMetric("gpulse_mig_utilization_ratio", "gauge", "ratio",
                  "Graphics engine activity of a MIG instance, mean over the window (GPM on Hopper+, "
                  "dcgm-exporter on A100/A30).",
-                 (Gpm("NVML_GPM_METRIC_GRAPHICS_UTIL"), Events("DCGM_FI_PROF_GR_ENGINE_ACTIVE (co-located dcgm-exporter)")),
+                 (Gpm("NVML_GPM_METRIC_GRAPHICS_UTIL"),
+                  Events("DCGM_FI_PROF_GR_ENGINE_ACTIVE (co-located dcgm-exporter)")),
                  window="mean", scope="mig"),
     DeviceMetric("gpulse_mig_memory_used_bytes", "gauge", "bytes", "Memory in use on a MIG instance.",
                  (Call("nvmlDeviceGetMemoryInfo", pick="used", sim="memory"),), scope="mig"),

@@ -50,7 +50,8 @@ XID_EVENTS = "nvmlDeviceRegisterEvents"
 _RESTART_ERRORS = ("NVML_ERROR_UNINITIALIZED", "NVML_ERROR_DRIVER_NOT_LOADED", "NVML_ERROR_LIB_RM_VERSION_MISMATCH")
 _VIRT_MODES = ("NONE", "PASSTHROUGH", "VGPU", "HOST_VGPU", "HOST_VSGA")
 
-Value = Union[float, dict[tuple[str, ...], float], None]
+LabeledValues = dict[tuple[str, ...], float]  # extra label values -> value
+Value = Union[float, LabeledValues, None]
 
 
 def _text(value: Any) -> str:
@@ -369,7 +370,8 @@ class NvmlReader:
 
     # --- one tick ---------------------------------------------------------------------
     def read(self, now: float) -> NvmlReading:
-        devices, migs = [], []
+        devices: list[DeviceReading] = []
+        migs: list[MigReading] = []
         for dev in self.devices:
             if dev.lost and not self._probe_lost(dev, now):
                 devices.append(DeviceReading(dev.index, dev.uuid, dev.name, dev.pci_bus_id, up=False,
@@ -409,16 +411,16 @@ class NvmlReader:
             processes = self._processes(dev, dev.handle)
             proc_util = self._process_utilization(dev)
         reading = DeviceReading(dev.index, dev.uuid, dev.name, dev.pci_bus_id, up=not dev.lost,
-                                mig_enabled=dev.mig_enabled, values=values, labeled=labeled, facts=dev.facts, processes=processes,
-                                process_utilization=proc_util)
+                                mig_enabled=dev.mig_enabled, values=values, labeled=labeled, facts=dev.facts,
+                                processes=processes, process_utilization=proc_util)
         return reading, mig_readings
 
     def _apply_rows(self, dev: _Device, handle: Any, rows: tuple[m.DeviceMetric, ...], fields: dict[m.Field, float],
-                    gpm: dict[str, float], scope: str) -> tuple[dict[str, float], dict[str, dict[tuple[str, ...], float]]]:
+                    gpm: dict[str, float], scope: str) -> tuple[dict[str, float], dict[str, LabeledValues]]:
         """Each row's value from its first read that answers: calls (once per tick even
         when several rows share them), this tick's batched fields and GPM metrics."""
         values: dict[str, float] = {}
-        labeled: dict[str, dict[tuple[str, ...], float]] = {}
+        labeled: dict[str, LabeledValues] = {}
         memo: dict[str, Any] = {}
         for row in rows:
             for read in row.reads:
@@ -438,7 +440,7 @@ class NvmlReader:
         if isinstance(read, m.Field):
             return fields.get(read)
         if isinstance(read, m.LabeledFields):
-            got = {(label,): fields[f] for label, f in read.fields if f in fields}
+            got: LabeledValues = {(label,): fields[f] for label, f in read.fields if f in fields}
             return got or None
         if isinstance(read, m.Gpm):
             v = gpm.get(read.metric)
@@ -455,16 +457,16 @@ class NvmlReader:
             return {(name,): 1.0 if int(result) & int(getattr(lib, const)) else 0.0
                     for name, const in read.bits if hasattr(lib, const)}
         if isinstance(read, m.Parts):
-            return {(label,): float(v) for label, v in zip(read.labels, result)}
+            return {(label,): float(v) for label, v in zip(read.labels, result, strict=True)}
         if isinstance(read.pick, str):
             result = getattr(result, read.pick)
         elif read.pick is not None:
             result = result[read.pick]
         return m.scaled(float(result), read.scale)
 
-    def _xid_labels(self, dev: _Device) -> dict[str, dict[tuple[str, ...], float]]:
+    def _xid_labels(self, dev: _Device) -> dict[str, LabeledValues]:
         with self._xid_lock:
-            xids = {(str(x),): float(n) for (i, x), n in self.xids.items() if i == dev.index}
+            xids: LabeledValues = {(str(x),): float(n) for (i, x), n in self.xids.items() if i == dev.index}
         return {"gpulse_gpu_xid_errors_total": xids} if xids else {}
 
     def _read_fields(self, dev: _Device, plan: _Plan) -> dict[m.Field, float]:
@@ -495,7 +497,7 @@ class NvmlReader:
             return {}
         sums: dict[m.Field, float] = {}
         failed: dict[m.Field, int] = {}
-        for f, fv in zip(owners, result):
+        for f, fv in zip(owners, result, strict=True):
             if fv.nvmlReturn == lib.NVML_SUCCESS:
                 sums[f] = sums.get(f, 0.0) + _field_value(lib, fv)
             elif f not in failed:
@@ -530,7 +532,8 @@ class NvmlReader:
             gi = getattr(p, "gpuInstanceId", _NA_ID)
             ci = getattr(p, "computeInstanceId", _NA_ID)
             out.append(ProcessInfo(int(p.pid), None if p.usedGpuMemory is None else int(p.usedGpuMemory),
-                                   None if gi in (None, _NA_ID) else int(gi), None if ci in (None, _NA_ID) else int(ci)))
+                                   None if gi in (None, _NA_ID) else int(gi),
+                                   None if ci in (None, _NA_ID) else int(ci)))
         return tuple(out)
 
     def _process_utilization(self, dev: _Device) -> tuple[ProcessUtilization, ...]:

@@ -5,14 +5,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Optional
+from typing import Optional, TypeVar
 
 UTILIZATION = "gpulse_gpu_utilization_ratio"
 MIG_UTILIZATION = "gpulse_mig_utilization_ratio"
 Labeled = Mapping[str, Mapping[tuple[str, ...], float]]  # family -> {extra label values: value}
 
 
-def _empty() -> Mapping:  # type: ignore[type-arg]
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _empty() -> Mapping[_K, _V]:
     return MappingProxyType({})
 
 

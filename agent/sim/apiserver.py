@@ -22,20 +22,28 @@ from __future__ import annotations
 import copy
 import json
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any, Optional
+from urllib.parse import parse_qs, unquote, urlsplit
+
+if TYPE_CHECKING:
+    from .scenario import Scenario
+
+# A Kubernetes API object as JSON (Pod, Node, Status, PodList, watch event).
+_Obj = dict[str, Any]
+# (namespace, pod) -> (host, port, path) of its inference endpoint.
+_Endpoints = Mapping[tuple[str, str], tuple[str, int, str]]
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default 5 drops connects when the agent scrapes in parallel
-from collections.abc import Callable
-from typing import Optional
-from urllib.parse import parse_qs, unquote, urlsplit
 
 
-def pod_object(namespace: str, name: str, uid: str, node: str, annotations: Optional[dict] = None,
-               labels: Optional[dict] = None, ip: str = "127.0.0.1", phase: str = "Running",
-               containers: tuple = ("main",)) -> dict:
+def pod_object(namespace: str, name: str, uid: str, node: str, annotations: Optional[Mapping[str, str]] = None,
+               labels: Optional[Mapping[str, str]] = None, ip: str = "127.0.0.1", phase: str = "Running",
+               containers: tuple[str, ...] = ("main",)) -> _Obj:
     return {
         "kind": "Pod", "apiVersion": "v1",
         "metadata": {"name": name, "namespace": namespace, "uid": uid,
@@ -45,10 +53,10 @@ def pod_object(namespace: str, name: str, uid: str, node: str, annotations: Opti
     }
 
 
-def scenario_pods(scenario, endpoints: dict) -> list:
+def scenario_pods(scenario: Scenario, endpoints: _Endpoints) -> list[_Obj]:
     out = []
     for pod in scenario.pods:
-        ann = {}
+        ann: dict[str, str] = {}
         ep = endpoints.get((pod.namespace, pod.name))
         if ep is not None:
             _host, port, path = ep
@@ -60,17 +68,17 @@ def scenario_pods(scenario, endpoints: dict) -> list:
 
 
 class FakeApiServer:
-    def __init__(self, node: dict, pods: list, token: str = "", watch_timeout_cap: float = 30.0):
+    def __init__(self, node: _Obj, pods: Iterable[_Obj], token: str = "", watch_timeout_cap: float = 30.0) -> None:
         self.node = node
         self.token = token
         self.watch_timeout_cap = watch_timeout_cap
-        self.requests: list = []
+        self.requests: list[str] = []  # paths seen
         self._cond = threading.Condition()
         self._rv = 1
         self._compacted = 0  # a watch from a resourceVersion below this gets 410
         self._generation = 0  # bumped by expire(): open watches end
-        self._pods: dict = {}  # (namespace, name) -> object
-        self._events: list = []  # (rv, type, object)
+        self._pods: dict[tuple[str, str], _Obj] = {}  # (namespace, name) -> object
+        self._events: list[tuple[int, str, _Obj]] = []  # (rv, type, object)
         self._stopping = False
         for p in pods:
             self._store(p)
@@ -78,6 +86,7 @@ class FakeApiServer:
         self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET server: (host, port)
         self.url = f"http://{host}:{port}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
                                         name="sim-apiserver", daemon=True)
@@ -85,10 +94,10 @@ class FakeApiServer:
 
     # --- test hooks ---
 
-    def add_pod(self, obj: dict) -> None:
+    def add_pod(self, obj: _Obj) -> None:
         self._change("ADDED", obj)
 
-    def update_pod(self, namespace: str, name: str, fn: Callable[[dict], None]) -> None:
+    def update_pod(self, namespace: str, name: str, fn: Callable[[_Obj], None]) -> None:
         with self._cond:
             obj = copy.deepcopy(self._pods[(namespace, name)])
         fn(obj)
@@ -108,7 +117,7 @@ class FakeApiServer:
             self._generation += 1
             self._cond.notify_all()
 
-    def pods(self) -> list:
+    def pods(self) -> list[_Obj]:
         with self._cond:
             return [copy.deepcopy(p) for p in self._pods.values()]
 
@@ -122,14 +131,14 @@ class FakeApiServer:
 
     # --- state ---
 
-    def _store(self, obj: dict) -> None:
+    def _store(self, obj: _Obj) -> _Obj:
         self._rv += 1
         obj = copy.deepcopy(obj)
         obj["metadata"]["resourceVersion"] = str(self._rv)
         self._pods[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
         return obj
 
-    def _change(self, kind: str, obj: dict) -> None:
+    def _change(self, kind: str, obj: _Obj) -> None:
         with self._cond:
             if kind == "DELETED":
                 self._rv += 1
@@ -143,13 +152,13 @@ class FakeApiServer:
 
     # --- HTTP ---
 
-    def _handler(self):
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self) -> None:  # noqa: N802
                 api.requests.append(self.path)
                 if api.token and self.headers.get("Authorization") != f"Bearer {api.token}":
                     return self._json(401, _status(401, "Unauthorized", "Unauthorized"))
@@ -161,7 +170,8 @@ class FakeApiServer:
                     if selector:
                         key, _, node = selector.partition("=")
                         if key != "spec.nodeName":
-                            return self._json(400, _status(400, "BadRequest", f"unsupported field selector {selector!r}"))
+                            msg = f"unsupported field selector {selector!r}"
+                            return self._json(400, _status(400, "BadRequest", msg))
                     if query.get("watch") in ("1", "true"):
                         return self._watch(node, query)
                     with api._cond:
@@ -176,7 +186,7 @@ class FakeApiServer:
                     return self._json(200, api.node)
                 return self._json(404, _status(404, "NotFound", "the server could not find the requested resource"))
 
-            def _watch(self, node: str, query: dict):
+            def _watch(self, node: str, query: Mapping[str, str]) -> None:
                 try:
                     since = int(query.get("resourceVersion") or 0)
                 except ValueError:
@@ -189,13 +199,14 @@ class FakeApiServer:
                 try:
                     with api._cond:
                         if since < api._compacted:
-                            self._event("ERROR", _status(410, "Expired", f"too old resource version: {since} ({api._compacted})"))
+                            msg = f"too old resource version: {since} ({api._compacted})"
+                            self._event("ERROR", _status(410, "Expired", msg))
                             return self._end()
                         generation = api._generation
                         deadline_wait = timeout
                         while not api._stopping and generation == api._generation:
                             pending = [(rv, k, o) for rv, k, o in api._events if rv > since and _on(o, node)]
-                            for rv, kind, obj in pending:
+                            for _rv, kind, obj in pending:
                                 self._event(kind, obj)
                             if api._events:
                                 since = max(since, api._events[-1][0])
@@ -209,7 +220,7 @@ class FakeApiServer:
                     pass  # the client went away
                 self.close_connection = True
 
-            def _event(self, kind: str, obj: dict) -> None:
+            def _event(self, kind: str, obj: _Obj) -> None:
                 data = json.dumps({"type": kind, "object": obj}).encode() + b"\n"
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
@@ -218,7 +229,7 @@ class FakeApiServer:
                 self.wfile.write(b"0\r\n\r\n")
                 self.wfile.flush()
 
-            def _json(self, code: int, obj: dict):
+            def _json(self, code: int, obj: _Obj) -> None:
                 body = json.dumps(obj).encode()
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
@@ -226,22 +237,22 @@ class FakeApiServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, fmt, *args):
+            def log_message(self, fmt: str, *args: Any) -> None:
                 pass
 
         return Handler
 
 
-def _on(obj: dict, node: str) -> bool:
+def _on(obj: _Obj, node: str) -> bool:
     return not node or obj.get("spec", {}).get("nodeName") == node
 
 
-def _status(code: int, reason: str, message: str) -> dict:
+def _status(code: int, reason: str, message: str) -> _Obj:
     return {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
             "reason": reason, "code": code}
 
 
-def node_object(scenario) -> dict:
+def node_object(scenario: Scenario) -> _Obj:
     n = scenario.node
     return {"kind": "Node", "apiVersion": "v1",
             "metadata": {"name": n.name, "labels": dict(n.labels)},
@@ -249,6 +260,6 @@ def node_object(scenario) -> dict:
             "status": {"nodeInfo": {"kubeletVersion": "v1.30.0"}}}
 
 
-def start_fake_apiserver(scenario, endpoints: dict, token: str = "") -> FakeApiServer:
+def start_fake_apiserver(scenario: Scenario, endpoints: _Endpoints, token: str = "") -> FakeApiServer:
     """-> handle with .url, .stop() and the test hooks above."""
     return FakeApiServer(node_object(scenario), scenario_pods(scenario, endpoints), token=token)

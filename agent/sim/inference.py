@@ -6,7 +6,8 @@ agent's discovery, HTTP scrape, parser and adapters run unchanged. Values come f
 pod's WorkloadSpec traces at `clock()` scenario seconds, shaped as the real server would
 give them: counts as non-negative integers, the KV cache as a 0-1 ratio, and only the
 signals that server has (TGI and Triton have no KV-cache gauge, Triton no running count).
-Formats follow the metric names and types in ../shared/reference/autoscaling.md §3.
+Formats follow the metric names and types of the real servers (tests/fixtures/ holds their
+published texts).
 
 Pods with `push: true` are reported over the agent's push socket instead by a small
 pusher thread (when `push_socket` is given).
@@ -18,13 +19,21 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import quote
 
 from ..workloads import adapters
+
+if TYPE_CHECKING:
+    from .scenario import PodSpec, Scenario, WorkloadSpec
+    from .traces import Trace
+
+# Sample labels in order, ((name, value), ...); one sample is (suffix, labels, value).
+_Labels = tuple[tuple[str, str], ...]
+_Sample = tuple[str, _Labels, float]
 
 
 class _Server(ThreadingHTTPServer):
@@ -37,10 +46,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 GARBAGE_BYTES = 10 * 1024 * 1024
 FAULTS = ("hang", "error", "garbage")
 # The signals each simulated server carries are the ones gpulse's adapter reads for it.
-CARRIES = {a.server: tuple(sig for sig in adapters.SIGNALS if getattr(a, sig)) for a in adapters.ADAPTERS}
+CARRIES: dict[str, tuple[str, ...]] = {a.server: tuple(sig for sig in adapters.SIGNALS if getattr(a, sig))
+                                       for a in adapters.ADAPTERS}
 
 
-def expected_model(workload) -> str:
+def expected_model(workload: WorkloadSpec) -> str:
     """The `model` label the simulated server gives (TGI serves one model and names none)."""
     if workload.server == "tgi":
         return ""
@@ -49,11 +59,11 @@ def expected_model(workload) -> str:
     return workload.model
 
 
-def expected_values(workload, t: float) -> dict:
+def expected_values(workload: WorkloadSpec, t: float) -> dict[str, float]:
     """What the simulated server reports at scenario time t: {signal: value}, known only."""
     out = {}
     for signal in CARRIES[workload.server]:
-        trace = getattr(workload, signal)
+        trace: Optional[Trace] = getattr(workload, signal)
         if trace is None:
             continue
         v = trace.at(t)
@@ -65,13 +75,13 @@ def _esc(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
-def _number(value) -> str:
+def _number(value: float) -> str:
     """Integers as servers print counts; other floats exactly (repr round-trips)."""
     value = float(value)
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def _family(lines: list, name: str, type_: str, help_: str, samples) -> None:
+def _family(lines: list[str], name: str, type_: str, help_: str, samples: Iterable[_Sample]) -> None:
     lines.append(f"# HELP {name} {help_}")
     lines.append(f"# TYPE {name} {type_}")
     for suffix, labels, value in samples:
@@ -80,8 +90,10 @@ def _family(lines: list, name: str, type_: str, help_: str, samples) -> None:
         lines.append(f"{name}{suffix}{{{body}}} {text}" if body else f"{name}{suffix} {text}")
 
 
-def _histogram(lines, name, help_, labels, count, total, buckets=(0.1, 0.5, 1.0, 5.0)):
-    samples, seen = [], 0
+def _histogram(lines: list[str], name: str, help_: str, labels: _Labels, count: int, total: float,
+               buckets: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0)) -> None:
+    samples: list[_Sample] = []
+    seen = 0
     for i, le in enumerate(buckets):
         seen = min(count, int(count * (i + 1) / (len(buckets) + 1)))
         samples.append(("_bucket", labels + (("le", f"{le:g}"),), seen))
@@ -90,15 +102,15 @@ def _histogram(lines, name, help_, labels, count, total, buckets=(0.1, 0.5, 1.0,
     _family(lines, name, "histogram", help_, samples)
 
 
-def render(server: str, model: str, values: dict, t: float) -> str:
+def render(server: str, model: str, values: Mapping[str, float], t: float) -> str:
     """One scrape body of `server` carrying `values`; counters grow with t."""
     q = values.get("queue_depth")
     r = values.get("running_requests")
     kv = values.get("kv_cache_usage")
     served = int(t * 3)
-    lines: list = []
+    lines: list[str] = []
     if server == "vllm":
-        ml = (("engine", "0"), ("model_name", model))
+        ml: _Labels = (("engine", "0"), ("model_name", model))
         for name, help_, v in (("vllm:num_requests_running", "Number of requests in model execution batches.", r),
                                ("vllm:num_requests_waiting", "Number of requests waiting to be processed.", q),
                                ("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", kv)):
@@ -113,7 +125,8 @@ def render(server: str, model: str, values: dict, t: float) -> str:
             _family(lines, "tgi_queue_size", "gauge", "Current queue size", [("", (), q)])
         if r is not None:
             _family(lines, "tgi_batch_current_size", "gauge", "Current batch size", [("", (), r)])
-        _family(lines, "tgi_batch_current_max_tokens", "gauge", "Maximum tokens for the current batch", [("", (), 4096)])
+        _family(lines, "tgi_batch_current_max_tokens", "gauge", "Maximum tokens for the current batch",
+                [("", (), 4096)])
         _family(lines, "tgi_request_count", "counter", "Total number of requests", [("", (), served)])
         _family(lines, "tgi_request_success", "counter", "Number of successful requests", [("", (), served)])
     elif server in ("triton", "trtllm"):
@@ -126,13 +139,14 @@ def render(server: str, model: str, values: dict, t: float) -> str:
                     [("", (("kv_cache_block_type", bt), ("model", model), ("version", "1")), v) for bt, v in
                      (("max", 4096), ("used", round(4096 * (kv or 0))), ("fraction", kv), ("tokens_per", 64))
                      if v is not None])
-        _family(lines, "nv_inference_request_success", "counter", "Number of successful inference requests, all batch sizes",
-                [("", ml, served)])
-        _family(lines, "nv_inference_count", "counter", "Number of inferences performed (does not include cached requests)",
-                [("", ml, served * 4)])
-        _family(lines, "nv_inference_exec_count", "counter", "Number of model executions performed (does not include cached requests)",
-                [("", ml, served)])
-        _family(lines, "nv_inference_queue_duration_us", "counter", "Cumulative inference queuing duration in microseconds (includes cached requests)",
+        _family(lines, "nv_inference_request_success", "counter",
+                "Number of successful inference requests, all batch sizes", [("", ml, served)])
+        _family(lines, "nv_inference_count", "counter",
+                "Number of inferences performed (does not include cached requests)", [("", ml, served * 4)])
+        _family(lines, "nv_inference_exec_count", "counter",
+                "Number of model executions performed (does not include cached requests)", [("", ml, served)])
+        _family(lines, "nv_inference_queue_duration_us", "counter",
+                "Cumulative inference queuing duration in microseconds (includes cached requests)",
                 [("", ml, served * 1500)])
         pending = q if server == "triton" else 0  # TRT-LLM queues in its batcher, not Triton's
         if pending is not None:
@@ -159,21 +173,28 @@ def render(server: str, model: str, values: dict, t: float) -> str:
         if r is not None:
             _family(lines, "dynamo_frontend_inflight_requests", "gauge", "Number of inflight requests", [("", ml, r)])
         if q is not None:
-            _family(lines, "dynamo_frontend_queued_requests", "gauge", "Number of requests in HTTP processing queue", [("", ml, q)])
-        _family(lines, "dynamo_frontend_requests_total", "counter", "Total number of LLM requests processed", [("", ml, served)])
+            _family(lines, "dynamo_frontend_queued_requests", "gauge", "Number of requests in HTTP processing queue",
+                    [("", ml, q)])
+        _family(lines, "dynamo_frontend_requests_total", "counter", "Total number of LLM requests processed",
+                [("", ml, served)])
         if kv is not None:
-            _family(lines, "dynamo_component_kvstats_gpu_cache_usage_percent", "gauge", "GPU cache usage as a percentage (0.0-1.0)",
-                    [("", (("dynamo_component", "backend"), ("dynamo_endpoint", "generate"), ("dynamo_namespace", "dynamo")), kv)])
+            _family(lines, "dynamo_component_kvstats_gpu_cache_usage_percent", "gauge",
+                    "GPU cache usage as a percentage (0.0-1.0)",
+                    [("", (("dynamo_component", "backend"), ("dynamo_endpoint", "generate"),
+                           ("dynamo_namespace", "dynamo")), kv)])
     elif server == "ray-serve":
         deployment = model or "LLMServer"
         if q is not None:
             _family(lines, "ray_serve_deployment_queued_queries", "gauge",
                     "The current number of queries to this deployment waiting to be assigned to a replica.",
-                    [("", (("application", "default"), ("deployment", deployment), ("handle", "h1"), ("actor_id", "a1")), q)])
+                    [("", (("application", "default"), ("deployment", deployment), ("handle", "h1"),
+                           ("actor_id", "a1")), q)])
         if r is not None:
-            _family(lines, "ray_serve_replica_processing_queries", "gauge", "The current number of queries being processed.",
+            _family(lines, "ray_serve_replica_processing_queries", "gauge",
+                    "The current number of queries being processed.",
                     [("", (("application", "default"), ("deployment", deployment), ("replica", "r1")), r)])
-        _family(lines, "ray_serve_num_router_requests_total", "counter", "The number of requests processed by the router.",
+        _family(lines, "ray_serve_num_router_requests_total", "counter",
+                "The number of requests processed by the router.",
                 [("", (("application", "default"), ("deployment", deployment)), served)])
     else:
         raise ValueError(f"no simulated exposition for server {server!r}")
@@ -184,13 +205,13 @@ def render(server: str, model: str, values: dict, t: float) -> str:
 class InferenceHandle:
     host: str
     port: int
-    endpoints: dict  # (namespace, pod) -> (host, port, path)
+    endpoints: dict[tuple[str, str], tuple[str, int, str]]  # (namespace, pod) -> (host, port, path)
     _server: ThreadingHTTPServer
     _stopping: threading.Event
-    _faults: dict = field(default_factory=dict)
-    _threads: list = field(default_factory=list)
+    _faults: dict[tuple[str, str], str] = field(default_factory=dict)  # (namespace, pod) -> mode
+    _threads: list[threading.Thread] = field(default_factory=list)
 
-    def set_fault(self, key: tuple, mode: Optional[str]) -> None:
+    def set_fault(self, key: tuple[str, str], mode: Optional[str]) -> None:
         if mode is not None and mode not in FAULTS:
             raise ValueError(f"unknown fault {mode!r} (one of {', '.join(FAULTS)})")
         if mode is None:
@@ -206,10 +227,10 @@ class InferenceHandle:
             t.join(timeout=5)
 
 
-def start_inference_servers(scenario, clock: Callable[[], float], push_socket: str = "",
+def start_inference_servers(scenario: Scenario, clock: Callable[[], float], push_socket: str = "",
                             push_interval: float = 0.5) -> InferenceHandle:
-    pods = {}  # path -> ((namespace, pod), WorkloadSpec)
-    pushers = []
+    pods: dict[str, tuple[tuple[str, str], WorkloadSpec]] = {}  # path -> ((namespace, pod), WorkloadSpec)
+    pushers: list[PodSpec] = []
     for pod in scenario.pods:
         w = pod.workload
         if w is None:
@@ -217,14 +238,15 @@ def start_inference_servers(scenario, clock: Callable[[], float], push_socket: s
         if w.push:
             pushers.append(pod)
             continue
-        pods[f"/pods/{quote(pod.namespace, safe='')}/{quote(pod.name, safe='')}/metrics"] = ((pod.namespace, pod.name), w)
+        path = f"/pods/{quote(pod.namespace, safe='')}/{quote(pod.name, safe='')}/metrics"
+        pods[path] = ((pod.namespace, pod.name), w)
     stopping = threading.Event()
-    faults: dict = {}
+    faults: dict[tuple[str, str], str] = {}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self) -> None:  # noqa: N802
             entry = pods.get(self.path.split("?", 1)[0])
             if entry is None:
                 self.send_error(404)
@@ -248,7 +270,7 @@ def start_inference_servers(scenario, clock: Callable[[], float], push_socket: s
             self.end_headers()
             self.wfile.write(body)
 
-        def _garbage(self):
+        def _garbage(self) -> None:
             # no Content-Length: the reader must enforce its own limit while streaming
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE)
@@ -264,12 +286,13 @@ def start_inference_servers(scenario, clock: Callable[[], float], push_socket: s
                 pass  # the scraper hung up at its limit, as it should
             self.close_connection = True
 
-        def log_message(self, fmt, *args):
+        def log_message(self, fmt: str, *args: Any) -> None:
             pass
 
     server = _Server(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
     host, port = server.server_address[:2]
+    assert isinstance(host, str)  # an AF_INET server: (host, port)
     endpoints = {key: (host, port, path) for path, (key, _w) in pods.items()}
     handle = InferenceHandle(host, port, endpoints, server, stopping, faults)
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
@@ -284,21 +307,26 @@ def start_inference_servers(scenario, clock: Callable[[], float], push_socket: s
     return handle
 
 
-def _push_loop(pods, clock, socket_path, interval, stopping) -> None:
+def _push_loop(pods: Sequence[PodSpec], clock: Callable[[], float], socket_path: str, interval: float,
+               stopping: threading.Event) -> None:
     from ..workloads.push import push_once  # grpc only when a scenario pushes
 
     while not stopping.is_set():
         t = clock()
         for pod in pods:
-            values = {s: v for s, v in ((s, getattr(pod.workload, s)) for s in ("queue_depth", "running_requests"))
-                      if v is not None}
+            workload = pod.workload
+            assert workload is not None  # pushers are pods whose workload pushes
+            values: dict[str, Trace] = {
+                s: v for s, v in ((s, getattr(workload, s)) for s in ("queue_depth", "running_requests"))
+                if v is not None}
             if "queue_depth" not in values:
                 continue
             try:
                 push_once(socket_path, pod.namespace, pod.name,
                           float(max(0, round(values["queue_depth"].at(t)))),
-                          float(max(0, round(values["running_requests"].at(t)))) if "running_requests" in values else None,
-                          server=pod.workload.server, model=pod.workload.model, timeout=1.0)
-            except Exception as exc:  # the agent may not listen yet; try again next round
+                          float(max(0, round(values["running_requests"].at(t))))
+                          if "running_requests" in values else None,
+                          server=workload.server, model=workload.model, timeout=1.0)
+            except Exception as exc:  # noqa: BLE001 - the agent may not listen yet; try again next round
                 log.debug("sim pusher: %s/%s: %s", pod.namespace, pod.name, exc)
         stopping.wait(interval)

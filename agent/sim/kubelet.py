@@ -12,15 +12,23 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Iterable, Sequence
 from concurrent import futures
+from typing import TYPE_CHECKING, Optional
 
 import grpc
 
 from ..kube import podresources_pb2 as pb
 from ..kube import podresources_pb2_grpc as pb_grpc
 
+if TYPE_CHECKING:
+    from .scenario import DeviceRef, GpuSpec, PodSpec, Scenario
 
-def device_id(gpus, ref) -> str:
+# An entry served verbatim: (namespace, pod, container, resource, device ids).
+_Extra = tuple[str, str, str, str, Iterable[str]]
+
+
+def device_id(gpus: Sequence[GpuSpec], ref: DeviceRef) -> str:
     gpu = gpus[ref.gpu]
     if ref.mig is not None:
         return gpu.mig_instances[ref.mig].uuid + (f"::{ref.replica}" if ref.replica is not None else "")
@@ -29,25 +37,26 @@ def device_id(gpus, ref) -> str:
     return gpu.uuid
 
 
-def list_response(gpus, pods, extra=()) -> pb.ListPodResourcesResponse:
+def list_response(gpus: Sequence[GpuSpec], pods: Iterable[PodSpec],
+                  extra: Iterable[_Extra] = ()) -> pb.ListPodResourcesResponse:
     """extra: (namespace, pod, container, resource, [device ids]) served verbatim."""
     resp = pb.ListPodResourcesResponse()
     for pod in pods:
         pr = resp.pod_resources.add(name=pod.name, namespace=pod.namespace)
         for c in pod.containers:
             cr = pr.containers.add(name=c.name)
-            by_resource: dict = {}
+            by_resource: dict[str, list[str]] = {}
             for ref in c.devices:
                 by_resource.setdefault(ref.resource, []).append(device_id(gpus, ref))
             for resource, ids in by_resource.items():
                 cr.devices.add(resource_name=resource, device_ids=ids)
-    for ns, name, container, resource, ids in extra:
+    for ns, name, container, resource, given_ids in extra:
         pr = resp.pod_resources.add(name=name, namespace=ns)
-        pr.containers.add(name=container).devices.add(resource_name=resource, device_ids=list(ids))
+        pr.containers.add(name=container).devices.add(resource_name=resource, device_ids=list(given_ids))
     return resp
 
 
-def allocatable_response(gpus) -> pb.AllocatableResourcesResponse:
+def allocatable_response(gpus: Iterable[GpuSpec]) -> pb.AllocatableResourcesResponse:
     resp = pb.AllocatableResourcesResponse()
     for gpu in gpus:
         if gpu.mig_enabled:
@@ -62,28 +71,30 @@ def allocatable_response(gpus) -> pb.AllocatableResourcesResponse:
 
 
 class _Lister(pb_grpc.PodResourcesListerServicer):
-    def __init__(self, handle: FakeKubelet):
+    def __init__(self, handle: FakeKubelet) -> None:
         self.handle = handle
 
-    def List(self, request, context):  # noqa: N802 - gRPC method name
+    def List(self, request: pb.ListPodResourcesRequest,  # noqa: N802 - gRPC method name
+             context: grpc.ServicerContext) -> pb.ListPodResourcesResponse:
         self.handle._pause()
         return self.handle._list
 
-    def GetAllocatableResources(self, request, context):  # noqa: N802
+    def GetAllocatableResources(self, request: pb.AllocatableResourcesRequest,  # noqa: N802
+                                context: grpc.ServicerContext) -> pb.AllocatableResourcesResponse:
         self.handle._pause()
         return self.handle._allocatable
 
 
 class FakeKubelet:
-    def __init__(self, scenario, socket_path: str):
+    def __init__(self, scenario: Scenario, socket_path: str) -> None:
         self.scenario = scenario
         self.socket_path = socket_path
         self._pods = tuple(scenario.pods)
-        self._extra: tuple = ()
+        self._extra: tuple[_Extra, ...] = ()
         self._delay = 0.0
         self._list = list_response(scenario.gpus, self._pods)
         self._allocatable = allocatable_response(scenario.gpus)
-        self._server = None
+        self._server: Optional[grpc.Server] = None
         self.calls = 0
         self._lock = threading.Lock()
 
@@ -116,14 +127,14 @@ class FakeKubelet:
         self.start()
 
     @property
-    def pods(self) -> tuple:
+    def pods(self) -> tuple[PodSpec, ...]:
         return self._pods
 
-    def set_pods(self, pods) -> None:
+    def set_pods(self, pods: Iterable[PodSpec]) -> None:
         self._pods = tuple(pods)
         self._list = list_response(self.scenario.gpus, self._pods, self._extra)
 
-    def set_extra(self, extra) -> None:
+    def set_extra(self, extra: Iterable[_Extra]) -> None:
         self._extra = tuple(extra)
         self._list = list_response(self.scenario.gpus, self._pods, self._extra)
 
@@ -131,6 +142,6 @@ class FakeKubelet:
         self._delay = float(seconds)
 
 
-def start_fake_kubelet(scenario, socket_path: str) -> FakeKubelet:
+def start_fake_kubelet(scenario: Scenario, socket_path: str) -> FakeKubelet:
     """Serve `scenario`'s pods on `socket_path` until handle.stop()."""
     return FakeKubelet(scenario, socket_path).start()

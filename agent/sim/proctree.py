@@ -9,6 +9,10 @@ reuse can be simulated by rewriting one PID with a new start time.
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .scenario import CgroupSpec, Scenario
 
 _V1_CONTROLLERS = ("12:memory", "11:cpu,cpuacct", "10:devices", "9:pids", "1:name=systemd")
 
@@ -20,7 +24,7 @@ def container_leaf(runtime: str, driver: str, container_id: str) -> str:
     return f"crio-{container_id}" if runtime == "crio" else container_id
 
 
-def pod_cgroup_path(cgroup, qos: str, pod_uid: str, container_id: str) -> str:
+def pod_cgroup_path(cgroup: CgroupSpec, qos: str, pod_uid: str, container_id: str) -> str:
     """The kubelet's cgroup path of one container (without the v1/v2 line prefix)."""
     leaf = container_leaf(cgroup.runtime, cgroup.driver, container_id)
     if cgroup.driver == "systemd":
@@ -71,7 +75,7 @@ def remove_process(root: str, pid: int) -> None:
         pass
 
 
-def build_proc_tree(scenario, root: str) -> None:
+def build_proc_tree(scenario: Scenario, root: str) -> None:
     """Write cgroup and stat files for every process of `scenario` under `root`."""
     os.makedirs(root, exist_ok=True)
     cg = scenario.cgroup

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import uuid as uuidlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar, overload
 
 import yaml
 
@@ -37,15 +38,17 @@ class ScenarioError(Exception):
 
 # --- YAML with line numbers -------------------------------------------------------
 
-class _LineDict(dict):
+class _LineDict(dict[Any, Any]):
     __slots__ = ("lines", "line")
+    lines: dict[Any, int]  # key -> line of the key
+    line: int  # line of the mapping itself (0: not from the file)
 
 
 class _Loader(yaml.SafeLoader):
     pass
 
 
-def _construct_mapping(loader, node):
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> _LineDict:
     loader.flatten_mapping(node)
     out = _LineDict()
     out.lines = {}
@@ -62,31 +65,47 @@ def _construct_mapping(loader, node):
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+_T = TypeVar("_T")
+_D = TypeVar("_D")
+
+
 class _Ctx:
-    def __init__(self, path: str):
+    def __init__(self, path: str) -> None:
         self.path = path
         self.base_dir = os.path.dirname(os.path.abspath(path))
         self.last_pid = 20000  # auto PIDs are deterministic per file
 
-    def fail(self, where: dict | None, key: str, msg: str, path: str = "") -> ScenarioError:
-        line = "?"
+    def fail(self, where: Optional[Mapping[Any, Any]], key: str, msg: str, path: str = "") -> ScenarioError:
+        line: int | str = "?"
         if isinstance(where, _LineDict):
             line = where.lines.get(key.split(".")[-1].split("[")[0], where.line)
         return ScenarioError(f"{self.path}:{line}: {path or key}: {msg}")
 
-    def mapping(self, node, path: str, allowed: dict, parent=None, key="") -> dict:
+    def mapping(self, node: Any, path: str, allowed: Mapping[str, bool], parent: Optional[Mapping[Any, Any]] = None,
+                key: str = "") -> dict[Any, Any]:
         """Check keys against allowed {name: required?}."""
         if not isinstance(node, dict):
             raise self.fail(parent, key, f"expected a mapping, got {type(node).__name__}", path)
         for k in node:
             if k not in allowed:
-                raise self.fail(node, str(k), f"unknown key (allowed: {', '.join(allowed)})", f"{path}.{k}" if path else str(k))
+                raise self.fail(node, str(k), f"unknown key (allowed: {', '.join(allowed)})",
+                                f"{path}.{k}" if path else str(k))
         for k, required in allowed.items():
             if required and k not in node:
                 raise self.fail(node, k, "missing required key", f"{path}.{k}" if path else k)
         return node
 
-    def typed(self, node: dict, key: str, types, path: str, default=None):
+    # typed(): node[key] checked against `types`; `default` (None unless given) when absent.
+    @overload
+    def typed(self, node: Mapping[Any, Any], key: str, types: type[_T], path: str) -> Optional[_T]: ...
+    @overload
+    def typed(self, node: Mapping[Any, Any], key: str, types: type[_T], path: str, default: _D) -> _T | _D: ...
+    @overload
+    def typed(self, node: Mapping[Any, Any], key: str, types: tuple[type[_T], ...], path: str,
+              default: _D) -> _T | _D: ...
+
+    def typed(self, node: Mapping[Any, Any], key: str, types: type[Any] | tuple[type[Any], ...], path: str,
+              default: Any = None) -> Any:
         if key not in node:
             return default
         v = node[key]
@@ -96,7 +115,13 @@ class _Ctx:
             raise self.fail(node, key, f"expected {_tname(types)}, got {v!r}", path)
         return v
 
-    def trace(self, node: dict, key: str, path: str) -> Optional[Trace]:
+    def required(self, node: Mapping[Any, Any], key: str, types: type[_T], path: str) -> _T:
+        """typed() of a key that mapping() has already checked is present: never None."""
+        v = self.typed(node, key, types, path)
+        assert v is not None, path
+        return v
+
+    def trace(self, node: Mapping[Any, Any], key: str, path: str) -> Optional[Trace]:
         if key not in node:
             return None
         try:
@@ -104,7 +129,7 @@ class _Ctx:
         except TraceError as exc:
             raise self.fail(node, key, str(exc), path) from None
 
-    def duration(self, node: dict, key: str, path: str, default=0.0) -> float:
+    def duration(self, node: Mapping[Any, Any], key: str, path: str, default: float = 0.0) -> float:
         if key not in node:
             return default
         v = node[key]
@@ -116,9 +141,10 @@ class _Ctx:
             raise self.fail(node, key, str(exc), path) from None
 
 
-def _tname(types) -> str:
+def _tname(types: type[Any] | tuple[type[Any], ...]) -> str:
     types = types if isinstance(types, tuple) else (types,)
-    names = {int: "an integer", float: "a number", str: "a string", bool: "true/false", dict: "a mapping", list: "a list"}
+    names: dict[type[Any], str] = {int: "an integer", float: "a number", str: "a string", bool: "true/false",
+                                   dict: "a mapping", list: "a list"}
     return " or ".join(names.get(t, t.__name__) for t in types)
 
 
@@ -152,11 +178,11 @@ class GpuSpec:
     nvlinks: int
     gpm: bool
     fan: bool
-    mig_profiles: dict
-    unsupported: frozenset
+    mig_profiles: dict[str, dict[str, int]]  # hardware.yaml: profile -> slices, max, memory_mib
+    unsupported: frozenset[str]
     sharing: str = "exclusive"  # exclusive | time-slicing | mps (MIG GPUs: see mig_instances)
     replicas: int = 1
-    mig_instances: tuple = ()
+    mig_instances: tuple[MigInstanceSpec, ...] = ()
     utilization: Optional[Trace] = None  # overrides the sum of its processes
     temperature_celsius: float = 40.0
 
@@ -199,8 +225,8 @@ class WorkloadSpec:
 class ContainerSpec:
     name: str
     container_id: str
-    devices: tuple = ()  # DeviceRef
-    processes: tuple = ()  # ProcessSpec
+    devices: tuple[DeviceRef, ...] = ()
+    processes: tuple[ProcessSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,9 +234,9 @@ class PodSpec:
     namespace: str
     name: str
     uid: str
-    containers: tuple
-    annotations: dict = field(default_factory=dict)
-    labels: dict = field(default_factory=dict)
+    containers: tuple[ContainerSpec, ...]
+    annotations: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
     workload: Optional[WorkloadSpec] = None
     qos: str = "burstable"  # cgroup parent: guaranteed | burstable | besteffort
 
@@ -233,8 +259,8 @@ class FaultSpec:
 class NodeSpec:
     name: str
     provider_id: str = ""
-    dmi: dict = field(default_factory=dict)
-    labels: dict = field(default_factory=dict)
+    dmi: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -259,12 +285,12 @@ class Scenario:
     node: NodeSpec
     driver: DriverSpec
     cgroup: CgroupSpec
-    gpus: tuple
-    pods: tuple
-    host_processes: tuple
-    faults: tuple
+    gpus: tuple[GpuSpec, ...]
+    pods: tuple[PodSpec, ...]
+    host_processes: tuple[ProcessSpec, ...]
+    faults: tuple[FaultSpec, ...]
 
-    def processes(self):
+    def processes(self) -> Iterator[ProcessSpec]:
         for pod in self.pods:
             for c in pod.containers:
                 yield from c.processes
@@ -275,12 +301,13 @@ def stable_uuid(*parts: str) -> str:
     return str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, "gpulse-sim:" + "/".join(parts)))
 
 
-def hardware_profiles() -> dict:
+def hardware_profiles() -> dict[str, dict[str, Any]]:
     with open(os.path.join(os.path.dirname(__file__), "hardware.yaml"), encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
+        profiles: dict[str, dict[str, Any]] = yaml.safe_load(fh)  # model -> its facts, as written
+        return profiles
 
 
-def builtin_names() -> list:
+def builtin_names() -> list[str]:
     return sorted(f[:-5] for f in os.listdir(BUILTIN_DIR) if f.endswith(".yaml"))
 
 
@@ -316,7 +343,7 @@ def _build(ctx: _Ctx, data: Any) -> Scenario:
         raise ScenarioError(f"{ctx.path}:1: expected a mapping at the top level")
     ctx.mapping(data, "", {"name": True, "description": False, "node": True, "driver": False,
                            "cgroup": False, "gpus": True, "pods": False, "host_processes": False, "faults": False})
-    name = ctx.typed(data, "name", str, "name")
+    name = ctx.required(data, "name", str, "name")
     node = _node(ctx, data["node"], data)
     driver = _driver(ctx, data.get("driver", _empty()), data)
     cgroup = _cgroup(ctx, data.get("cgroup", _empty()), data)
@@ -332,13 +359,13 @@ def _build(ctx: _Ctx, data: Any) -> Scenario:
     return Scenario(name, data.get("description", ""), ctx.path, node, driver, cgroup, gpus, pods, host, faults)
 
 
-def _empty():
+def _empty() -> _LineDict:
     d = _LineDict()
     d.lines, d.line = {}, 0
     return d
 
 
-def _list(ctx, node, key) -> list:
+def _list(ctx: _Ctx, node: Mapping[Any, Any], key: str) -> list[Any]:
     v = node.get(key, [])
     if v is None:
         return []
@@ -347,17 +374,17 @@ def _list(ctx, node, key) -> list:
     return v
 
 
-def _node(ctx, n, parent) -> NodeSpec:
+def _node(ctx: _Ctx, n: Any, parent: Mapping[Any, Any]) -> NodeSpec:
     ctx.mapping(n, "node", {"name": True, "provider_id": False, "dmi": False, "labels": False}, parent, "node")
     for key in ("dmi", "labels"):
         v = n.get(key, {})
         if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
             raise ctx.fail(n, key, "expected a mapping of strings", f"node.{key}")
-    return NodeSpec(ctx.typed(n, "name", str, "node.name"), ctx.typed(n, "provider_id", str, "node.provider_id", ""),
+    return NodeSpec(ctx.required(n, "name", str, "node.name"), ctx.typed(n, "provider_id", str, "node.provider_id", ""),
                     dict(n.get("dmi", {})), dict(n.get("labels", {})))
 
 
-def _driver(ctx, n, parent) -> DriverSpec:
+def _driver(ctx: _Ctx, n: Any, parent: Mapping[Any, Any]) -> DriverSpec:
     ctx.mapping(n, "driver", {"version": False, "cuda_version": False, "nvml_version": False}, parent, "driver")
     d = DriverSpec()
     return DriverSpec(ctx.typed(n, "version", str, "driver.version", d.version),
@@ -365,9 +392,10 @@ def _driver(ctx, n, parent) -> DriverSpec:
                       ctx.typed(n, "nvml_version", str, "driver.nvml_version", d.nvml_version))
 
 
-def _cgroup(ctx, n, parent) -> CgroupSpec:
+def _cgroup(ctx: _Ctx, n: Any, parent: Mapping[Any, Any]) -> CgroupSpec:
     ctx.mapping(n, "cgroup", {"version": False, "driver": False, "runtime": False}, parent, "cgroup")
-    c = CgroupSpec(ctx.typed(n, "version", int, "cgroup.version", 2), ctx.typed(n, "driver", str, "cgroup.driver", "systemd"),
+    c = CgroupSpec(ctx.typed(n, "version", int, "cgroup.version", 2),
+                   ctx.typed(n, "driver", str, "cgroup.driver", "systemd"),
                    ctx.typed(n, "runtime", str, "cgroup.runtime", "containerd"))
     if c.version not in (1, 2):
         raise ctx.fail(n, "version", "must be 1 or 2", "cgroup.version")
@@ -383,13 +411,13 @@ _GPU_KEYS = {"model": True, "count": False, "name": False, "pci_device_id": Fals
              "utilization": False, "unsupported": False, "temperature_celsius": False, "power_limit_watts": False}
 
 
-def _gpus(ctx, scen_name, data) -> tuple:
+def _gpus(ctx: _Ctx, scen_name: str, data: Mapping[Any, Any]) -> tuple[GpuSpec, ...]:
     profiles = hardware_profiles()
-    out = []
+    out: list[GpuSpec] = []
     for gi, g in enumerate(_list(ctx, data, "gpus")):
         path = f"gpus[{gi}]"
         ctx.mapping(g, path, _GPU_KEYS, data, "gpus")
-        model = ctx.typed(g, "model", str, f"{path}.model")
+        model = ctx.required(g, "model", str, f"{path}.model")
         if model not in profiles:
             raise ctx.fail(g, "model", f"unknown GPU model {model!r} (known: {', '.join(profiles)})", f"{path}.model")
         hw = dict(profiles[model])
@@ -400,23 +428,25 @@ def _gpus(ctx, scen_name, data) -> tuple:
             hw[key] = ctx.typed(g, key, str, f"{path}.{key}", hw[key])
         for key in ("pci_device_id", "pci_subsystem_id", "memory_mib"):
             hw[key] = ctx.typed(g, key, int, f"{path}.{key}", hw[key])
-        hw["power_limit_watts"] = float(ctx.typed(g, "power_limit_watts", (int, float), f"{path}.power_limit_watts", hw["power_limit_watts"]))
+        hw["power_limit_watts"] = float(ctx.typed(g, "power_limit_watts", (int, float), f"{path}.power_limit_watts",
+                                                  hw["power_limit_watts"]))
         unsupported = set(hw.get("unsupported", []))
         extra = ctx.typed(g, "unsupported", list, f"{path}.unsupported", [])
         for f in extra:
             if f not in FAULT_FIELDS:
-                raise ctx.fail(g, "unsupported", f"unknown field {f!r} (one of {', '.join(FAULT_FIELDS)})", f"{path}.unsupported")
+                raise ctx.fail(g, "unsupported", f"unknown field {f!r} (one of {', '.join(FAULT_FIELDS)})",
+                               f"{path}.unsupported")
         unsupported |= set(extra)
         sharing, replicas = "exclusive", 1
         if "sharing" in g:
             s = ctx.mapping(g["sharing"], f"{path}.sharing", {"mode": True, "replicas": False}, g, "sharing")
-            sharing = ctx.typed(s, "mode", str, f"{path}.sharing.mode")
+            sharing = ctx.required(s, "mode", str, f"{path}.sharing.mode")
             if sharing not in SHARING_MODES:
                 raise ctx.fail(s, "mode", f"must be one of {', '.join(SHARING_MODES)}", f"{path}.sharing.mode")
             replicas = ctx.typed(s, "replicas", int, f"{path}.sharing.replicas", 1)
             if replicas < 1:
                 raise ctx.fail(s, "replicas", "must be at least 1", f"{path}.sharing.replicas")
-        mig_layout = []
+        mig_layout: list[str] = []
         if "mig" in g:
             m = ctx.mapping(g["mig"], f"{path}.mig", {"instances": True}, g, "mig")
             if sharing != "exclusive":
@@ -428,16 +458,23 @@ def _gpus(ctx, scen_name, data) -> tuple:
             for ii, inst in enumerate(_list(ctx, m, "instances")):
                 ipath = f"{path}.mig.instances[{ii}]"
                 ctx.mapping(inst, ipath, {"profile": True, "count": False}, m, "instances")
-                prof = ctx.typed(inst, "profile", str, f"{ipath}.profile")
+                prof = ctx.required(inst, "profile", str, f"{ipath}.profile")
                 if prof not in mig_profiles:
-                    raise ctx.fail(inst, "profile", f"impossible MIG layout: {model} has no profile {prof!r} (has {', '.join(mig_profiles)})", f"{ipath}.profile")
+                    known = ", ".join(mig_profiles)
+                    raise ctx.fail(inst, "profile",
+                                   f"impossible MIG layout: {model} has no profile {prof!r} (has {known})",
+                                   f"{ipath}.profile")
                 n = ctx.typed(inst, "count", int, f"{ipath}.count", 1)
                 if n < 1 or n > mig_profiles[prof]["max"]:
-                    raise ctx.fail(inst, "count", f"impossible MIG layout: {prof} fits at most {mig_profiles[prof]['max']} times", f"{ipath}.count")
+                    raise ctx.fail(inst, "count",
+                                   f"impossible MIG layout: {prof} fits at most {mig_profiles[prof]['max']} times",
+                                   f"{ipath}.count")
                 slices += n * mig_profiles[prof]["slices"]
                 mig_layout += [prof] * n
             if slices > 7:
-                raise ctx.fail(m, "instances", f"impossible MIG layout: {slices} compute slices requested, the GPU has 7", f"{path}.mig.instances")
+                raise ctx.fail(m, "instances",
+                               f"impossible MIG layout: {slices} compute slices requested, the GPU has 7",
+                               f"{path}.mig.instances")
         util = ctx.trace(g, "utilization", f"{path}.utilization")
         temp = float(ctx.typed(g, "temperature_celsius", (int, float), f"{path}.temperature_celsius", 40.0))
         for _ in range(count):
@@ -458,17 +495,19 @@ def _gpus(ctx, scen_name, data) -> tuple:
                 unsupported=frozenset(unsupported), sharing=sharing, replicas=replicas,
                 mig_instances=migs, utilization=util, temperature_celsius=temp))
     if not out:
-        raise ScenarioError(f"{ctx.path}:{getattr(data, 'lines', {}).get('gpus', '?')}: gpus: at least one GPU is needed")
+        line = getattr(data, "lines", {}).get("gpus", "?")
+        raise ScenarioError(f"{ctx.path}:{line}: gpus: at least one GPU is needed")
     return tuple(out)
 
 
-def _pods(ctx, data, gpus, cgroup) -> tuple:
-    pods, used = [], {}
+def _pods(ctx: _Ctx, data: Mapping[Any, Any], gpus: tuple[GpuSpec, ...], cgroup: CgroupSpec) -> tuple[PodSpec, ...]:
+    pods: list[PodSpec] = []
+    used: dict[tuple[int, Optional[int], Optional[int]], str] = {}  # device -> owner pod
     for pi, p in enumerate(_list(ctx, data, "pods")):
         path = f"pods[{pi}]"
         ctx.mapping(p, path, {"namespace": True, "name": True, "uid": False, "annotations": False, "labels": False,
                               "containers": True, "workload": False, "qos": False}, data, "pods")
-        ns, name = ctx.typed(p, "namespace", str, f"{path}.namespace"), ctx.typed(p, "name", str, f"{path}.name")
+        ns, name = ctx.required(p, "namespace", str, f"{path}.namespace"), ctx.required(p, "name", str, f"{path}.name")
         uid = ctx.typed(p, "uid", str, f"{path}.uid", stable_uuid(ns, name))
         qos = ctx.typed(p, "qos", str, f"{path}.qos", "burstable")
         if qos not in ("guaranteed", "burstable", "besteffort"):
@@ -477,11 +516,11 @@ def _pods(ctx, data, gpus, cgroup) -> tuple:
             v = p.get(key, {})
             if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
                 raise ctx.fail(p, key, "expected a mapping of strings", f"{path}.{key}")
-        containers = []
+        containers: list[ContainerSpec] = []
         for ci, c in enumerate(_list(ctx, p, "containers")):
             cpath = f"{path}.containers[{ci}]"
             ctx.mapping(c, cpath, {"name": True, "devices": False, "processes": False}, p, "containers")
-            cname = ctx.typed(c, "name", str, f"{cpath}.name")
+            cname = ctx.required(c, "name", str, f"{cpath}.name")
             cid = stable_uuid(uid, cname).replace("-", "") + stable_uuid(cname, uid).replace("-", "")
             devices = tuple(_device(ctx, d, f"{cpath}.devices[{di}]", c, gpus, used, f"{ns}/{name}")
                             for di, d in enumerate(_list(ctx, c, "devices")))
@@ -495,9 +534,10 @@ def _pods(ctx, data, gpus, cgroup) -> tuple:
     return tuple(pods)
 
 
-def _device(ctx, d, path, parent, gpus, used, owner) -> DeviceRef:
+def _device(ctx: _Ctx, d: Any, path: str, parent: Mapping[Any, Any], gpus: tuple[GpuSpec, ...],
+            used: dict[tuple[int, Optional[int], Optional[int]], str], owner: str) -> DeviceRef:
     ctx.mapping(d, path, {"gpu": True, "mig": False, "replica": False, "resource": False}, parent, "devices")
-    gi = ctx.typed(d, "gpu", int, f"{path}.gpu")
+    gi = ctx.required(d, "gpu", int, f"{path}.gpu")
     if not 0 <= gi < len(gpus):
         raise ctx.fail(d, "gpu", f"no GPU {gi} (the scenario has {len(gpus)})", f"{path}.gpu")
     g = gpus[gi]
@@ -526,8 +566,10 @@ def _device(ctx, d, path, parent, gpus, used, owner) -> DeviceRef:
     return DeviceRef(gi, mig, replica, resource)
 
 
-def _process(ctx, pr, path, parent, gpus, default: Optional[DeviceRef], pod_uid, cid, cname) -> ProcessSpec:
-    ctx.mapping(pr, path, {"pid": False, "gpu": False, "mig": False, "memory_mib": False, "utilization": False}, parent, "processes")
+def _process(ctx: _Ctx, pr: Any, path: str, parent: Mapping[Any, Any], gpus: tuple[GpuSpec, ...],
+             default: Optional[DeviceRef], pod_uid: str, cid: str, cname: str) -> ProcessSpec:
+    ctx.mapping(pr, path, {"pid": False, "gpu": False, "mig": False, "memory_mib": False, "utilization": False},
+                parent, "processes")
     gi = ctx.typed(pr, "gpu", int, f"{path}.gpu", default.gpu if default else None)
     if gi is None:
         raise ctx.fail(pr, "gpu", "the process needs a gpu: (its container has no device)", path)
@@ -547,10 +589,10 @@ def _process(ctx, pr, path, parent, gpus, default: Optional[DeviceRef], pod_uid,
     return ProcessSpec(pid, gi, mig, mem, util, pod_uid, cid, cname)
 
 
-def _workload(ctx, w, path, parent) -> WorkloadSpec:
+def _workload(ctx: _Ctx, w: Any, path: str, parent: Mapping[Any, Any]) -> WorkloadSpec:
     ctx.mapping(w, path, {"server": True, "model": False, "queue_depth": False, "running_requests": False,
                           "kv_cache_usage": False, "push": False}, parent, "workload")
-    server = ctx.typed(w, "server", str, f"{path}.server")
+    server = ctx.required(w, "server", str, f"{path}.server")
     if server not in SERVERS:
         raise ctx.fail(w, "server", f"unknown server {server!r} (one of {', '.join(SERVERS)})", f"{path}.server")
     return WorkloadSpec(server, ctx.typed(w, "model", str, f"{path}.model", ""),
@@ -560,10 +602,10 @@ def _workload(ctx, w, path, parent) -> WorkloadSpec:
                         ctx.typed(w, "push", bool, f"{path}.push", False))
 
 
-def _fault(ctx, f, path, gpus) -> FaultSpec:
+def _fault(ctx: _Ctx, f: Any, path: str, gpus: tuple[GpuSpec, ...]) -> FaultSpec:
     ctx.mapping(f, path, {"at": True, "kind": True, "gpu": False, "field": False, "xid": False, "function": False,
                           "error": False, "seconds": False, "until": False, "count": False}, None, "faults")
-    kind = ctx.typed(f, "kind", str, f"{path}.kind")
+    kind = ctx.required(f, "kind", str, f"{path}.kind")
     if kind not in FAULT_KINDS:
         raise ctx.fail(f, "kind", f"unknown fault {kind!r} (one of {', '.join(FAULT_KINDS)})", f"{path}.kind")
     gpu = ctx.typed(f, "gpu", int, f"{path}.gpu")
@@ -576,7 +618,8 @@ def _fault(ctx, f, path, gpus) -> FaultSpec:
         raise ctx.fail(f, "field", f"unknown field {fld!r} (one of {', '.join(FAULT_FIELDS)})", f"{path}.field")
     allowed_fields = {"throttle": THROTTLE_REASONS, "ecc": ("correctable", "uncorrectable"), "row_remap": ("failure",)}
     if kind in allowed_fields and fld not in allowed_fields[kind]:
-        raise ctx.fail(f, "field", f"a {kind} fault needs field: one of {', '.join(allowed_fields[kind])}", f"{path}.field")
+        raise ctx.fail(f, "field", f"a {kind} fault needs field: one of {', '.join(allowed_fields[kind])}",
+                       f"{path}.field")
     xid = ctx.typed(f, "xid", int, f"{path}.xid", 0)
     if kind == "xid" and xid <= 0:
         raise ctx.fail(f, "xid", "an xid fault needs a positive xid:", f"{path}.xid")

@@ -13,9 +13,16 @@ import bisect
 import csv
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Optional, Union, cast
 
 from ..config import parse_duration
+
+# Trace.params by kind: constant (value,), step (before, after, at), ramp (from, to, over,
+# start), sine (mean, amplitude, period, phase), replay (times, values, loop).
+_ReplayParams = tuple[tuple[float, ...], tuple[float, ...], bool]
+TraceParams = Union[tuple[float, ...], _ReplayParams]
 
 
 class TraceError(ValueError):
@@ -25,10 +32,16 @@ class TraceError(ValueError):
 @dataclass(frozen=True)
 class Trace:
     kind: str
-    params: tuple  # kind-specific, immutable
+    params: TraceParams  # kind-specific, immutable
 
     def at(self, t: float) -> float:
-        p = self.params
+        if self.kind == "replay":
+            times, values, loop = cast(_ReplayParams, self.params)
+            if loop and times[-1] > 0:
+                t = t % (times[-1] + (times[-1] - times[-2] if len(times) > 1 else 1.0))
+            i = bisect.bisect_right(times, t) - 1
+            return values[max(i, 0)]
+        p = cast("tuple[float, ...]", self.params)  # every other kind holds numbers only
         if self.kind == "constant":
             return p[0]
         if self.kind == "step":
@@ -43,22 +56,16 @@ class Trace:
         if self.kind == "sine":
             mean, amp, period, phase = p
             return mean + amp * math.sin(2 * math.pi * (t - phase) / period)
-        if self.kind == "replay":
-            times, values, loop = p
-            if loop and times[-1] > 0:
-                t = t % (times[-1] + (times[-1] - times[-2] if len(times) > 1 else 1.0))
-            i = bisect.bisect_right(times, t) - 1
-            return values[max(i, 0)]
         raise AssertionError(self.kind)
 
 
-def _num(v, what):
+def _num(v: Any, what: str) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise TraceError(f"{what} must be a number, got {v!r}")
     return float(v)
 
 
-def _dur(v, what):
+def _dur(v: Any, what: str) -> float:
     if isinstance(v, (int, float)) and not isinstance(v, bool):
         return float(v)
     try:
@@ -67,7 +74,7 @@ def _dur(v, what):
         raise TraceError(f"{what}: {exc}") from None
 
 
-def _keys(spec: dict, allowed: set, required: set, what: str):
+def _keys(spec: Any, allowed: set[str], required: set[str], what: str) -> None:
     if not isinstance(spec, dict):
         raise TraceError(f"{what} must be a mapping")
     for k in spec:
@@ -78,7 +85,7 @@ def _keys(spec: dict, allowed: set, required: set, what: str):
             raise TraceError(f"{what}: missing key {k!r}")
 
 
-def _positive_dur(v, what):
+def _positive_dur(v: Any, what: str) -> float:
     seconds = _dur(v, what)
     if seconds <= 0:
         raise TraceError(f"{what} must be positive")
@@ -86,14 +93,15 @@ def _positive_dur(v, what):
 
 
 # Parameterised shapes as data: (key, parser, default; None = required), in Trace.params order.
-_SHAPES = {
+_Field = tuple[str, Callable[[Any, str], float], Optional[float]]
+_SHAPES: dict[str, tuple[_Field, ...]] = {
     "step": (("before", _num, None), ("after", _num, None), ("at", _dur, None)),
     "ramp": (("from", _num, None), ("to", _num, None), ("over", _positive_dur, None), ("start", _dur, 0)),
     "sine": (("mean", _num, None), ("amplitude", _num, None), ("period", _positive_dur, None), ("phase", _dur, 0)),
 }
 
 
-def parse_trace(spec, base_dir: str = ".") -> Trace:
+def parse_trace(spec: Any, base_dir: str = ".") -> Trace:
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return Trace("constant", (float(spec),))
     if not isinstance(spec, dict) or len(spec) not in (1, 2):
@@ -114,7 +122,7 @@ def parse_trace(spec, base_dir: str = ".") -> Trace:
                 rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
         except OSError as exc:
             raise TraceError(f"replay: cannot read {path}: {exc.strerror}") from None
-        points = []
+        points: list[tuple[float, float]] = []
         for n, row in enumerate(rows, 1):
             try:
                 points.append((float(row[0]), float(row[1])))

@@ -13,11 +13,13 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
+from typing import Optional, Union
 
 from . import scenario as scenario_mod
-from .apiserver import start_fake_apiserver
-from .inference import start_inference_servers
-from .kubelet import start_fake_kubelet
+from .apiserver import FakeApiServer, start_fake_apiserver
+from .inference import InferenceHandle, start_inference_servers
+from .kubelet import FakeKubelet, start_fake_kubelet
 from .nvml import FakeNvml
 from .proctree import build_proc_tree
 
@@ -25,7 +27,8 @@ log = logging.getLogger(__name__)
 
 
 class World:
-    def __init__(self, scenario, workdir: str | None = None, clock=None):
+    def __init__(self, scenario: scenario_mod.Scenario, workdir: str | None = None,
+                 clock: Optional[Callable[[], float]] = None) -> None:
         self.scenario = scenario
         self._own_dir = workdir is None
         # Unix socket paths are limited to ~107 bytes: keep the directory short.
@@ -33,14 +36,15 @@ class World:
         start = time.monotonic()
         self.clock = clock or (lambda: time.monotonic() - start)
         self.nvml = FakeNvml(scenario, clock=self.clock)
-        self.kubelet = None
-        self.inference = None
-        self.apiserver = None
-        self.paths = {}
+        self.kubelet: Optional[FakeKubelet] = None
+        self.inference: Optional[InferenceHandle] = None
+        self.apiserver: Optional[FakeApiServer] = None
+        self.paths: dict[str, str] = {}
 
     @classmethod
-    def from_name(cls, name_or_path: str, **kwargs) -> World:
-        return cls(scenario_mod.load(name_or_path), **kwargs)
+    def from_name(cls, name_or_path: str, *, workdir: str | None = None,
+                  clock: Optional[Callable[[], float]] = None) -> World:
+        return cls(scenario_mod.load(name_or_path), workdir=workdir, clock=clock)
 
     def start(self) -> dict[str, str]:
         """Start every fake and return the settings that point the agent at them; on any
@@ -67,7 +71,8 @@ class World:
             "workloads.push-socket": os.path.join(d, "push.sock"),
         }
         os.makedirs(os.path.dirname(changes["identity.nfd-file"]), exist_ok=True)  # the hostPath NFD reads
-        self.inference = start_inference_servers(self.scenario, self.clock, push_socket=changes["workloads.push-socket"])
+        self.inference = start_inference_servers(self.scenario, self.clock,
+                                                 push_socket=changes["workloads.push-socket"])
         self.apiserver = start_fake_apiserver(self.scenario, self.inference.endpoints)
         changes["kube.apiserver"] = self.apiserver.url
         self.paths = changes
@@ -81,7 +86,9 @@ class World:
                 fh.write(value + "\n")
 
     def stop(self) -> None:
-        for piece in (self.apiserver, self.inference, self.kubelet):
+        pieces: tuple[Union[FakeApiServer, InferenceHandle, FakeKubelet, None], ...] = (
+            self.apiserver, self.inference, self.kubelet)
+        for piece in pieces:
             if piece is not None:
                 try:
                     piece.stop()

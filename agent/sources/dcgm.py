@@ -23,12 +23,12 @@ log = logging.getLogger(__name__)
 
 GR_ENGINE_ACTIVE = "DCGM_FI_PROF_GR_ENGINE_ACTIVE"
 MAX_BODY_BYTES = 16 * 1024 * 1024
-_EMPTY: Mapping = MappingProxyType({})
+_EMPTY: Mapping[tuple[str, Optional[int]], float] = MappingProxyType({})
 
 
 def engine_activity(body: bytes) -> dict[tuple[str, Optional[int]], float]:
     """dcgm-exporter /metrics text -> {(gpu uuid, GPU_I_ID or None): ratio}."""
-    out = {}
+    out: dict[tuple[str, Optional[int]], float] = {}
     for name, labels, value, _ in parse_exposition(body).samples:
         if name != GR_ENGINE_ACTIVE or value != value:  # NaN: DCGM had no value
             continue
@@ -53,7 +53,7 @@ class DcgmSource:
     """Scrapes on a Refresher (source "dcgm"); values older than `stale_after` are dropped."""
 
     def __init__(self, url: str, interval: float = 5.0, timeout: float = 2.0, stale_after: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.url = url
         self.interval, self.timeout, self.stale_after = interval, timeout, stale_after
         self._values: Mapping[tuple[str, Optional[int]], float] = _EMPTY

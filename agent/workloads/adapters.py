@@ -2,8 +2,8 @@
 
 Adding a server is adding a `ServerAdapter` to ADAPTERS. For each signal an adapter lists
 `Source`s in order of preference (the first whose metric is present wins, e.g. vLLM's
-current KV-cache name before its pre-0.9 one). Names and types are from
-../shared/reference/autoscaling.md §3:
+current KV-cache name before its pre-0.9 one). Names and types are the servers' own, as
+their documentation and the expositions in tests/fixtures/ show:
 
   queue_depth       requests waiting for the server (the HPA signal)
   running_requests  requests being processed (the batch)
@@ -19,11 +19,14 @@ name says "perc".
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..snapshot import WorkloadState
+
+if TYPE_CHECKING:
+    from .exposition import LabelPairs, Sample
 
 SIGNALS = ("queue_depth", "running_requests", "kv_cache_usage")
 
@@ -31,27 +34,32 @@ SIGNALS = ("queue_depth", "running_requests", "kv_cache_usage")
 @dataclass(frozen=True)
 class Source:
     metric: str
-    match: tuple = ()  # (label, value) pairs a sample must carry, e.g. request_type=waiting
+    match: LabelPairs = ()  # (label, value) pairs a sample must carry, e.g. request_type=waiting
     scale: float = 1.0  # multiply into the gpulse unit (0.01 for a percent KV cache)
 
 
 @dataclass(frozen=True)
 class ServerAdapter:
     server: str  # the `server` label value and the gpulse.dev/server annotation value
-    queue_depth: tuple = ()
-    running_requests: tuple = ()
-    kv_cache_usage: tuple = ()
-    model_labels: tuple = ()  # first label present on a sample names its model
+    queue_depth: tuple[Source, ...] = ()
+    running_requests: tuple[Source, ...] = ()
+    kv_cache_usage: tuple[Source, ...] = ()
+    model_labels: tuple[str, ...] = ()  # first label present on a sample names its model
 
-    def metrics(self) -> frozenset:
-        return frozenset(s.metric for sig in SIGNALS for s in getattr(self, sig))
+    def sources(self, signal: str) -> tuple[Source, ...]:
+        """The sources of one of SIGNALS, in order of preference."""
+        found: tuple[Source, ...] = getattr(self, signal)
+        return found
+
+    def metrics(self) -> frozenset[str]:
+        return frozenset(s.metric for sig in SIGNALS for s in self.sources(sig))
 
 
-def _s(metric, scale=1.0, **match):
+def _s(metric: str, scale: float = 1.0, **match: str) -> Source:
     return Source(metric, tuple(sorted(match.items())), scale)
 
 
-ADAPTERS: tuple = (
+ADAPTERS: tuple[ServerAdapter, ...] = (
     ServerAdapter(
         "vllm",
         queue_depth=(_s("vllm:num_requests_waiting"),),
@@ -109,7 +117,7 @@ ADAPTERS: tuple = (
 
 BY_SERVER = {a.server: a for a in ADAPTERS}
 assert len(BY_SERVER) == len(ADAPTERS), "duplicate server in ADAPTERS"
-ALL_METRICS = frozenset().union(*(a.metrics() for a in ADAPTERS))
+ALL_METRICS: frozenset[str] = frozenset().union(*(a.metrics() for a in ADAPTERS))
 
 
 def detect(names: Iterable[str]) -> Optional[ServerAdapter]:
@@ -119,7 +127,8 @@ def detect(names: Iterable[str]) -> Optional[ServerAdapter]:
     Triton's pending count) on "trtllm" and a Dynamo worker that re-exports vLLM on "vllm".
     """
     present = set(names)
-    best, best_hits = None, 0
+    best: Optional[ServerAdapter] = None
+    best_hits = 0
     for adapter in ADAPTERS:
         hits = len(adapter.metrics() & present)
         if hits > best_hits:
@@ -127,7 +136,7 @@ def detect(names: Iterable[str]) -> Optional[ServerAdapter]:
     return best
 
 
-def _model_of(labels: tuple, model_labels: tuple) -> str:
+def _model_of(labels: LabelPairs, model_labels: Sequence[str]) -> str:
     for wanted in model_labels:
         for k, v in labels:
             if k == wanted:
@@ -135,7 +144,7 @@ def _model_of(labels: tuple, model_labels: tuple) -> str:
     return ""
 
 
-def _matches(labels: tuple, match: tuple) -> bool:
+def _matches(labels: LabelPairs, match: LabelPairs) -> bool:
     return all(pair in labels for pair in match)
 
 
@@ -144,14 +153,14 @@ MAX_MODELS_PER_ENDPOINT = 32
 OTHER_MODELS = "_other"
 
 
-def _cap_models(per_model: dict) -> dict:
+def _cap_models(per_model: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """Past the cap, the rest of the models fold into one `_other` state; sums (queue,
     running) stay exact for the pod, the KV ratio is the fullest cache."""
     if len(per_model) <= MAX_MODELS_PER_ENDPOINT:
         return per_model
     names = sorted(per_model)
     kept = {m: per_model[m] for m in names[:MAX_MODELS_PER_ENDPOINT - 1]}
-    other: dict = {}
+    other: dict[str, float] = {}
     for m in names[MAX_MODELS_PER_ENDPOINT - 1:]:
         for signal, value in per_model[m].items():
             if signal == "kv_cache_usage":
@@ -162,17 +171,17 @@ def _cap_models(per_model: dict) -> dict:
     return kept
 
 
-def extract(adapter: ServerAdapter, samples, namespace: str, pod: str,
-            duration: Optional[float] = None) -> tuple:
+def extract(adapter: ServerAdapter, samples: Iterable[Sample], namespace: str, pod: str,
+            duration: Optional[float] = None) -> tuple[WorkloadState, ...]:
     """Parsed samples of one endpoint -> one WorkloadState per model (at least one)."""
-    by_metric: dict = {}
+    by_metric: dict[str, list[tuple[LabelPairs, float]]] = {}
     for name, labels, value, _ts in samples:
         if math.isfinite(value):
             by_metric.setdefault(name, []).append((labels, value))
-    per_model: dict = {}
+    per_model: dict[str, dict[str, float]] = {}
     for signal in SIGNALS:
-        for source in getattr(adapter, signal):
-            rows = [(l, v) for l, v in by_metric.get(source.metric, ()) if _matches(l, source.match)]
+        for source in adapter.sources(signal):
+            rows = [(lab, v) for lab, v in by_metric.get(source.metric, ()) if _matches(lab, source.match)]
             if not rows:
                 continue
             for labels, value in rows:

@@ -13,9 +13,14 @@ not running or have no IP yet are skipped quietly: that is a normal moment in th
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .adapters import BY_SERVER
+
+if TYPE_CHECKING:
+    from ..kube.apiserver import PodInfo
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +40,7 @@ class ScrapeTarget:
     server: str = ""  # empty: detect from the metric names
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> tuple[str, str]:
         return (self.namespace, self.pod)
 
     @property
@@ -44,11 +49,11 @@ class ScrapeTarget:
         return f"http://{host}:{self.port}{self.path}"
 
 
-class InvalidAnnotation(ValueError):
+class InvalidAnnotation(ValueError):  # noqa: N818 - public name, tests import it
     pass
 
 
-def target_for(pod) -> ScrapeTarget | None:
+def target_for(pod: PodInfo) -> ScrapeTarget | None:
     """PodInfo -> ScrapeTarget, None when the pod did not opt in or cannot be scraped yet.
 
     Raises InvalidAnnotation (one line, naming the annotation) for a broken opt-in.
@@ -84,11 +89,12 @@ def target_for(pod) -> ScrapeTarget | None:
 class Discovery:
     """Turns pod lists into scrape targets, logging each broken opt-in once."""
 
-    def __init__(self):
-        self._warned: dict = {}  # uid -> (resource_version, message) last warned about
+    def __init__(self) -> None:
+        self._warned: dict[str, str] = {}  # uid -> message last warned about
 
-    def targets(self, pods) -> tuple:
-        out, seen = [], set()
+    def targets(self, pods: Iterable[PodInfo]) -> tuple[ScrapeTarget, ...]:
+        out: list[ScrapeTarget] = []
+        seen: set[str] = set()
         for pod in pods:
             seen.add(pod.uid)
             try:

@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from typing import Optional
+from typing import Optional, Union
 
 from ..kernels import ParseError, parse_exposition
+
+# What gpulse.kernels.parse_exposition returns per sample: (name, ((label, value), ...),
+# value, timestamp or None).
+LabelPairs = tuple[tuple[str, str], ...]
+Sample = tuple[str, LabelPairs, float, Optional[float]]
 
 
 class ExpositionError(ValueError):
     """The body is not Prometheus text format; str() says where."""
 
 
-def parse(data, wanted: Optional[Iterable[str]] = None):
+def parse(data: Union[str, bytes, bytearray, memoryview],
+          wanted: Optional[Iterable[str]] = None) -> tuple[list[Sample], dict[str, str]]:
     """-> (samples, types); only samples named in `wanted` (all when None), never NaN.
 
     NaN samples are dropped here: an adapter must never turn "no value" into NaN.

@@ -21,13 +21,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Optional
+from typing import TYPE_CHECKING, Literal, Optional, overload
 
 import grpc
 
 from ..names import is_dns1123_label, is_dns1123_subdomain
 from ..snapshot import WorkloadState
 from . import push_pb2, push_pb2_grpc
+
+if TYPE_CHECKING:
+    from ..kube.apiserver import PodIndex
 
 log = logging.getLogger(__name__)
 
@@ -37,34 +40,39 @@ MAX_VALUE = 1e12
 _SERVER = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}\Z")
 
 
-class Invalid(ValueError):
+class InvalidRequestError(ValueError):
     pass
 
 
-def _number(request, field: str, required: bool) -> Optional[float]:
+@overload
+def _number(request: push_pb2.ReportRequest, field: str, required: Literal[True]) -> float: ...
+@overload
+def _number(request: push_pb2.ReportRequest, field: str, required: bool) -> Optional[float]: ...
+def _number(request: push_pb2.ReportRequest, field: str, required: bool) -> Optional[float]:
     if not request.HasField(field):
         if required:
-            raise Invalid(f"{field} is required")
+            raise InvalidRequestError(f"{field} is required")
         return None
-    value = getattr(request, field)
+    value: float = getattr(request, field)
     if not math.isfinite(value) or value < 0 or value > MAX_VALUE:
-        raise Invalid(f"{field}={value!r}: expected a finite number from 0 to {MAX_VALUE:g}")
+        raise InvalidRequestError(f"{field}={value!r}: expected a finite number from 0 to {MAX_VALUE:g}")
     return value
 
 
-def validate(request) -> tuple:
+def validate(request: push_pb2.ReportRequest) -> tuple[str, str, str, str, float, Optional[float]]:
     """ReportRequest -> (namespace, pod, server, model, queue_depth, running_requests)."""
     ns, pod = request.namespace, request.pod
     if not is_dns1123_label(ns):
-        raise Invalid(f"namespace={ns[:80]!r}: expected a Kubernetes namespace name")
+        raise InvalidRequestError(f"namespace={ns[:80]!r}: expected a Kubernetes namespace name")
     if not is_dns1123_subdomain(pod):
-        raise Invalid(f"pod={pod[:80]!r}: expected a Kubernetes pod name")
+        raise InvalidRequestError(f"pod={pod[:80]!r}: expected a Kubernetes pod name")
     server = request.server or DEFAULT_SERVER
     if not _SERVER.match(server):
-        raise Invalid(f"server={server[:80]!r}: expected lower-case letters, digits, '.', '_' or '-' (max 63)")
+        raise InvalidRequestError(
+            f"server={server[:80]!r}: expected lower-case letters, digits, '.', '_' or '-' (max 63)")
     model = request.model
     if len(model) > 256 or any(ord(c) < 32 for c in model):
-        raise Invalid("model: at most 256 printable characters")
+        raise InvalidRequestError("model: at most 256 printable characters")
     return (ns, pod, server, model, _number(request, "queue_depth", True),
             _number(request, "running_requests", False))
 
@@ -76,10 +84,12 @@ class PushStore:
         self.ttl = ttl
         self.clock = clock
         self.max_entries = max_entries
-        self._entries: dict = {}
+        # (namespace, pod, server, model) -> (queue_depth, running_requests, expires at)
+        self._entries: dict[tuple[str, str, str, str], tuple[float, Optional[float], float]] = {}
         self._lock = threading.Lock()
 
-    def report(self, namespace, pod, server, model, queue_depth, running_requests=None) -> bool:
+    def report(self, namespace: str, pod: str, server: str, model: str, queue_depth: float,
+               running_requests: Optional[float] = None) -> bool:
         """False when the store is full and this is a new entry."""
         key = (namespace, pod, server, model)
         now = self.clock()
@@ -91,7 +101,7 @@ class PushStore:
             self._entries[key] = (queue_depth, running_requests, now + self.ttl)
         return True
 
-    def states(self) -> tuple:
+    def states(self) -> tuple[WorkloadState, ...]:
         now = self.clock()
         with self._lock:
             self._prune(now)
@@ -105,14 +115,15 @@ class PushStore:
 
 
 class _Service(push_pb2_grpc.QueueDepthServicer):
-    def __init__(self, store: PushStore, pod_index=None):
+    def __init__(self, store: PushStore, pod_index: Optional[PodIndex] = None) -> None:
         self.store = store
         self.pod_index = pod_index
 
-    def Report(self, request, context):  # noqa: N802 - gRPC method name
+    def Report(  # noqa: N802 - gRPC method name
+            self, request: push_pb2.ReportRequest, context: grpc.ServicerContext) -> push_pb2.ReportReply:
         try:
             ns, pod, server, model, queue, running = validate(request)
-        except Invalid as exc:
+        except InvalidRequestError as exc:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         index = self.pod_index
         if index is not None and index.synced and index.by_name(ns, pod) is None:
@@ -123,11 +134,11 @@ class _Service(push_pb2_grpc.QueueDepthServicer):
 
 
 class PushServer:
-    def __init__(self, socket_path: str, store: PushStore, pod_index=None):
+    def __init__(self, socket_path: str, store: PushStore, pod_index: Optional[PodIndex] = None) -> None:
         self.socket_path = socket_path
         self.store = store
         self.pod_index = pod_index
-        self._server = None
+        self._server: Optional[grpc.Server] = None
 
     def start(self) -> None:
         directory = os.path.dirname(self.socket_path)
@@ -141,7 +152,7 @@ class PushServer:
         if server.add_insecure_port("unix:" + self.socket_path) == 0:
             raise OSError(f"workloads.push-socket: cannot listen on {self.socket_path}")
         server.start()
-        os.chmod(self.socket_path, 0o666)
+        os.chmod(self.socket_path, 0o666)  # noqa: S103 - world-writable on purpose (see the module docstring)
         self._server = server
         log.info("workloads: push service listening on unix:%s", self.socket_path)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
@@ -26,6 +26,7 @@ from ..errors import OneLineError, one_line
 from ..refresh import Refresher
 from ..snapshot import WorkloadState
 from . import adapters, exposition
+from .adapters import ServerAdapter
 from .discovery import ScrapeTarget
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class EndpointResult:
     target: ScrapeTarget
     up: bool
     server: str
-    states: tuple  # WorkloadState, one per model; one scrape_up=0 state when down
+    states: tuple[WorkloadState, ...]  # one per model; one scrape_up=0 state when down
     duration: float
     error: str = ""
     finished_at: float = 0.0  # monotonic
@@ -67,6 +68,7 @@ def scrape(target: ScrapeTarget, timeout: float, max_body: int,
             samples, _types = exposition.parse(body, adapters.ALL_METRICS)
         except exposition.ExpositionError as exc:
             raise ScrapeError(f"not Prometheus text: {exc}") from None
+        adapter: Optional[ServerAdapter]
         if target.server:
             adapter = adapters.BY_SERVER[target.server]
         else:
@@ -89,33 +91,33 @@ def scrape(target: ScrapeTarget, timeout: float, max_body: int,
 
 class Scraper:
     def __init__(self, interval: float, timeout: float, max_body: int, concurrency: int,
-                 on_result: Optional[Callable] = None):
+                 on_result: Optional[Callable[[EndpointResult], object]] = None) -> None:
         self.interval = interval
         self.timeout = timeout
         self.max_body = max_body
         self.concurrency = concurrency
         self.on_result = on_result
-        self._targets: dict = {}  # key -> ScrapeTarget
-        self._results: dict = {}  # key -> EndpointResult
-        self._in_flight: set = set()
+        self._targets: dict[tuple[str, str], ScrapeTarget] = {}  # by ScrapeTarget.key
+        self._results: dict[tuple[str, str], EndpointResult] = {}
+        self._in_flight: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
-        self._published: tuple = ()
-        self._results_view: tuple = ()
+        self._published: tuple[WorkloadState, ...] = ()
+        self._results_view: tuple[EndpointResult, ...] = ()
         self._pool: Optional[ThreadPoolExecutor] = None
         # The round scheduler: drift-free, woken early when the targets change.
         self.refresher = Refresher("scrape-sched", self._submit_round, interval)
 
     # --- readers (any thread, lock-free) ---
 
-    def states(self) -> tuple:
+    def states(self) -> tuple[WorkloadState, ...]:
         return self._published
 
-    def results(self) -> tuple:
+    def results(self) -> tuple[EndpointResult, ...]:
         return self._results_view
 
     # --- control ---
 
-    def set_targets(self, targets) -> None:
+    def set_targets(self, targets: Iterable[ScrapeTarget]) -> None:
         with self._lock:
             new = {t.key: t for t in targets}
             changed = new != self._targets

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class WorkloadSource:
-    def __init__(self, config: Config, pod_watcher: Optional[PodWatcher] = None):
+    def __init__(self, config: Config, pod_watcher: Optional[PodWatcher] = None) -> None:
         self.config = config
         self.enabled = config.workloads_enabled
         self.pod_watcher = pod_watcher
@@ -64,7 +64,7 @@ class WorkloadSource:
             if self.pod_watcher.index.synced:
                 self._on_pods(self.pod_watcher.index)
         self.scraper.start()
-        if self._own_watcher:
+        if self._own_watcher and self.pod_watcher is not None:  # _own_watcher implies a watcher
             self.pod_watcher.start()
         if self.config.workloads_push_socket:
             server = PushServer(self.config.workloads_push_socket, self.push_store,

@@ -81,3 +81,42 @@ def test_settings_checked_together(argv, needle):
     with pytest.raises(c.ConfigError) as err:
         c.load(_args(*argv), environ={})
     assert needle in str(err.value)
+
+
+def test_booleans_are_switches_and_still_take_values():
+    from tests.conftest import load_flags
+    assert load_flags(["--kube.enabled"]).kube_enabled is True
+    assert load_flags(["--no-kube.enabled"]).kube_enabled is False
+    assert load_flags(["--kube.enabled=false"]).kube_enabled is False
+    assert load_flags(["--no-workloads.enabled"], environ={"GPULSE_WORKLOADS_ENABLED": "true"}).workloads_enabled is False
+
+
+def test_collector_switches_from_flags_env_and_file(tmp_path):
+    from tests.conftest import load_flags
+    assert "dcgm_compat" in load_flags(["--compat.dcgm"]).collectors  # dcgm-exporter users' spelling
+    assert "dcgm_compat" in load_flags([], environ={"GPULSE_COMPAT_DCGM": "1"}).collectors
+    f = tmp_path / "gpulse.yaml"
+    f.write_text("collector:\n  mig: false\n  dcgm_compat: true\n")
+    cfg = load_flags([f"--config.file={f}"])
+    assert "mig" not in cfg.collectors and "dcgm_compat" in cfg.collectors and "gpu" in cfg.collectors
+    with pytest.raises(c.ConfigError, match="--collector.gpu: invalid boolean 'maybe'"):
+        load_flags(["--collector.gpu=maybe"])
+
+
+def test_overrides_are_validated_like_any_input():
+    base = c.Config()
+    cfg = c.with_overrides(base, {"path.procfs": "/host/proc", "node.name": "n1"}, "scenario reference")
+    assert (cfg.path_procfs, cfg.node_name) == ("/host/proc", "n1") and base.path_procfs == "/proc"
+    with pytest.raises(c.ConfigError, match="scenario x: unknown setting 'path.proc'"):
+        c.with_overrides(base, {"path.proc": "/p"}, "scenario x")
+    with pytest.raises(c.ConfigError, match="scenario x: collect.interval: invalid duration"):
+        c.with_overrides(base, {"collect.interval": "often"}, "scenario x")
+
+
+def test_every_config_field_has_one_setting_and_a_typed_default():
+    import dataclasses
+    fields = {f.name: f for f in dataclasses.fields(c.Config)}
+    assert {s.attr for s in c.SETTINGS} == set(fields)
+    for s in c.SETTINGS:
+        if not s.collector:
+            assert fields[s.attr].type != "Any", s.flag

@@ -1,0 +1,55 @@
+"""The wheel installs the import package `gpulse` and nothing else; runtime dependencies only."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    env = dict(os.environ, GPULSE_NO_EXTENSIONS="1")  # the layout is the same with or without them
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                        "-w", str(out), ROOT], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (path,) = out.glob("gpulse-*.whl")
+    return path
+
+
+def test_only_gpulse_is_installed(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    tops = {n.split("/")[0] for n in names}
+    assert tops == {"gpulse", next(t for t in tops if t.endswith(".dist-info"))}, tops
+    assert "gpulse/sim/scenarios/reference.yaml" in names and "gpulse/identity/data/skus.csv" in names
+    assert not any(n.startswith(("agent/", "tools/", "tests/", "bench/")) for n in names)
+
+
+def test_runtime_dependencies_are_what_the_agent_imports(wheel):
+    meta = next(n for n in zipfile.ZipFile(wheel).namelist() if n.endswith("METADATA"))
+    text = zipfile.ZipFile(wheel).read(meta).decode()
+    runtime = sorted(line.split(":", 1)[1].split(">")[0].split("<")[0].strip().lower()
+                     for line in text.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line)
+    assert runtime == ["grpcio", "isal", "nvidia-ml-py", "protobuf", "psutil", "pyyaml"]
+
+
+def test_import_gpulse_from_the_installed_wheel(wheel, tmp_path):
+    site = tmp_path / "site"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    code = ("import importlib.util, gpulse, gpulse.cli, gpulse.app; "
+            "print(gpulse.__file__); print(importlib.util.find_spec('agent'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                       env=dict(os.environ, PYTHONPATH=str(site)))
+    assert r.returncode == 0, r.stderr
+    where, agent = r.stdout.split()
+    assert Path(where).is_relative_to(site) and agent == "None"
+    assert (site / "bin" / "gpulse").exists()
