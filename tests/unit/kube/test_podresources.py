@@ -10,7 +10,6 @@ import pytest
 from gpulse import config as cfgmod
 from gpulse.kube.podresources import PodResourcesClient, PodResourcesError
 from gpulse.kube.source import PodIdentity, PodSource, as_identity
-from gpulse.refresh import Backoff
 from gpulse.sim import scenario as scen
 from gpulse.sim.kubelet import start_fake_kubelet
 
@@ -141,15 +140,6 @@ def test_malformed_ids_skipped_and_logged_once(sockdir, caplog):
     finally:
         kubelet.stop()
         src.stop()
-
-
-def test_backoff_grows_and_caps():
-    b = Backoff(base=0.5, ceiling=4.0)
-    delays = [b.next_delay() for _ in range(8)]
-    assert delays[0] < 1.0 and delays[3] > delays[0]
-    assert max(delays) <= 4.0 * 1.2
-    b.reset()
-    assert b.next_delay() < 1.0
 
 
 def test_client_error_is_one_line(sockdir):
