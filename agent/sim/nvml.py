@@ -44,7 +44,6 @@ STRUCTURAL_KNOBS: dict[str, tuple[str, ...]] = {
     "process_utilization": ("nvmlDeviceGetProcessUtilization",),
     "gpm": ("nvmlGpmQueryDeviceSupport", "nvmlGpmMigSampleGet", "nvmlGpmSampleGet"),
     "nvlink": ("nvmlDeviceGetNvLinkState",),
-    "clocks": ("nvmlDeviceGetMaxClockInfo",),
     "ecc": ("nvmlDeviceGetTotalEccErrors",),
 }
 _ROW_KNOBS = sim_knobs()

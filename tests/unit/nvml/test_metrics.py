@@ -177,3 +177,16 @@ def test_unsupported_is_remembered_per_call_and_argument():
         assert reader.outcomes[(0, "nvmlDeviceGetClockInfo(NVML_CLOCK_MEM)")] == "unsupported"
     finally:
         reader.stop()
+
+
+def test_max_sm_clock_row_reads_the_simulated_part():
+    """The row added as one line: nvmlDeviceGetMaxClockInfo(NVML_CLOCK_SM) in hertz."""
+    reader, clock = _reader("t4-legacy")
+    try:
+        reading = reader.read(2.0)
+        spec = scenario.load("t4-legacy").gpus[0]
+        assert [d.values["gpulse_gpu_sm_clock_max_hertz"] for d in reading.devices] == [spec.max_sm_clock_mhz * 1e6] * 2
+        busy = [d for d in reading.devices if d.values["gpulse_gpu_sm_clock_hertz"] > 345e6]
+        assert all(d.values["gpulse_gpu_sm_clock_hertz"] <= d.values["gpulse_gpu_sm_clock_max_hertz"] for d in busy)
+    finally:
+        reader.stop()
