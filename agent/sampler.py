@@ -107,7 +107,7 @@ class Sampler:
         while not self._stop.is_set():
             try:
                 self.tick(self.clock())
-            except Exception:  # noqa: BLE001 - a tick must never kill the loop
+            except Exception:
                 log.exception("tick failed")
             n += 1
             next_at = start + n * interval

@@ -366,7 +366,7 @@ class NvmlReader:
                     self.errors[("nvmlEventSetWait_v2", BROKEN)] += 1
                     self._stop.wait(1.0)
                 continue
-            except Exception:  # noqa: BLE001 - the XID watch must outlive any surprise
+            except Exception:
                 log.exception("XID event wait failed")
                 self.errors[("nvmlEventSetWait_v2", BROKEN)] += 1
                 self._stop.wait(1.0)

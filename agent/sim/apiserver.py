@@ -158,7 +158,7 @@ class FakeApiServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 api.requests.append(self.path)
                 if api.token and self.headers.get("Authorization") != f"Bearer {api.token}":
                     return self._json(401, _status(401, "Unauthorized", "Unauthorized"))
