@@ -20,7 +20,7 @@ import yaml
 from ..config import parse_duration
 from ..nvml.metrics import CLOCK_EVENT_REASONS
 from ..workloads import adapters
-from .nvml import KNOBS
+from .knobs import KNOBS
 from .traces import Trace, TraceError, parse_trace
 
 BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "scenarios")

@@ -7,7 +7,8 @@ from gpulse.cli import check_rows
 from gpulse.nvml import metrics as m
 from gpulse.nvml.reader import NvmlReader
 from gpulse.sim import scenario
-from gpulse.sim.nvml import KNOBS, FakeNvml
+from gpulse.sim.knobs import KNOBS
+from gpulse.sim.nvml import FakeNvml
 
 
 def _reader(name, lib_class=FakeNvml):
