@@ -36,11 +36,17 @@ def test_driver_era_and_gfd_spellings_are_one_part():
     assert resolve_gpu("Tesla-T4").sku == resolve_gpu("Tesla T4").sku == "T4-16GB"
 
 
-def test_94gb_h100_named_plainly():
-    assert resolve_gpu("NVIDIA H100").sku == "H100-SXM5-94GB"
+def test_h100_named_plainly():
+    # the driver names both the 94 GB and the 64 GB SXM5 part "NVIDIA H100": memory chooses
+    rec = resolve_gpu("NVIDIA H100")
+    assert (rec.model, rec.memory_gb, rec.form_factor, rec.sku) == ("H100", None, "sxm", "")
+    assert resolve_gpu("NVIDIA H100", memory_mib=95830).sku == "H100-SXM5-94GB"
+    assert resolve_gpu("NVIDIA H100", memory_mib=65247).sku == "H100-SXM-64GB"
+    assert resolve_gpu("NVIDIA H100", 0x2339).sku == "H100-SXM5-94GB"
     # the same bare name on an 80 GB card: memory wins, the form factor stays unknown
     rec = resolve_gpu("NVIDIA H100", memory_mib=81559)
     assert (rec.model, rec.memory_gb, rec.sku, rec.form_factor) == ("H100", 80, "H100-80GB", "")
+    assert rec.conflicts == ()
 
 
 @pytest.mark.parametrize("name,mib,sku", [
@@ -69,7 +75,7 @@ def test_truncated_name_without_memory_is_not_guessed():
 def test_model_words_in_an_unknown_name_give_the_model_but_no_specific_sku():
     rec = resolve_gpu("NVIDIA H100 80GB HBM3e")
     assert (rec.model, rec.memory_gb, rec.sku, rec.source) == ("H100", 80, "H100-80GB", "name")
-    rec = resolve_gpu("NVIDIA RTX PRO 6000 Blackwell Workstation Edition", memory_mib=97887)
+    rec = resolve_gpu("NVIDIA RTX PRO 6000 Blackwell Desktop Edition", memory_mib=97887)
     assert rec.model == "RTX-PRO-6000-Blackwell" and rec.sku == "RTX-PRO-6000-Blackwell-96GB"
 
 
@@ -89,8 +95,8 @@ def test_vgpu_names_are_parsed(name, model, memory_gb, profile):
 
 
 def test_vgpu_of_an_unknown_board_keeps_the_profile():
-    rec = resolve_gpu("GRID M60-8Q")
-    assert (rec.source, rec.virtualization, rec.vgpu_profile) == ("fallback", "vgpu", "M60-8Q")
+    rec = resolve_gpu("GRID X9000-8Q")
+    assert (rec.source, rec.virtualization, rec.vgpu_profile) == ("fallback", "vgpu", "X9000-8Q")
 
 
 def test_mig_device_names_and_driver_dependent_profile_names():
