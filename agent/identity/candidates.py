@@ -40,16 +40,17 @@ def nominal_memory_gb(memory_mib: Optional[float], sizes: Iterable[Optional[int]
 
 
 def measured_memory_gb(memory_mib: Optional[float], t: Tables, tight: bool = False) -> Optional[int]:
-    """What NVML's memory says by itself: the nearest nominal size of any part, else whole GiB.
-    tight: only a size within 3% counts (a board built with more memory than its part reports
-    its memory nearly whole: 22528 MiB is 22, not the 24 of the usual tolerance)."""
+    """What NVML's memory says by itself, with no part to compare it with: the nearest nominal
+    size at or just above the reported GiB (drivers report a little less than the nominal size,
+    rarely more), else whole GiB. tight: only a size within 3% counts (a board built with more
+    memory than its part reports it nearly whole: 22528 MiB is 22, not the 24 a loose bucket gives)."""
     if not memory_mib or memory_mib <= 0:
         return None
-    sizes = {s.memory_gb for s in t.skus.values()}
-    size = nominal_memory_gb(memory_mib, sizes, t)
-    if size is not None and (not tight or abs(memory_mib / 1024 / size - 1) <= 0.03):
-        return size
-    return round(memory_mib / 1024)
+    gib = memory_mib / 1024.0
+    low = 0.97 if tight else t.grammar["memory_tolerance"]["min_ratio"]
+    high = 1.03 if tight else 1.01
+    fitting = [size for size in {s.memory_gb for s in t.skus.values() if s.memory_gb} if low <= gib / size <= high]
+    return min(fitting, key=lambda size: abs(math.log(gib / size))) if fitting else round(gib)
 
 
 def fits_memory(sku: Sku, memory_mib: float, t: Tables) -> bool:

@@ -173,10 +173,10 @@ def _decide(facts: _Facts, by_pci: Optional[Candidates], by_name: Optional[Candi
 def _check_memory(facts: _Facts, found: Candidates, t: Tables,
                   conflicts: list[Conflict]) -> tuple[Candidates, Optional[int]]:
     """Narrow to the variant the memory says; (candidates, memory_gb to publish or None for the
-    candidates' own size)."""
+    candidates' own size). Called after the model vote: `conflicts` holds its outcome."""
     if not facts.memory_speaks or not facts.memory_mib:
         return found, None
-    mib = facts.memory_mib
+    mib, model_outvoted = facts.memory_mib, bool(conflicts)
     narrowed = by_memory(found.skus, mib, t)
     if narrowed:
         return Candidates(narrowed, found.source, found.specific), None
@@ -192,7 +192,8 @@ def _check_memory(facts: _Facts, found: Candidates, t: Tables,
     conflicts.append(Conflict("nvml:memory_total", f"{mib}MiB", "memory_gb", str(measured),
                               str(part) if part else "/".join(str(n) for n in sorted(nominal))))
     # More memory than the part has is a board built with more (it is there); less is a slice.
-    if measured and nominal and measured > max(nominal):
+    # Where the model itself was outvoted, the part's own size stands.
+    if measured and nominal and measured > max(nominal) and not model_outvoted:
         return found, measured
     return found, None
 
