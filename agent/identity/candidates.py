@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Optional
 
-from .rawname import ParsedName, form_factor_words, geforce_model, memory_words
+from .rawname import ParsedName, form_factor_words, geforce_model, memory_words, pattern_model
 from .tables import MigTable, PciRow, Sku, Tables
 
 
@@ -131,9 +131,9 @@ def model_word_candidates(key: str, t: Tables, strict: bool = False) -> Optional
 
 
 def geforce_candidates(base: str, t: Tables) -> Optional[Candidates]:
-    """A GeForce card the tables do not list, by the name's grammar: the model only; its
-    memory comes from NVML."""
-    found = geforce_model(base, t)
+    """A GeForce or workstation card the tables do not list, by the name's grammar: the model
+    only; its memory comes from NVML."""
+    found = geforce_model(base, t) or pattern_model(base, t)
     if found is None:
         return None
     model, laptop = found

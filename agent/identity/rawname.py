@@ -120,3 +120,16 @@ def geforce_model(base: str, t: Tables) -> Optional[tuple[str, bool]]:
     if not words or not words[0][0].isdigit():
         return None
     return "-".join([m["series"].upper(), *words, *(["Laptop"] if laptop else [])]), laptop
+
+
+def pattern_model(base: str, t: Tables) -> Optional[tuple[str, bool]]:
+    """(model, laptop) for a workstation name by the grammar's model patterns; None if none fits."""
+    name = " ".join(base.split())
+    for rule in t.grammar["model_patterns"]:
+        m = rule["pattern"].match(name)
+        if m:
+            groups = {k: (v or "") for k, v in m.groupdict().items()}
+            laptop = bool(groups.get("laptop"))
+            model = rule["model"].format(**groups)
+            return (f"{model}-Laptop" if laptop else model), laptop
+    return None

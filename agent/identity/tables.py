@@ -149,6 +149,11 @@ class GeForceGrammar(TypedDict):
     laptop_phrases: tuple[re.Pattern[str], ...]
 
 
+class ModelPattern(TypedDict):
+    pattern: re.Pattern[str]  # group n fills the model; a matched laptop group marks a laptop part
+    model: str  # str.format template over the pattern's groups
+
+
 class Grammar(TypedDict):
     """names.yaml, regexes compiled."""
     brand_words: tuple[str, ...]  # upper-case
@@ -160,6 +165,7 @@ class Grammar(TypedDict):
     vgpu_boards: dict[str, PartSpec]  # name key of the board -> part
     mig_device_pattern: re.Pattern[str]  # groups parent, ci, profile
     geforce: GeForceGrammar
+    model_patterns: list[ModelPattern]
     virtualization_modes: dict[str, str]  # NVML mode (lower-case) -> record value
     families: list[FamilyRule]
     memory_tolerance: MemoryTolerance
@@ -357,6 +363,8 @@ def _load_grammar(skus: dict[str, Sku]) -> Grammar:
                                laptop_words=frozenset(w.upper() for w in g["geforce"]["laptop_words"]),
                                laptop_phrases=tuple(re.compile(rf"\b{re.escape(p)}\b", re.IGNORECASE)
                                                     for p in g["geforce"].get("laptop_phrases", ()))),
+        model_patterns=[ModelPattern(pattern=re.compile(p["pattern"], re.IGNORECASE), model=str(p["model"]))
+                        for p in g.get("model_patterns") or ()],
         virtualization_modes=g["virtualization_modes"],
         families=g["families"],
         memory_tolerance=g["memory_tolerance"],
