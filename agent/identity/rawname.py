@@ -16,6 +16,13 @@ from .tables import PartSpec, Tables
 
 # Revision words the GeForce grammar drops ("NVIDIA GeForce RTX 5090 D v2" is an RTX 5090 D).
 _REVISION = re.compile(r"^V\d+$")
+# What tools wrap a name in: Python's bytes repr (pynvml before 11.5 returned bytes), an
+# `nvidia-smi -L` line ("GPU 0: Tesla T4 (UUID: GPU-...)", "MIG 3g.40gb Device 0: (UUID: MIG-...)")
+# and a table's persistence-mode column ("NVIDIA H100 80GB HBM3     On").
+_WRAPPERS = (re.compile(r"^b(['\"])(?P<name>.*)\1$"),
+             re.compile(r"^GPU \d+: (?P<name>.*?)(?: \(UUID: [^)]*\))?$"),
+             re.compile(r"^(?P<name>MIG \S+)\s+Device\s+\d+: \(UUID: [^)]*\)$"),
+             re.compile(r"^(?P<name>.*?\S)\s{2,}(?:On|Off)$"))
 
 
 @dataclass(frozen=True)
@@ -40,8 +47,18 @@ class ParsedName:
         return bool(self.mig_profile)
 
 
+def unwrap(raw: str) -> str:
+    """The name inside what a tool printed around it."""
+    name = raw.strip()
+    for pattern in _WRAPPERS:
+        m = pattern.match(name)
+        if m:
+            name = m["name"].strip()
+    return name
+
+
 def parse(raw: str, t: Tables) -> ParsedName:
-    name = " ".join(raw.split())
+    name = " ".join(unwrap(raw).split())
     g = t.grammar
     truncated = more_words = False
     for mark in g["truncation_marks"]:

@@ -321,3 +321,17 @@ def test_compute_capability_is_normalized():
     from gpulse.identity.gpu import normalize_compute_capability
     assert [normalize_compute_capability(v) for v in ("9.0", (9, 0), "9.0a", "[N/A]", None, "12.1")] == [
         "9.0", "9.0", "9.0", "", "", "12.1"]
+
+
+@pytest.mark.parametrize("printed,name", [
+    ("b'Tesla T4'", "Tesla T4"),  # pynvml before 11.5 returned bytes
+    ("GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-5a4b0e0c-0000-0000-0000-000000000000)", "NVIDIA A100-SXM4-40GB"),
+    ("  MIG 3g.40gb     Device  0: (UUID: MIG-5a4b0e0c)", "MIG 3g.40gb"),
+    ("NVIDIA H100 80GB HBM3          On", "NVIDIA H100 80GB HBM3"),
+    ("NVIDIA GeForce RTX 3060 Off", "NVIDIA GeForce RTX 3060 Off"),  # one space: part of a name
+])
+def test_what_tools_print_around_a_name_is_not_the_name(printed, name):
+    from gpulse.identity.rawname import unwrap
+    assert unwrap(printed) == name
+    rec = resolve_gpu(printed, memory_mib=40448 if "MIG" in printed else None)
+    assert rec.raw_name == printed.strip() and rec.source != "fallback"
