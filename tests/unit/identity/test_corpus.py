@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from gpulse.identity.gpu import nominal_memory_gb, resolve_gpu
+from gpulse.identity.gpu import family_for, nominal_memory_gb, resolve_gpu
 from gpulse.identity.node import lookup_instance_type, normalize_cloud_label
 from gpulse.identity.tables import tables
 
@@ -176,6 +176,32 @@ def test_reference_parts_from_k80_to_gb200_and_rtx_pro_are_covered():
                   "RTX-6000-Ada", "RTX-A6000", "RTX-A5000", "RTX-A4000", "Quadro-RTX-5000",
                   "RTX-PRO-6000-Blackwell"):
         assert model in models, model
+
+
+@pytest.mark.parametrize("model", [
+    # data center, Maxwell's last boards to Blackwell, and the China-market parts
+    "M10", "M40", "M60", "P6", "P100", "V100S", "T4", "A2", "A16", "A30", "A100", "A800", "AX800", "H100", "H800",
+    "H20", "H200", "L2", "L20", "L40S", "GH200", "B200", "B300", "GB200", "GB300", "GB10",
+    # workstation
+    "Quadro-GP100", "Quadro-P6000", "Quadro-P2000", "Quadro-GV100", "Quadro-RTX-4000", "Quadro-RTX-8000",
+    "T400", "T1000", "RTX-A400", "RTX-A2000", "RTX-A4500", "RTX-A5500", "RTX-2000-Ada", "RTX-4000-SFF-Ada",
+    "RTX-5880-Ada", "RTX-PRO-2000-Blackwell", "RTX-PRO-4500-Blackwell", "RTX-PRO-5000-Blackwell", "RTX-6000D",
+    # GeForce and TITAN, Pascal to Blackwell, the China-market D cards and laptops
+    "GTX-1050", "GTX-1060", "GTX-1080-Ti", "TITAN-Xp", "TITAN-V", "GTX-1660-SUPER", "RTX-2080-Ti", "TITAN-RTX",
+    "RTX-3060", "RTX-3090-Ti", "RTX-4060-Ti", "RTX-4090", "RTX-4090-D", "RTX-5060-Ti", "RTX-5090", "RTX-5090-D",
+    "RTX-4090-Laptop", "RTX-5080-Laptop",
+])
+def test_every_part_since_pascal_is_in_the_tables(model):
+    skus = [s for s in tables().skus.values() if s.model == model]
+    assert skus, model
+    for s in skus:
+        assert family_for(s.compute_capability), s
+        assert s.form_factor == "" if model.endswith("-Laptop") else True, s
+
+
+def test_every_sku_has_a_family_and_a_known_form_factor():
+    for s in tables().skus.values():
+        assert family_for(s.compute_capability) and s.form_factor in ("", "sxm", "pcie", "nvl", "superchip"), s
 
 
 def test_skus_fit_kubernetes_label_values():
