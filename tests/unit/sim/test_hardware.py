@@ -26,3 +26,16 @@ def test_mock_nvml_gb200_resolves_to_gb200_and_flags_its_pci_id():
     assert (rec.model, rec.sku, rec.memory_gb, rec.family) == ("GB200", "GB200-186GB", 186, "blackwell")
     assert [(c.label, c.label_value, c.field, c.expected) for c in rec.conflicts] == [
         ("nvml:pci_device_id", "0x2330", "model", "H100-SXM5-80GB")]
+
+
+@pytest.mark.parametrize("model", sorted(m for m, hw in hardware_profiles().items() if hw.get("mig_profiles")))
+def test_simulated_mig_instances_report_the_memory_real_nvml_does(model):
+    from gpulse.identity.tables import tables
+    hw = hardware_profiles()[model]
+    t = tables()
+    table = t.mig[t.skus[record(hw).sku].mig_table]
+    for profile, spec in hw["mig_profiles"].items():
+        real = table.profiles[table.canonical(profile)]
+        assert spec["max"] == real.max, (model, profile)
+        if real.memory_mib:
+            assert spec["memory_mib"] in real.memory_mib, (model, profile, spec["memory_mib"], real.memory_mib)
