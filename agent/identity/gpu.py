@@ -126,11 +126,12 @@ class _Facts:
     """The NVML facts of one device and which of them may vote."""
 
     def __init__(self, parsed: ParsedName, raw_name: str, device_id: Optional[int],
-                 memory_mib: Optional[int], cc: str) -> None:
+                 memory_mib: Optional[int], cc: str, virtualization: str) -> None:
         self.parsed, self.raw_name, self.device_id, self.cc = parsed, raw_name, device_id, cc
         self.memory_mib = memory_mib
         # A vGPU guest or a MIG device sees a slice of the memory: it cannot speak for the part.
-        self.memory_speaks = bool(memory_mib) and parsed.vgpu is None and not parsed.mig_device
+        self.memory_speaks = (bool(memory_mib) and parsed.vgpu is None and not parsed.mig_device
+                              and virtualization != "vgpu")
 
     def support(self, skus: tuple[Sku, ...], t: Tables) -> int:
         """How many of memory and compute capability agree with a candidate set."""
@@ -223,7 +224,11 @@ def resolve_gpu(name: Optional[str], pci_device_id: Union[int, str, None] = None
     mem = int(memory_mib) if memory_mib else None
     cc = normalize_compute_capability(compute_capability)
     parsed = parse(raw_name, t)
-    facts = _Facts(parsed, raw_name, device_id, mem, cc)
+    if parsed.vgpu is not None:
+        virtualization = "vgpu"
+    else:
+        virtualization = t.grammar["virtualization_modes"].get(str(virtualization_mode or "none").lower(), "none")
+    facts = _Facts(parsed, raw_name, device_id, mem, cc, virtualization)
 
     conflicts: list[Conflict] = []
     by_pci = pci_candidates(device_id, subsystem_id, t) if device_id is not None else None
@@ -246,10 +251,6 @@ def resolve_gpu(name: Optional[str], pci_device_id: Union[int, str, None] = None
     mig_table = t.mig.get(fields["mig_table"])
     profiles = [parsed.mig_profile] if parsed.mig_device else list(mig_profiles or ())
     counts = Counter(mig_table.canonical(p) if mig_table else p for p in profiles if p)
-    if parsed.vgpu is not None:
-        virtualization = "vgpu"
-    else:
-        virtualization = t.grammar["virtualization_modes"].get(str(virtualization_mode or "none").lower(), "none")
     return GpuRecord(
         vendor="nvidia" if vendor_id in (None, NVIDIA_VENDOR_ID) else f"0x{vendor_id:04x}",
         family=family_for(cc, t) if cc else "",

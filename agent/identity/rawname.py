@@ -18,11 +18,11 @@ from .tables import PartSpec, Tables
 _REVISION = re.compile(r"^V\d+$")
 # What tools wrap a name in: Python's bytes repr (pynvml before 11.5 returned bytes), an
 # `nvidia-smi -L` line ("GPU 0: Tesla T4 (UUID: GPU-...)", "MIG 3g.40gb Device 0: (UUID: MIG-...)")
-# and a table's persistence-mode column ("NVIDIA H100 80GB HBM3     On").
+# and a table's persistence-mode / driver-model column ("NVIDIA H100 80GB HBM3     On", "... WDDM").
 _WRAPPERS = (re.compile(r"^b(['\"])(?P<name>.*)\1$"),
              re.compile(r"^GPU \d+: (?P<name>.*?)(?: \(UUID: [^)]*\))?$"),
              re.compile(r"^(?P<name>MIG \S+)\s+Device\s+\d+: \(UUID: [^)]*\)$"),
-             re.compile(r"^(?P<name>.*?\S)\s{2,}(?:On|Off)$"))
+             re.compile(r"^(?P<name>.*?\S)\s{2,}(?:On|Off|WDDM|TCC)$"))
 
 
 @dataclass(frozen=True)

@@ -335,3 +335,9 @@ def test_what_tools_print_around_a_name_is_not_the_name(printed, name):
     assert unwrap(printed) == name
     rec = resolve_gpu(printed, memory_mib=40448 if "MIG" in printed else None)
     assert rec.raw_name == printed.strip() and rec.source != "fallback"
+
+
+def test_a_vgpu_guest_s_memory_never_picks_the_part():
+    # NVML says vGPU although the name is the board's: the framebuffer is a slice
+    rec = resolve_gpu("NVIDIA A100-SXM4-40GB", memory_mib=20480, virtualization_mode="vgpu")
+    assert (rec.model, rec.memory_gb, rec.virtualization, rec.conflicts) == ("A100", 40, "vgpu", ())
