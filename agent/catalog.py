@@ -152,7 +152,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     # --- identity (collector "identity") ---
     _m("gpulse_gpu_info", "info", "", "Canonical identity of a GPU; join with * on (uuid) group_left(model).", GPU + ("vendor", "family", "chip", "model", "sku", "form_factor", "memory_gb", "compute_capability", "pci_device_id", "virtualization", "vgpu_profile", "mig_capable", "mig_enabled", "raw_name", "source"), "identity", "NVML + identity tables"),
     _m("gpulse_node_info", "info", "", "Identity of the node: cloud, instance type, driver and GPU inventory.", ("node", "cloud", "region", "zone", "instance_type", "gpu_model", "gpu_count", "driver_version", "cuda_version"), "identity", "providerID, DMI, node labels, NVML"),
-    _m("gpulse_identity_conflict", "gauge", "", "1 for each node label whose GPU identity disagrees with NVML.", ("node", "label", "label_value", "nvml_value", "field"), "identity", "node labels vs NVML"),
+    _m("gpulse_identity_conflict", "gauge", "", "1 for each identity disagreement: a node label or instance type against NVML, or a GPU's own NVML fact (label nvml:name, nvml:pci_device_id, nvml:memory_total, nvml:compute_capability) outvoted by the others; field names what disagrees.", ("node", "label", "label_value", "nvml_value", "field", "gpu", "uuid"), "identity", "node labels vs NVML; NVML name vs PCI id vs memory vs CC"),
     _m("gpulse_identity_unknown_gpus", "gauge", "", "GPUs whose identity fell back to the raw name (unknown part).", ("node",), "identity", "identity tables"),
     # --- self (collector "self") ---
     _m("gpulse_build_info", "info", "", "Build of the agent.", ("version", "python", "extensions", "nvml_backend"), SELF, "agent"),

@@ -180,7 +180,7 @@ FLEET_DASH = dashboard(
         panel("GPUs", "stat", [target('count(gpulse_gpu_info * on (node) group_left (cloud) gpulse_node_info{cloud=~"$cloud"})', instant=True)], w=6, h=4),
         panel("Nodes", "stat", [target('count(gpulse_node_info{cloud=~"$cloud"})', instant=True)], w=6, h=4),
         panel("Unknown GPUs", "stat", [target("sum(gpulse_identity_unknown_gpus)", instant=True)], w=6, h=4),
-        panel("Label conflicts", "stat", [target("count(gpulse_identity_conflict == 1) or vector(0)", instant=True)], w=6, h=4),
+        panel("Identity conflicts", "stat", [target("count(gpulse_identity_conflict == 1) or vector(0)", instant=True)], w=6, h=4),
         panel("GPUs by model and cloud", "barchart",
               [target('count by (model, cloud) (gpulse_gpu_info * on (node) group_left (cloud) gpulse_node_info{cloud=~"$cloud"})', "{{cloud}} {{model}}", instant=True)], "short"),
         panel("Nodes by instance type", "barchart",

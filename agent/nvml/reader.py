@@ -62,11 +62,12 @@ def _text(value: Any) -> str:
 
 
 class _Mig:
-    __slots__ = ("handle", "gpu_instance", "compute_instance", "profile", "uuid")
+    __slots__ = ("handle", "gpu_instance", "compute_instance", "profile", "uuid", "name")
 
-    def __init__(self, handle: Any, gpu_instance: int, compute_instance: int, profile: str, uuid: str):
+    def __init__(self, handle: Any, gpu_instance: int, compute_instance: int, profile: str, uuid: str,
+                 name: str = ""):
         self.handle, self.gpu_instance, self.compute_instance = handle, gpu_instance, compute_instance
-        self.profile, self.uuid = profile, uuid
+        self.profile, self.uuid, self.name = profile, uuid, name
 
     def layout(self) -> tuple[int, int, str, str]:
         return self.gpu_instance, self.compute_instance, self.profile, self.uuid
@@ -291,7 +292,7 @@ class NvmlReader:
             profile = name.rsplit(" MIG ", 1)[1].strip() if " MIG " in name else ""
             uuid = _text(self._call(dev, "nvmlDeviceGetUUID", mh, scope="@mig") or "")
             if gi is not None:
-                migs.append(_Mig(mh, int(gi), int(ci or 0), profile, uuid))
+                migs.append(_Mig(mh, int(gi), int(ci or 0), profile, uuid, name))
         return migs
 
     def _probe_links(self, dev: _Device) -> None:
@@ -655,7 +656,7 @@ class NvmlReader:
             values, _ = self._apply_rows(dev, mg.handle, _MIG_PLAN, [], gpm, "@mig")
             procs = self._processes(dev, mg.handle, scope="@mig")
             out.append(MigReading(dev.index, dev.uuid, mg.gpu_instance, mg.compute_instance, mg.profile, mg.uuid,
-                                  values, procs))
+                                  values, procs, mg.name))
         return tuple(out)
 
     def _read_gpm(self, dev: _Device, key: Any, now: float, sample_fn: str, args: tuple[Any, ...],

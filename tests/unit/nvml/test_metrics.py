@@ -120,6 +120,18 @@ class NoAllLinksScopeNvml(FakeNvml):
         return values
 
 
+class MockNvmlScopes(FakeNvml):
+    """NVIDIA's mock NVML (k8s-test-infra mocknvml engine/nvlink_fields.go): the scope is the link
+    index, and the all-links scope (like any link past the last) answers SUCCESS with 0."""
+
+    def nvmlDeviceGetFieldValues(self, handle, field_ids):
+        values = super().nvmlDeviceGetFieldValues(handle, field_ids)
+        for v, f in zip(values, field_ids, strict=True):
+            if isinstance(f, tuple) and f[0] in NVLINK and f[1] == m.ALL_LINKS_SCOPE:
+                v.nvmlReturn, v.value.ullVal = pynvml.NVML_SUCCESS, 0
+        return values
+
+
 NVLINK = (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX)
 
 
@@ -128,7 +140,7 @@ def _per_link_sum(lib, handle, fid):
     return sum(v.value.ullVal for v in links) * 1024.0, links[0].value.ullVal * 1024.0
 
 
-@pytest.mark.parametrize("lib_class", [FakeNvml, ScopeIgnoringNvml, NoAllLinksScopeNvml])
+@pytest.mark.parametrize("lib_class", [FakeNvml, ScopeIgnoringNvml, NoAllLinksScopeNvml, MockNvmlScopes])
 def test_nvlink_bytes_are_the_sum_over_all_links(lib_class):
     reader, clock = _reader("reference", lib_class)
     try:
@@ -140,6 +152,8 @@ def test_nvlink_bytes_are_the_sum_over_all_links(lib_class):
         if lib_class is ScopeIgnoringNvml:  # this driver's per-link answers are all link 0's
             assert reader.devices[dev.index].links == tuple(range(18))
             total = link0 * 18
+        if lib_class in (NoAllLinksScopeNvml, MockNvmlScopes):  # no usable all-links scope: each active link
+            assert reader.devices[dev.index].links == tuple(range(18))
         got = dev.values["gpulse_gpu_nvlink_tx_bytes_total"]
         assert got == pytest.approx(total, rel=1e-6)
         assert got > link0 * 1.5, "link 0 alone under-reports an 18-link GPU"
