@@ -90,7 +90,7 @@ def products(name: str) -> tuple[str, list[str]]:
     return m["chip"], [p for p in out if p]
 
 
-def match(product: str, t) -> list[str]:  # noqa: ANN001 - a gpulse Tables
+def match(product: str, t) -> list[str]:
     """SKUs a pci.ids product name means, by the resolver's own name rules."""
     from gpulse.identity.candidates import model_word_candidates
     from gpulse.identity.rawname import parse_vgpu, vgpu_board
