@@ -16,6 +16,15 @@ Contract: Attributor(window_seconds).update(reading, view, now, unit_util)
   per tick, so over the window sum(pods) + unattributed == GPU utilization: one GPU's
   value is never copied onto several pods.
 - allocated is 1 per whole unit and 1/replicas per shared slot.
+- DRA allocations (gpulse.kube.source.ClaimDevice) are units too, once this node's
+  ResourceSlices say which GPU or MIG instance the (driver, pool, device) is: by its uuid
+  attribute, by parentUUID + profile for a MIG device that carries no uuid (when one
+  instance of that profile on that GPU is left), or by its PCI bus id. A device held by
+  one container is exclusive; held by several (one shared claim, or several claims) it is
+  split like a time-sliced GPU, and `allocated` is 1/holders. Allocations that name no GPU
+  NVML shows are counted in `unresolved_allocations[(allocation, driver, reason)]`;
+  devices of drivers that publish no slices on this node (not node-local, not GPUs) and
+  devices whose slices carry no GPU identity are none of gpulse's business.
 
 A process's pod UID (cgroup) is joined to the kubelet's namespace/name through the
 view's pod directory (the node's pod list). Without an answer from it, pods are paired
@@ -31,12 +40,13 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Optional, Protocol, Union
 
-from .snapshot import PodShare
+from .kube.devices import DeviceId
+from .snapshot import PodClaim, PodShare
 
 if TYPE_CHECKING:
     from .kube.cgroup import PidOwner
-    from .kube.devices import DeviceId
-    from .kube.source import Allocation, PodIdentity
+    from .kube.resourceslices import SliceDevice, SliceLookup
+    from .kube.source import Allocation, ClaimDevice, PodIdentity
     from .nvml.reading import DeviceReading, MigReading, NvmlReading, ProcessInfo
     from .windowing import UnitKey
 
@@ -49,6 +59,14 @@ NOT_IN_POD = "not_in_pod"  # host process, or its cgroup could not be read
 UNKNOWN_POD = "unknown_pod_uid"  # no directory answer and elimination could not pair it
 NO_SLOT = "pod_holds_no_slot"  # the pod holds no device on this GPU
 AMBIGUOUS_CONTAINER = "ambiguous_container"  # several containers of the pod share the GPU
+
+# how an allocation reached the container (the pod series' `allocation` label)
+DEVICE_PLUGIN = "device-plugin"
+DRA = "dra"
+# reasons an allocation names no GPU (unresolved_allocations)
+UNKNOWN_DEVICE = "unknown_device"  # names a GPU or MIG instance NVML does not show
+SLICE_NOT_SEEN = "slice_not_seen"  # no ResourceSlice describes the DRA device (yet)
+AMBIGUOUS_DEVICE = "ambiguous_device"  # a MIG device by parent and profile, with several candidates
 
 HolderKey = tuple[str, str, str]  # (namespace, pod, container) holding slots of a unit
 PodKey = tuple[str, str]  # (namespace, pod)
@@ -71,6 +89,19 @@ class AllocationView(Protocol):
     def retain_pids(self, pids: set[int]) -> None: ...
 
     def pod_for_uid(self, uid: str) -> Optional[PodIdentity]: ...
+
+    @property
+    def slices(self) -> Optional[SliceLookup]: ...
+
+
+def _uuid_kind(uuid: str) -> str:
+    return "mig" if uuid.startswith("MIG-") else "gpu" if uuid.startswith("GPU-") else ""
+
+
+def _pci_key(bus_id: str) -> str:
+    """'00000000:18:00.0' (NVML) and '0000:18:00.0' (sysfs, DRA) -> one form."""
+    domain, sep, rest = bus_id.lower().partition(":")
+    return f"{int(domain, 16):x}:{rest}" if sep and domain and all(c in "0123456789abcdef" for c in domain) else ""
 
 
 class _ShareWindow:
@@ -116,7 +147,7 @@ class _ShareWindow:
 class _Unit:
     """One GPU or MIG instance as this tick sees it."""
 
-    __slots__ = ("key", "gpu", "uuid", "device", "mig", "holders", "replicas", "shared")
+    __slots__ = ("key", "gpu", "uuid", "device", "mig", "holders", "dra", "replicas", "shared")
 
     def __init__(self, key: UnitKey, device: DeviceReading, mig: Optional[MigReading]) -> None:
         self.key = key
@@ -125,6 +156,7 @@ class _Unit:
         self.gpu = device.index
         self.uuid = device.uuid
         self.holders: dict[HolderKey, int] = {}  # (namespace, pod, container) -> slots held
+        self.dra: set[HolderKey] = set()  # holders through a DRA claim
         self.replicas = 1
         self.shared = False
 
@@ -140,6 +172,9 @@ class Attributor:
         self.unresolved: dict[tuple[int, str], int] = {}  # (gpu index, reason) -> processes this tick
         self.uid_pairs: dict[str, PodKey] = {}  # pod uid -> (namespace, pod), this tick's join
         self._identities: dict[str, PodIdentity] = {}  # pod uid -> its identity from the directory, this tick
+        self.claims: tuple[PodClaim, ...] = ()  # DRA holders' claims, this tick
+        # (allocation, driver, reason) -> allocations that named no GPU this tick
+        self.unresolved_allocations: dict[tuple[str, str, str], int] = {}
 
     # --- the tick ---------------------------------------------------------------------
     def update(self, reading: NvmlReading, view: AllocationView, now: float,
@@ -198,15 +233,90 @@ class Attributor:
                 unit = units[key] = _Unit(key, device, mig)
             return unit
 
-        for a in view.allocations:
-            unit = unit_for(a.device)
-            if unit is None:
-                continue  # a device this node's NVML does not show (yet)
+        unresolved: dict[tuple[str, str, str], int] = {}
+        claims: dict[PodClaim, None] = {}
+        pending: list[tuple[Allocation, ClaimDevice, SliceDevice]] = []  # MIG by parent + profile
+        taken: set[str] = set()  # MIG uuids that DRA devices name outright
+
+        def hold(a: Allocation, unit: _Unit, claim: Optional[ClaimDevice]) -> None:
             holder = (a.namespace, a.pod, a.container)
             unit.holders[holder] = unit.holders.get(holder, 0) + 1
-            if a.device.replica is not None:
+            if claim is not None:
+                unit.dra.add(holder)
+                claims[PodClaim(a.namespace, a.pod, a.container, claim.claim_namespace, claim.claim,
+                                claim.driver, claim.pool, claim.device, unit.uuid)] = None
+            elif a.device.replica is not None:
                 unit.shared = True
                 unit.replicas = max(unit.replicas, a.device.replica + 1)
+
+        def count(allocation: str, driver: str, reason: str) -> None:
+            key = (allocation, driver, reason)
+            unresolved[key] = unresolved.get(key, 0) + 1
+
+        slices = view.slices
+        by_pci: Optional[dict[str, DeviceReading]] = None
+        for a in view.allocations:
+            claim = a.claim
+            if claim is None:
+                unit = unit_for(a.device)
+                if unit is None:
+                    count(DEVICE_PLUGIN, "", UNKNOWN_DEVICE)  # a device this node's NVML does not show (yet)
+                else:
+                    hold(a, unit, None)
+                continue
+            dev = slices.device(claim.driver, claim.pool, claim.device) if slices is not None else None
+            if dev is None:
+                if slices is None or not slices.synced or slices.has_driver(claim.driver):
+                    count(DRA, claim.driver, SLICE_NOT_SEEN)
+                continue  # else a driver with no slices on this node: not a local device, not a GPU
+            uuid = dev.uuid
+            if uuid and not _uuid_kind(uuid):  # a driver may publish the bare UUID
+                uuid = next((p + uuid for p in ("GPU-", "MIG-") if p + uuid in by_uuid or p + uuid in mig_by_uuid), "")
+            kind = _uuid_kind(uuid)
+            dev_id: Optional[DeviceId] = None
+            if kind == "mig":
+                dev_id = DeviceId(a.device.raw, mig_uuid=uuid)
+                taken.add(uuid)
+            elif kind == "gpu":
+                dev_id = DeviceId(a.device.raw, gpu_uuid=uuid)
+            elif dev.parent_uuid and dev.profile:
+                pending.append((a, claim, dev))
+                continue
+            elif dev.pci_bus_id:
+                if by_pci is None:
+                    by_pci = {_pci_key(d.pci_bus_id): d for d in reading.devices if d.pci_bus_id}
+                found = by_pci.get(_pci_key(dev.pci_bus_id))
+                if found is not None:
+                    dev_id = DeviceId(a.device.raw, gpu_uuid=found.uuid)
+            if dev_id is None:
+                continue  # its slice names no GPU NVML could show: another kind of device
+            unit = unit_for(dev_id)
+            if unit is None:
+                count(DRA, claim.driver, UNKNOWN_DEVICE)
+            else:
+                hold(a, unit, claim)
+        if pending:
+            by_parent_profile: dict[tuple[str, str], list[MigReading]] = {}
+            for m in reading.migs:
+                if m.mig_uuid not in taken:
+                    by_parent_profile.setdefault((m.uuid, m.profile), []).append(m)
+            wanted: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
+            for _, _claim, dev in pending:
+                wanted.setdefault((dev.parent_uuid, dev.profile), set()).add((dev.driver, dev.pool, dev.name))
+            for a, claim, dev in pending:
+                candidates = by_parent_profile.get((dev.parent_uuid, dev.profile), [])
+                if not candidates:
+                    count(DRA, claim.driver, UNKNOWN_DEVICE)
+                elif len(candidates) > 1 or len(wanted[(dev.parent_uuid, dev.profile)]) > 1:
+                    count(DRA, claim.driver, AMBIGUOUS_DEVICE)
+                else:
+                    unit = unit_for(DeviceId(a.device.raw, mig_uuid=candidates[0].mig_uuid))
+                    if unit is None:
+                        count(DRA, claim.driver, UNKNOWN_DEVICE)
+                    else:
+                        hold(a, unit, claim)
+        self.unresolved_allocations = unresolved
+        self.claims = tuple(claims)
         replicas: dict[UnitKey, int] = {}
         for dev_id in view.allocatable:
             if dev_id.replica is None:
@@ -284,10 +394,12 @@ class Attributor:
     def _share(self, unit: _Unit, holder: HolderKey, sharing: str, allocated: float, util: Optional[float],
                memory: float) -> PodShare:
         mig = unit.mig
+        allocation = DRA if holder in unit.dra else DEVICE_PLUGIN
         if mig is None:
-            return PodShare(holder[0], holder[1], holder[2], unit.gpu, unit.uuid, sharing, allocated, util, memory)
+            return PodShare(holder[0], holder[1], holder[2], unit.gpu, unit.uuid, sharing, allocated, util, memory,
+                            allocation=allocation)
         return PodShare(holder[0], holder[1], holder[2], unit.gpu, unit.uuid, sharing, allocated, util, memory,
-                        str(mig.gpu_instance), str(mig.compute_instance), mig.profile, mig.mig_uuid)
+                        str(mig.gpu_instance), str(mig.compute_instance), mig.profile, mig.mig_uuid, allocation)
 
     def _exclusive_unit(self, unit: _Unit, owners: Owners, unit_util: Mapping[UnitKey, float]) -> list[PodShare]:
         if not unit.holders:
@@ -355,7 +467,9 @@ class Attributor:
         out: list[PodShare] = []
         for holder, slots in unit.holders.items():
             util = window.mean(holder) if unit.mig is None else None
-            out.append(self._share(unit, holder, sharing, slots / unit.replicas, util, memory[holder]))
+            # a DRA holder's part is its fraction of the holders; a device-plugin slot's, 1/replicas
+            allocated = 1.0 / len(unit.holders) if holder in unit.dra else slots / unit.replicas
+            out.append(self._share(unit, holder, sharing, allocated, util, memory[holder]))
         if unit.mig is None:
             rest_mean = window.unattributed_mean()
             if rest_mean is not None:
