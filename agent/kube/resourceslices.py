@@ -15,8 +15,8 @@ its attributes. gpulse reads the ones that tie a device to NVML, whatever the dr
 An attribute name without a domain is in the driver's own domain, so "uuid" and
 "<driver>/uuid" are the same attribute; any other domain is accepted last. NVIDIA's DRA
 driver (gpu.nvidia.com) publishes `type` (gpu, mig, vfio), `uuid`, `parentUUID` and `profile`
-(facts: /work/shared/reference/landscape-2026.md section 2, kubernetes-sigs/dra-driver-nvidia-gpu
-cmd/gpu-kubelet-plugin/deviceinfo.go and mig.go).
+(kubernetes-sigs/dra-driver-nvidia-gpu, cmd/gpu-kubelet-plugin/deviceinfo.go and mig.go);
+dcgm-exporter's DRA mapping reads the same four.
 
 A pool may span several slices and is republished with a higher generation: only the slices
 of a pool's newest generation count (as the scheduler does). The index holds at most

@@ -2,8 +2,8 @@
 kubernetes-sigs/dra-driver-nvidia-gpu v0.4): the ResourceSlices it publishes for this node
 and the names the kubelet reports for allocated devices.
 
-Facts (landscape-2026.md section 2; cmd/gpu-kubelet-plugin deviceinfo.go, mig.go, cdi.go,
-driver.go of that repository):
+Facts (cmd/gpu-kubelet-plugin deviceinfo.go, mig.go, cdi.go and driver.go of that
+repository; the scheduler's extended-resource claims: kubernetes/enhancements KEP-5004):
 - one pool per node, named after the node; the slice's generateName is `<node>-<driver>-`;
 - a whole GPU is `gpu-<minor>`; a static MIG device is `gpu-<parent minor>-mig-<profile
   without dots>-<GI profile id>-<placement start>`; a MIG-enabled GPU publishes only its
