@@ -8,8 +8,8 @@ import tempfile
 
 import pytest
 from gpulse import config as cfgmod
-from gpulse.kube.podresources import PodResourcesClient, PodResourcesError
 from gpulse.kube import podresources_pb2 as pb
+from gpulse.kube.podresources import PodResourcesClient, PodResourcesError
 from gpulse.kube.source import ClaimDevice, PodIdentity, PodSource, as_identity, parse_allocations
 from gpulse.refresh import Backoff
 from gpulse.sim import scenario as scen
