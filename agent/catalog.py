@@ -139,7 +139,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     _m("gpulse_gpu_up", "gauge", "", "1 when the GPU answers NVML, 0 when it is lost or fell off the bus.", GPU, "gpu", "nvmlDeviceGetHandleByIndex / GPU_IS_LOST"),
     *_rows(),
     # --- pods (collector "pods") ---
-    _m("gpulse_pod_gpu_allocated", "gauge", "", "GPUs allocated to a container: 1 per whole GPU or MIG instance, 1/replicas per time-sliced share.", POD, "pods", "kubelet PodResources List"),
+    _m("gpulse_pod_gpu_allocated", "gauge", "", "GPUs allocated to a container: 1 per whole GPU or MIG instance, 1/replicas per time-sliced share, 1/holders of a DRA device several containers hold.", POD, "pods", "kubelet PodResources List"),
     _m("gpulse_pod_gpu_utilization_ratio", "gauge", "ratio", "The container's share of the GPU's (or MIG instance's) utilization, mean over the window.", POD, "pods", "nvmlDeviceGetProcessUtilization + /proc/<pid>/cgroup"),
     _m("gpulse_pod_gpu_memory_used_bytes", "gauge", "bytes", "Device memory used by the container's processes.", POD, "pods", "nvmlDeviceGetComputeRunningProcesses + /proc/<pid>/cgroup"),
     _m("gpulse_gpu_unattributed_utilization_ratio", "gauge", "ratio", "Utilization of a shared GPU that no pod could be tied to.", GPU, "pods", "attribution"),
