@@ -238,16 +238,12 @@ class Attributor:
         pending: list[tuple[Allocation, ClaimDevice, SliceDevice]] = []  # MIG by parent + profile
         taken: set[str] = set()  # MIG uuids that DRA devices name outright
 
-        def hold(a: Allocation, unit: _Unit, claim: Optional[ClaimDevice]) -> None:
+        def hold(a: Allocation, unit: _Unit, claim: ClaimDevice) -> None:
             holder = (a.namespace, a.pod, a.container)
             unit.holders[holder] = unit.holders.get(holder, 0) + 1
-            if claim is not None:
-                unit.dra.add(holder)
-                claims[PodClaim(a.namespace, a.pod, a.container, claim.claim_namespace, claim.claim,
-                                claim.driver, claim.pool, claim.device, unit.uuid)] = None
-            elif a.device.replica is not None:
-                unit.shared = True
-                unit.replicas = max(unit.replicas, a.device.replica + 1)
+            unit.dra.add(holder)
+            claims[PodClaim(a.namespace, a.pod, a.container, claim.claim_namespace, claim.claim,
+                            claim.driver, claim.pool, claim.device, unit.uuid)] = None
 
         def count(allocation: str, driver: str, reason: str) -> None:
             key = (allocation, driver, reason)
@@ -257,12 +253,16 @@ class Attributor:
         by_pci: Optional[dict[str, DeviceReading]] = None
         for a in view.allocations:
             claim = a.claim
-            if claim is None:
+            if claim is None:  # a device-plugin id (inline: the common case, every tick)
                 unit = unit_for(a.device)
                 if unit is None:
                     count(DEVICE_PLUGIN, "", UNKNOWN_DEVICE)  # a device this node's NVML does not show (yet)
-                else:
-                    hold(a, unit, None)
+                    continue
+                holder = (a.namespace, a.pod, a.container)
+                unit.holders[holder] = unit.holders.get(holder, 0) + 1
+                if a.device.replica is not None:
+                    unit.shared = True
+                    unit.replicas = max(unit.replicas, a.device.replica + 1)
                 continue
             dev = slices.device(claim.driver, claim.pool, claim.device) if slices is not None else None
             if dev is None:

@@ -123,6 +123,30 @@ def as_identity(found: object) -> Optional[PodIdentity]:
                     "expected (namespace, name[, containers]), a pod or None")
 
 
+class IdentityCache:
+    """A pod directory whose answers are normalized once per answer object: the node's pod
+    list hands back the same PodInfo until the pod changes, so its PodIdentity (container IDs
+    stripped of their runtime prefix) is built once, not every tick. Used on the tick thread
+    only; at most MAX_ENTRIES UIDs are remembered."""
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, directory: PodDirectory) -> None:
+        self.directory = directory
+        self._cache: dict[str, tuple[object, Optional[PodIdentity]]] = {}
+
+    def __call__(self, uid: str, /) -> Optional[PodIdentity]:
+        found = self.directory(uid)
+        hit = self._cache.get(uid)
+        if hit is not None and hit[0] is found:
+            return hit[1]
+        ident = as_identity(found)
+        if len(self._cache) >= self.MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[uid] = (found, ident)
+        return ident
+
+
 # Called with (raw device id, where it was seen) for each device id of no known form.
 OnMalformed = Callable[[str, str], None]
 
@@ -214,7 +238,7 @@ class PodSource:
         self.extra_resources = tuple(config.kubelet_resource_names)
         self.client = client or PodResourcesClient(config.kubelet_pod_resources_socket, timeout_seconds)
         self.resolver = PidResolver(config.path_procfs, revalidate_seconds=self.interval, clock=clock)
-        self.directory = pod_directory
+        self.directory: Optional[PodDirectory] = IdentityCache(pod_directory) if pod_directory is not None else None
         self.slices = slices
         self._lock = threading.Lock()
         self._allocations: tuple[Allocation, ...] = ()

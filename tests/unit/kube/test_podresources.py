@@ -10,7 +10,7 @@ import pytest
 from gpulse import config as cfgmod
 from gpulse.kube import podresources_pb2 as pb
 from gpulse.kube.podresources import PodResourcesClient, PodResourcesError
-from gpulse.kube.source import ClaimDevice, PodIdentity, PodSource, as_identity, parse_allocations
+from gpulse.kube.source import ClaimDevice, IdentityCache, PodIdentity, PodSource, as_identity, parse_allocations
 from gpulse.refresh import Backoff
 from gpulse.sim import scenario as scen
 from gpulse.sim.kubelet import start_fake_kubelet
@@ -205,6 +205,20 @@ def test_client_error_is_one_line(sockdir):
         client.list()
     assert "\n" not in str(err.value) and "missing.sock" in str(err.value)
     client.close()
+
+
+def test_identity_cache_normalizes_each_answer_once():
+    class Pod:  # what the pod watch hands back: the same object until the pod changes
+        def __init__(self, cid):
+            self.namespace, self.name, self.container_ids = "ns", "p", {f"containerd://{cid}": "main"}
+
+    pods, calls = {"u1": Pod("a" * 64)}, []
+    cache = IdentityCache(lambda uid: calls.append(uid) or pods.get(uid))
+    first = cache("u1")
+    assert first == PodIdentity("ns", "p", {"a" * 64: "main"}) and cache("u1") is first
+    pods["u1"] = Pod("b" * 64)  # the pod changed: a new object, a new identity
+    assert dict(cache("u1").containers) == {"b" * 64: "main"}
+    assert cache("gone") is None and calls == ["u1", "u1", "u1", "gone"]
 
 
 def test_directory_answers_are_normalized():
