@@ -75,9 +75,10 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
             watcher = PodWatcher(client, config.node_name)
             background.append(watcher)
             sources["apiserver"] = watcher
-            slices = ResourceSliceWatcher(client, config.node_name)  # what DRA devices are
-            background.append(slices)
-            sources["resourceslices"] = slices
+            if config.kube_resource_slices:
+                slices = ResourceSliceWatcher(client, config.node_name)  # what DRA devices are
+                background.append(slices)
+                sources["resourceslices"] = slices
         except KubeError as exc:
             log.warning("Kubernetes API unavailable (node labels and workload discovery off): %s", exc)
     elif config.kube_enabled:

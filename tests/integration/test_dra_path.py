@@ -144,6 +144,15 @@ def test_slices_that_go_away_leave_allocations_unresolved_until_they_return():
         assert len(samples(text, "gpulse_pod_gpu_claim_info")) == 13 - 1
 
 
+def test_without_the_slice_watch_dra_allocations_are_counted_not_guessed():
+    with Run("dra", kube_resource_slices=False) as run:
+        text = run.tick(2).text.decode()
+    assert "resourceslices" not in text
+    assert {d["allocation"] for d, _ in samples(text, "gpulse_pod_gpu_allocated")} == {"device-plugin"}
+    assert samples(text, "gpulse_attribution_unresolved_allocations") == [
+        ({"allocation": "dra", "driver": "gpu.nvidia.com", "reason": "slice_not_seen"}, 13.0)]
+
+
 @pytest.fixture(scope="module")
 def served_dra():
     port = free_port()
