@@ -17,14 +17,11 @@ Contract: Attributor(window_seconds).update(reading, view, now, unit_util)
   value is never copied onto several pods.
 - allocated is 1 per whole unit and 1/replicas per shared slot.
 - DRA allocations (gpulse.kube.source.ClaimDevice) are units too, once this node's
-  ResourceSlices say which GPU or MIG instance the (driver, pool, device) is: by its uuid
-  attribute, by parentUUID + profile for a MIG device that carries no uuid (when one
-  instance of that profile on that GPU is left), or by its PCI bus id. A device held by
-  one container is exclusive; held by several (one shared claim, or several claims) it is
-  split like a time-sliced GPU, and `allocated` is 1/holders. Allocations that name no GPU
-  NVML shows are counted in `unresolved_allocations[(allocation, driver, reason)]`;
-  devices of drivers that publish no slices on this node (not node-local, not GPUs) and
-  devices whose slices carry no GPU identity are none of gpulse's business.
+  ResourceSlices say which GPU or MIG instance the (driver, pool, device) is
+  (gpulse.claims). A device held by one container is exclusive; held by several (one
+  shared claim, or several claims) it is split like a time-sliced GPU, and `allocated` is
+  1/holders. Allocations that name no GPU NVML shows are counted in
+  `unresolved_allocations[(allocation, driver, reason)]`.
 
 A process's pod UID (cgroup) is joined to the kubelet's namespace/name through the
 view's pod directory (the node's pod list). Without an answer from it, pods are paired
@@ -40,13 +37,14 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Optional, Protocol, Union
 
-from .kube.devices import DeviceId
+from .claims import DRA, UNKNOWN_DEVICE, count, resolve_claims
 from .snapshot import PodClaim, PodShare
 
 if TYPE_CHECKING:
     from .kube.cgroup import PidOwner
-    from .kube.resourceslices import SliceDevice, SliceLookup
-    from .kube.source import Allocation, ClaimDevice, PodIdentity
+    from .kube.devices import DeviceId
+    from .kube.resourceslices import SliceLookup
+    from .kube.source import Allocation, PodIdentity
     from .nvml.reading import DeviceReading, MigReading, NvmlReading, ProcessInfo
     from .windowing import UnitKey
 
@@ -60,13 +58,9 @@ UNKNOWN_POD = "unknown_pod_uid"  # no directory answer and elimination could not
 NO_SLOT = "pod_holds_no_slot"  # the pod holds no device on this GPU
 AMBIGUOUS_CONTAINER = "ambiguous_container"  # several containers of the pod share the GPU
 
-# how an allocation reached the container (the pod series' `allocation` label)
+# how an allocation reached the container (the pod series' `allocation` label); DRA and the
+# reasons an allocation names no GPU (unresolved_allocations) are in gpulse.claims
 DEVICE_PLUGIN = "device-plugin"
-DRA = "dra"
-# reasons an allocation names no GPU (unresolved_allocations)
-UNKNOWN_DEVICE = "unknown_device"  # names a GPU or MIG instance NVML does not show
-SLICE_NOT_SEEN = "slice_not_seen"  # no ResourceSlice describes the DRA device (yet)
-AMBIGUOUS_DEVICE = "ambiguous_device"  # a MIG device by parent and profile, with several candidates
 
 HolderKey = tuple[str, str, str]  # (namespace, pod, container) holding slots of a unit
 PodKey = tuple[str, str]  # (namespace, pod)
@@ -92,16 +86,6 @@ class AllocationView(Protocol):
 
     @property
     def slices(self) -> Optional[SliceLookup]: ...
-
-
-def _uuid_kind(uuid: str) -> str:
-    return "mig" if uuid.startswith("MIG-") else "gpu" if uuid.startswith("GPU-") else ""
-
-
-def _pci_key(bus_id: str) -> str:
-    """'00000000:18:00.0' (NVML) and '0000:18:00.0' (sysfs, DRA) -> one form."""
-    domain, sep, rest = bus_id.lower().partition(":")
-    return f"{int(domain, 16):x}:{rest}" if sep and domain and all(c in "0123456789abcdef" for c in domain) else ""
 
 
 class _ShareWindow:
@@ -234,87 +218,33 @@ class Attributor:
             return unit
 
         unresolved: dict[tuple[str, str, str], int] = {}
+        dra: list[Allocation] = []
+        for a in view.allocations:
+            if a.claim is not None:
+                dra.append(a)
+                continue
+            unit = unit_for(a.device)  # a device-plugin id
+            if unit is None:
+                count(unresolved, DEVICE_PLUGIN, "", UNKNOWN_DEVICE)  # a device this node's NVML does not show (yet)
+                continue
+            holder = (a.namespace, a.pod, a.container)
+            unit.holders[holder] = unit.holders.get(holder, 0) + 1
+            if a.device.replica is not None:
+                unit.shared = True
+                unit.replicas = max(unit.replicas, a.device.replica + 1)
         claims: dict[PodClaim, None] = {}
-        pending: list[tuple[Allocation, ClaimDevice, SliceDevice]] = []  # MIG by parent + profile
-        taken: set[str] = set()  # MIG uuids that DRA devices name outright
-
-        def hold(a: Allocation, unit: _Unit, claim: ClaimDevice) -> None:
+        for a, dev_id in resolve_claims(dra, reading, view.slices, unresolved) if dra else ():
+            unit = unit_for(dev_id)
+            claim = a.claim
+            assert claim is not None
+            if unit is None:
+                count(unresolved, DRA, claim.driver, UNKNOWN_DEVICE)
+                continue
             holder = (a.namespace, a.pod, a.container)
             unit.holders[holder] = unit.holders.get(holder, 0) + 1
             unit.dra.add(holder)
             claims[PodClaim(a.namespace, a.pod, a.container, claim.claim_namespace, claim.claim,
                             claim.driver, claim.pool, claim.device, unit.uuid)] = None
-
-        def count(allocation: str, driver: str, reason: str) -> None:
-            key = (allocation, driver, reason)
-            unresolved[key] = unresolved.get(key, 0) + 1
-
-        slices = view.slices
-        by_pci: Optional[dict[str, DeviceReading]] = None
-        for a in view.allocations:
-            claim = a.claim
-            if claim is None:  # a device-plugin id (inline: the common case, every tick)
-                unit = unit_for(a.device)
-                if unit is None:
-                    count(DEVICE_PLUGIN, "", UNKNOWN_DEVICE)  # a device this node's NVML does not show (yet)
-                    continue
-                holder = (a.namespace, a.pod, a.container)
-                unit.holders[holder] = unit.holders.get(holder, 0) + 1
-                if a.device.replica is not None:
-                    unit.shared = True
-                    unit.replicas = max(unit.replicas, a.device.replica + 1)
-                continue
-            dev = slices.device(claim.driver, claim.pool, claim.device) if slices is not None else None
-            if dev is None:
-                if slices is None or not slices.synced or slices.has_driver(claim.driver):
-                    count(DRA, claim.driver, SLICE_NOT_SEEN)
-                continue  # else a driver with no slices on this node: not a local device, not a GPU
-            uuid = dev.uuid
-            if uuid and not _uuid_kind(uuid):  # a driver may publish the bare UUID
-                uuid = next((p + uuid for p in ("GPU-", "MIG-") if p + uuid in by_uuid or p + uuid in mig_by_uuid), "")
-            kind = _uuid_kind(uuid)
-            dev_id: Optional[DeviceId] = None
-            if kind == "mig":
-                dev_id = DeviceId(a.device.raw, mig_uuid=uuid)
-                taken.add(uuid)
-            elif kind == "gpu":
-                dev_id = DeviceId(a.device.raw, gpu_uuid=uuid)
-            elif dev.parent_uuid and dev.profile:
-                pending.append((a, claim, dev))
-                continue
-            elif dev.pci_bus_id:
-                if by_pci is None:
-                    by_pci = {_pci_key(d.pci_bus_id): d for d in reading.devices if d.pci_bus_id}
-                found = by_pci.get(_pci_key(dev.pci_bus_id))
-                if found is not None:
-                    dev_id = DeviceId(a.device.raw, gpu_uuid=found.uuid)
-            if dev_id is None:
-                continue  # its slice names no GPU NVML could show: another kind of device
-            unit = unit_for(dev_id)
-            if unit is None:
-                count(DRA, claim.driver, UNKNOWN_DEVICE)
-            else:
-                hold(a, unit, claim)
-        if pending:
-            by_parent_profile: dict[tuple[str, str], list[MigReading]] = {}
-            for m in reading.migs:
-                if m.mig_uuid not in taken:
-                    by_parent_profile.setdefault((m.uuid, m.profile), []).append(m)
-            wanted: dict[tuple[str, str], set[tuple[str, str, str]]] = {}
-            for _, _claim, dev in pending:
-                wanted.setdefault((dev.parent_uuid, dev.profile), set()).add((dev.driver, dev.pool, dev.name))
-            for a, claim, dev in pending:
-                candidates = by_parent_profile.get((dev.parent_uuid, dev.profile), [])
-                if not candidates:
-                    count(DRA, claim.driver, UNKNOWN_DEVICE)
-                elif len(candidates) > 1 or len(wanted[(dev.parent_uuid, dev.profile)]) > 1:
-                    count(DRA, claim.driver, AMBIGUOUS_DEVICE)
-                else:
-                    unit = unit_for(DeviceId(a.device.raw, mig_uuid=candidates[0].mig_uuid))
-                    if unit is None:
-                        count(DRA, claim.driver, UNKNOWN_DEVICE)
-                    else:
-                        hold(a, unit, claim)
         self.unresolved_allocations = unresolved
         self.claims = tuple(claims)
         replicas: dict[UnitKey, int] = {}

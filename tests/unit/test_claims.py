@@ -1,15 +1,9 @@
-"""Attribution of DRA allocations on hand-built readings, kubelet views and ResourceSlices."""
+"""Attribution of DRA allocations (gpulse.attribution with gpulse.claims) on hand-built
+readings, kubelet views and ResourceSlices."""
 
 import pytest
-from gpulse.attribution import (
-    AMBIGUOUS_DEVICE,
-    DEVICE_PLUGIN,
-    DRA,
-    NOT_IN_POD,
-    SLICE_NOT_SEEN,
-    UNKNOWN_DEVICE,
-    Attributor,
-)
+from gpulse.attribution import DEVICE_PLUGIN, NOT_IN_POD, Attributor
+from gpulse.claims import AMBIGUOUS_DEVICE, DRA, SLICE_NOT_SEEN, UNKNOWN_DEVICE
 from gpulse.kube.cgroup import PidOwner
 from gpulse.kube.devices import DeviceId, parse_device_id
 from gpulse.kube.resourceslices import SliceIndex, parse_slice
