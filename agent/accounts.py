@@ -178,11 +178,11 @@ class Accounts:
         """(claims, their keys, activity no claim can take (None: unknown), the GPU's activity)."""
         keys = [pod_labels(s) for s in shares]
         if g.mig_enabled or any(s.mig_uuid for s in shares):
-            claims, rest, busy = _mig_claims(g.index, shares, gpu_slices(record), mig)
-            return claims, keys, rest, busy
+            mig_claims, mig_rest, busy = _mig_claims(g.index, shares, gpu_slices(record), mig)
+            return mig_claims, keys, mig_rest, busy
         util = min(max(util, 0.0), 1.0) if util is not None else None
         unit = activity.get(("gpu", g.index))  # this tick's split of a shared GPU
-        claims = []
+        claims: list[Claim] = []
         for s in shares:
             if s.sharing == "exclusive":
                 claims.append(Claim(s.allocated, util or 0.0))

@@ -144,7 +144,7 @@ def parse_kind(text: Any) -> str:
 
 # --- reading ---------------------------------------------------------------------------
 def _read_builtin() -> dict[str, Any]:
-    text = resources.files("gpulse").joinpath("data", "gpu_prices.yaml").read_text(encoding="utf-8")
+    text = resources.files("gpulse").joinpath("data").joinpath("gpu_prices.yaml").read_text(encoding="utf-8")
     return _yaml(text, BUILTIN)
 
 

@@ -160,9 +160,9 @@ class Sampler:
             if inp.identity is not None:
                 self._identity = inp.identity.update(reading, now)
             if inp.accounts is not None:
-                activity = inp.attributor.tick_activity if inp.attributor is not None else {}
+                split = inp.attributor.tick_activity if inp.attributor is not None else {}
                 try:
-                    pod_accounts, gpu_accounts = inp.accounts.update(now, reading, gpus, migs, pods, activity,
+                    pod_accounts, gpu_accounts = inp.accounts.update(now, reading, gpus, migs, pods, split,
                                                                      self._identity)
                 except Exception:  # noqa: BLE001 - the rest of the tick still renders
                     log.exception("energy and cost accounting failed")
