@@ -16,12 +16,14 @@ attribution. `activity` is the attributor's per-tick split of each shared unit
 
 Counters only grow: a pod's totals live here while the pod holds the unit and are dropped
 the tick it is gone (its series vanish; a pod that comes back starts from zero, which
-Prometheus reads as a counter reset). A gap between ticks longer than max_gap (the agent was
-not watching) accrues nothing.
+Prometheus reads as a counter reset). Across a gap between ticks longer than max_gap (the
+agent was not watching) time and cost accrue nothing and the GPU's energy goes unattributed.
 """
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -48,9 +50,12 @@ _GI_SLICES = re.compile(r"(\d+)g\.")  # "3g.40gb", "1c.3g.40gb", "1g.10gb+me" ->
 AccountKey = tuple[str, ...]  # the values of catalog.POD
 
 
+_POD_VALUES = operator.attrgetter(*POD)  # PodShare fields are named after the labels
+
+
 def pod_labels(share: PodShare) -> AccountKey:
     """The label values of a pod series, in catalog.POD order."""
-    return tuple(str(getattr(share, name, "")) for name in POD)
+    return tuple(map(str, _POD_VALUES(share)))
 
 
 def instance_slices(profile: str) -> Optional[int]:
@@ -58,14 +63,14 @@ def instance_slices(profile: str) -> Optional[int]:
     return int(m.group(1)) if m else None
 
 
-def gpu_slices(record: Optional[GpuRecord]) -> int:
-    """Compute slices of a MIG GPU, from the identity tables' MIG profiles of its SKU."""
-    if record is not None and record.sku:
-        t = tables()
-        sku = t.skus.get(record.sku)
-        table = t.mig.get(sku.mig_table) if sku is not None and sku.mig_table else None
-        if table is not None and table.profiles:
-            return max(p.slices for p in table.profiles.values())
+@functools.lru_cache(maxsize=64)
+def gpu_slices(sku: str) -> int:
+    """Compute slices of a MIG GPU of this SKU, from the identity tables' MIG profiles."""
+    t = tables()
+    row = t.skus.get(sku)
+    table = t.mig.get(row.mig_table) if row is not None and row.mig_table else None
+    if table is not None and table.profiles:
+        return max(p.slices for p in table.profiles.values())
     return MIG_SLICES
 
 
@@ -79,9 +84,9 @@ class _PodTotals:
 
 @dataclass
 class _GpuTotals:
-    tick: int = -1  # the update that last saw the GPU with an energy reading
+    tick: int = -1  # the update that last read the GPU's energy counter (or its power, without one)
     t: float = 0.0
-    counter: Optional[float] = None
+    counter: Optional[float] = None  # its last energy counter reading
     unattributed: float = 0.0
     has_energy: bool = False  # energy or power has been readable: the energy series mean something
 
@@ -101,6 +106,7 @@ class Accounts:
         self._last: Optional[float] = None
         self._pods: dict[AccountKey, _PodTotals] = {}
         self._gpus: dict[str, _GpuTotals] = {}
+        self._price_cache: dict[tuple[str, str, str, str], Optional[Price]] = {}
 
     # --- the tick -------------------------------------------------------------------------
     def update(self, now: float, reading: NvmlReading, gpus: tuple[GpuState, ...], migs: tuple[MigState, ...],
@@ -114,9 +120,12 @@ class Accounts:
         cloud = identity.node.cloud if identity is not None else ""
         kind = pricing_kind(self.pricing_kind_setting, self.node_labels() if self.node_labels else {})
 
-        by_gpu: dict[str, list[PodShare]] = {}
-        for s in pods:
-            by_gpu.setdefault(s.uuid, []).append(s)
+        labels = [pod_labels(s) for s in pods]  # once per share: the key of its totals and series
+        by_gpu: dict[str, tuple[list[PodShare], list[AccountKey]]] = {}
+        for s, key in zip(pods, labels, strict=True):
+            shares_keys = by_gpu.setdefault(s.uuid, ([], []))
+            shares_keys[0].append(s)
+            shares_keys[1].append(key)
         raw_util = {d.uuid: d.utilization for d in reading.devices}
         mig = _mig_instances(reading, migs)
 
@@ -127,9 +136,8 @@ class Accounts:
         gpu_out: list[GpuAccount] = []
         for g in gpus:
             record = records.get(g.uuid)
-            shares = by_gpu.get(g.uuid, [])
-            claims, keys, rest, gpu_activity = self._claims(g, shares, record, raw_util.get(g.uuid), mig,
-                                                            activity)
+            shares, keys = by_gpu.get(g.uuid, ([], []))
+            claims, rest, gpu_activity = self._claims(g, shares, record, raw_util.get(g.uuid), mig, activity)
             for key, c in zip(keys, claims, strict=True):
                 fractions[key] = c.allocation
             totals = self._gpus.setdefault(g.uuid, _GpuTotals())
@@ -137,8 +145,10 @@ class Accounts:
             self.floor.observe(g.uuid, power, gpu_activity)
             estimate = self.floor.estimate(g.uuid)
             floor_watts = estimate[0] if estimate is not None else 0.0
-            delta, seconds = self._energy_delta(g, totals, now, power)
-            if delta is not None:
+            delta, seconds, splittable = self._energy_delta(g, totals, now, power)
+            if delta is not None and not splittable:
+                totals.unattributed += delta
+            elif delta is not None:
                 parts, left = split(delta, floor_watts * seconds, claims, rest)
                 totals.unattributed += left
                 for key, part in zip(keys, parts, strict=True):
@@ -167,19 +177,17 @@ class Accounts:
             del self._gpus[uuid]
         self.floor.retain(live_gpus)
         prices = {a.uuid: a.price_per_hour for a in gpu_out}
-        return self._pod_accounts(pods, dt, energy_parts, power_parts, fractions, energy_fraction, prices), \
+        return self._pod_accounts(pods, labels, dt, energy_parts, power_parts, fractions, energy_fraction, prices), \
             tuple(gpu_out)
 
     # --- one GPU ----------------------------------------------------------------------------
     def _claims(self, g: GpuState, shares: list[PodShare], record: Optional[GpuRecord], util: Optional[float],
                 mig: Mapping[tuple[int, int], tuple[Optional[float], int]],
                 activity: Mapping[UnitKey, TickActivity]
-                ) -> tuple[list[Claim], list[AccountKey], Optional[float], Optional[float]]:
-        """(claims, their keys, activity no claim can take (None: unknown), the GPU's activity)."""
-        keys = [pod_labels(s) for s in shares]
+                ) -> tuple[list[Claim], Optional[float], Optional[float]]:
+        """(claims, activity no claim can take (None: unknown), the GPU's activity)."""
         if g.mig_enabled or any(s.mig_uuid for s in shares):
-            mig_claims, mig_rest, busy = _mig_claims(g.index, shares, gpu_slices(record), mig)
-            return mig_claims, keys, mig_rest, busy
+            return _mig_claims(g.index, shares, gpu_slices(record.sku if record is not None else ""), mig)
         util = min(max(util, 0.0), 1.0) if util is not None else None
         unit = activity.get(("gpu", g.index))  # this tick's split of a shared GPU
         claims: list[Claim] = []
@@ -196,39 +204,49 @@ class Accounts:
             rest = unit[1] if unit is not None else None
         else:
             rest = 0.0 if util is not None else None
-        return claims, keys, rest, util
+        return claims, rest, util
 
     def _energy_delta(self, g: GpuState, totals: _GpuTotals, now: float,
-                      power: Optional[float]) -> tuple[Optional[float], float]:
-        """(joules this tick, the seconds they cover); None when this tick cannot tell."""
+                      power: Optional[float]) -> tuple[Optional[float], float, bool]:
+        """(joules since the last reading, the seconds they cover, whether this tick's claims
+        may split them). A GPU with an energy counter is accounted by its counter alone: a
+        tick without a reading accrues nothing and the next reading covers it; energy across
+        a gap the agent did not watch (NVML down, the agent paused) is the GPU's but no pod's.
+        A GPU without a counter accrues power x seconds between consecutive ticks."""
         counter = g.values.get(ENERGY) if g.up else None
-        consecutive = totals.tick == self._tick - 1 and 0.0 < now - totals.t <= self.max_gap
-        seconds = now - totals.t if consecutive else 0.0
-        delta: Optional[float] = None
-        if consecutive:
-            if counter is not None and totals.counter is not None and counter >= totals.counter:
-                delta = counter - totals.counter
-            elif power is not None:  # no counter on this GPU, or it restarted (driver reload)
-                delta = power * seconds
-        if counter is not None or power is not None:
-            totals.tick, totals.t, totals.counter = self._tick, now, counter
-            totals.has_energy = True
-        return delta, seconds
+        seconds = now - totals.t
+        watched = 0.0 < seconds <= self.max_gap
+        if counter is not None or totals.counter is not None:
+            if counter is None:
+                return None, 0.0, False
+            delta = counter - totals.counter if totals.counter is not None and counter >= totals.counter else None
+            totals.tick, totals.t, totals.counter, totals.has_energy = self._tick, now, counter, True
+            return delta, seconds, watched  # None: the first reading, or a driver reload reset it
+        if power is None:
+            return None, 0.0, False
+        consecutive = watched and totals.tick == self._tick - 1
+        totals.tick, totals.t, totals.has_energy = self._tick, now, True
+        return (power * seconds if consecutive else None), seconds, True
 
     def _price(self, record: Optional[GpuRecord], cloud: str, kind: str) -> Optional[Price]:
         if record is None or record.unknown or record.virtualization == "vgpu":
             return None  # an unknown part or a vGPU slice has no list price of its own
-        return self.prices.lookup(record.sku, record.model, cloud, kind)
+        key = (record.sku, record.model, cloud, kind)
+        if key not in self._price_cache:
+            if len(self._price_cache) > 256:
+                self._price_cache.clear()
+            self._price_cache[key] = self.prices.lookup(*key)
+        return self._price_cache[key]
 
     # --- per pod ------------------------------------------------------------------------------
-    def _pod_accounts(self, pods: tuple[PodShare, ...], dt: float, energy: Mapping[AccountKey, float],
+    def _pod_accounts(self, pods: tuple[PodShare, ...], labels: list[AccountKey], dt: float,
+                      energy: Mapping[AccountKey, float],
                       power: Mapping[AccountKey, float], fractions: Mapping[AccountKey, float],
                       energy_fraction: Mapping[AccountKey, float],
                       prices: Mapping[str, Optional[float]]) -> tuple[PodAccount, ...]:
         out: list[PodAccount] = []
         live: set[AccountKey] = set()
-        for s in pods:
-            key = pod_labels(s)
+        for s, key in zip(pods, labels, strict=True):
             if key in live:
                 continue  # one series per label set, as the pods collector renders it
             live.add(key)

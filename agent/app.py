@@ -133,10 +133,16 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
 
 
 def _node_labels(node: Optional[NodeObject]) -> Callable[[], dict[str, str]]:
-    """The Node object's labels as last fetched ({} without the API or before the first fetch)."""
+    """The Node object's labels as last fetched ({} without the API or before the first fetch),
+    read again only when a new object was fetched."""
+    last: list[Any] = [None, {}]  # [the Node object read, its labels]
+
     def labels() -> dict[str, str]:
         obj = node.node if node is not None else None
-        meta = obj.get("metadata") if isinstance(obj, dict) else None
-        found = meta.get("labels") if isinstance(meta, dict) else None
-        return {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}
+        if obj is not last[0]:
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            found = meta.get("labels") if isinstance(meta, dict) else None
+            last[:] = [obj, {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}]
+        result: dict[str, str] = last[1]
+        return result
     return labels

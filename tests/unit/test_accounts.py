@@ -167,16 +167,28 @@ def test_counters_are_monotonic_across_churn_and_restart_from_zero():
     assert out["b"].energy_joules < out["a"].energy_joules, "b came back at step 4 and started over"
 
 
-def test_a_gap_or_a_restarted_energy_counter_accrues_no_energy_it_cannot_know():
+def test_energy_across_a_gap_is_the_gpus_but_no_pods_and_a_reset_counter_starts_over():
     k = Ticker(max_gap=30.0)
     a = _share("a", util=0.0)
     k.tick([_gpu(0, G0, 5000.0, 100.0)], [a], _reading({G0: 0.0}))
-    out, _ = k.tick([_gpu(0, G0, 9000.0, 100.0)], [a], _reading({G0: 0.0}), dt=120.0)
+    out, gpus = k.tick([_gpu(0, G0, 9000.0, 100.0)], [a], _reading({G0: 0.0}), dt=120.0)
     assert out["a"].energy_joules == 0.0 and out["a"].idle_seconds == 0.0 and out["a"].cost == 0.0
+    assert gpus[G0].unattributed_energy_joules == pytest.approx(4000.0), "the GPU's energy is still conserved"
     out, _ = k.tick([_gpu(0, G0, 9100.0, 100.0)], [a], _reading({G0: 0.0}))
     assert out["a"].energy_joules == pytest.approx(100.0)
-    out, _ = k.tick([_gpu(0, G0, 10.0, 90.0)], [a], _reading({G0: 0.0}), dt=2.0)  # driver reload
-    assert out["a"].energy_joules == pytest.approx(100.0 + 90.0 * 2.0), "power x seconds across the reset"
+    out, _ = k.tick([_gpu(0, G0, 10.0, 90.0)], [a], _reading({G0: 0.0}))  # driver reload: the counter restarts
+    out, gpus = k.tick([_gpu(0, G0, 110.0, 90.0)], [a], _reading({G0: 0.0}))
+    assert out["a"].energy_joules == pytest.approx(200.0) and gpus[G0].unattributed_energy_joules == \
+        pytest.approx(4000.0)
+
+
+def test_a_tick_without_a_counter_reading_is_covered_by_the_next_one():
+    k = Ticker()
+    a = _share("a")
+    k.tick([_gpu(0, G0, 1000.0, 100.0)], [a])
+    k.tick([_gpu(0, G0, power=100.0)], [a])  # the field failed this tick
+    out, gpus = k.tick([_gpu(0, G0, 1250.0, 100.0)], [a])
+    assert out["a"].energy_joules == pytest.approx(250.0), "two seconds of the holder's energy, from the counter"
 
 
 def test_gpu_without_energy_counter_uses_power_and_without_either_has_no_energy():
@@ -237,7 +249,7 @@ def test_idle_threshold_is_per_allocated_gpu():
 def test_helpers():
     assert instance_slices("1g.10gb") == 1 and instance_slices("1c.3g.40gb") == 3
     assert instance_slices("7g.80gb") == 7 and instance_slices("1g.10gb+me") == 1 and instance_slices("x") is None
-    assert gpu_slices(H100) == 7 and gpu_slices(resolve_gpu("NVIDIA A30", memory_mib=24576)) == 4
-    assert gpu_slices(None) == 7
+    assert gpu_slices(H100.sku) == 7 and gpu_slices(resolve_gpu("NVIDIA A30", memory_mib=24576).sku) == 4
+    assert gpu_slices("") == 7
     share = _share("a", gi="3", profile="1g.10gb", sharing="mig")
     assert pod_labels(share) == ("ml", "a", "main", "0", G0, "mig", "3", "0", "1g.10gb", "MIG-3")
