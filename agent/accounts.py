@@ -55,7 +55,10 @@ _POD_VALUES = operator.attrgetter(*POD)  # PodShare fields are named after the l
 
 def pod_labels(share: PodShare) -> AccountKey:
     """The label values of a pod series, in catalog.POD order."""
-    return tuple(map(str, _POD_VALUES(share)))
+    try:
+        return tuple(map(str, _POD_VALUES(share)))
+    except AttributeError:  # a label PodShare does not carry: "" (the renderer omits it)
+        return tuple(str(getattr(share, name, "")) for name in POD)
 
 
 def instance_slices(profile: str) -> Optional[int]:

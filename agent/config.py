@@ -22,7 +22,7 @@ import yaml
 
 from .catalog import COLLECTORS
 from .errors import OneLineError
-from .pricing import parse_kind
+from .pricing import PriceFileError, PriceTable, parse_kind
 
 
 class ConfigError(OneLineError):
@@ -104,6 +104,17 @@ def _csv(text: Any) -> tuple[str, ...]:
 
 def _str(text: Any) -> str:
     return str(text).strip()
+
+
+def _price_file(text: Any) -> str:
+    """A price file that loads (checked at start, so a bad one is a one-line error and exit 2)."""
+    path = str(text).strip()
+    if path:
+        try:
+            PriceTable.load(path)
+        except PriceFileError as exc:
+            raise ValueError(str(exc)) from None
+    return path
 
 
 def _ratio(text: Any) -> float:
@@ -236,7 +247,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limits.max-series", _positive_int,
             "Cardinality ceiling per family; series beyond it are dropped and counted.", "N"),
     Setting("log.level", _choice("debug", "info", "warning", "error"), "Log level.", "LEVEL"),
-    Setting("cost.price-file", _str,
+    Setting("cost.price-file", _price_file,
             "YAML price table per GPU-hour (sku or model x cloud x kind); its rows add to or replace the built-in "
             "public list prices. Empty: the built-in table only.", "PATH"),
     Setting("cost.pricing-kind", parse_kind,

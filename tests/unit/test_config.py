@@ -126,11 +126,16 @@ def test_every_config_field_has_one_setting_and_a_typed_default():
             assert fields[s.attr].type != "Any", s.flag
 
 
-def test_cost_settings():
+def test_cost_settings(tmp_path):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("prices: [{model: L4, cloud: onprem, per_gpu_hour: 0.4}]\n")
     cfg = c.load(_args("--cost.idle-threshold=10%", "--cost.pricing-kind=spot", "--cost.basis=energy",
-                       "--cost.price-file=/etc/gpulse/prices.yaml"), environ={})
+                       f"--cost.price-file={prices}"), environ={})
     assert (cfg.cost_idle_threshold, cfg.cost_pricing_kind, cfg.cost_basis, cfg.cost_price_file) == \
-        (0.1, "spot", "energy", "/etc/gpulse/prices.yaml")
+        (0.1, "spot", "energy", str(prices))
+    prices.write_text("prices: [{model: L4, cloud: onprem}]\n")
+    with pytest.raises(c.ConfigError, match=r"^--cost.price-file: .*prices.yaml: prices\[0\]: per_gpu_hour: missing"):
+        c.load(_args(f"--cost.price-file={prices}"), environ={})
     d = c.load(_args(), environ={})
     assert (d.cost_idle_threshold, d.cost_pricing_kind, d.cost_basis, d.cost_price_file) == \
         (0.05, "auto", "allocation", "")

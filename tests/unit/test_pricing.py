@@ -132,3 +132,14 @@ def test_parse_kind():
 
 def test_prices_are_finite():
     assert all(math.isfinite(p.per_gpu_hour) for p in PriceTable.load().rows.values())
+
+
+def test_the_example_configmap_is_a_valid_price_file(tmp_path):
+    import yaml
+
+    from tests.conftest import ROOT
+    (cm,) = [d for d in yaml.safe_load_all(open(f"{ROOT}/deploy/examples/gpu-prices.yaml")) if d]
+    t = PriceTable.load(_write(tmp_path, cm["data"]["prices.yaml"]))
+    assert t.lookup("H100-SXM5-80GB", "H100", "aws", "on-demand").per_gpu_hour == 4.1
+    assert t.lookup("L40S-48GB", "L40S", "aws", "spot").per_gpu_hour == pytest.approx(0.93)
+    assert t.lookup("A100-SXM4-80GB", "A100", "onprem", "on-demand").per_gpu_hour == 1.2
