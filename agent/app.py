@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Protocol
 
 from . import collectors
+from .accounts import Accounts
 from .attribution import Attributor
 from .config import Config
 from .health import Health
@@ -24,6 +25,7 @@ from .kube.resourceslices import ResourceSliceWatcher
 from .kube.source import PodSource
 from .nvml import lib as nvml_lib
 from .nvml.supervisor import NvmlSupervisor
+from .pricing import PriceTable
 from .refresh import Source
 from .sampler import Inputs, Sampler
 from .sources.dcgm import DcgmSource
@@ -110,6 +112,13 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
         background.append(dcgm)
         sources["dcgm"] = dcgm
 
+    accounts: Optional[Accounts] = None
+    if config.collector_enabled("energy") or config.collector_enabled("cost"):
+        # A bad price file stops the start with one line naming the file and the row.
+        accounts = Accounts(PriceTable.load(config.cost_price_file), idle_threshold=config.cost_idle_threshold,
+                            basis=config.cost_basis, pricing_kind_setting=config.cost_pricing_kind,
+                            node_labels=_node_labels(node), max_gap=max(30.0, 3 * config.collect_window))
+
     inputs = Inputs(
         nvml=nvml,
         windows=DeviceWindows(config.collect_window),
@@ -120,6 +129,7 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
                                    config.identity_nfd_file),
         mig_activity=dcgm,
         sources=sources,
+        accounts=accounts,
     )
     runner = collectors.CollectorRunner(collectors.REGISTRY.enabled(config), collectors.SELF,
                                         config.limits_max_series)
@@ -127,3 +137,19 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
                       interval=config.collect_interval, node_name=config.node_name, backend=config.nvml_backend,
                       clock=clock, wallclock=wallclock)
     return Agent(config, sampler, background)
+
+
+def _node_labels(node: Optional[NodeObject]) -> Callable[[], dict[str, str]]:
+    """The Node object's labels as last fetched ({} without the API or before the first fetch),
+    read again only when a new object was fetched."""
+    last: list[Any] = [None, {}]  # [the Node object read, its labels]
+
+    def labels() -> dict[str, str]:
+        obj = node.node if node is not None else None
+        if obj is not last[0]:
+            meta = obj.get("metadata") if isinstance(obj, dict) else None
+            found = meta.get("labels") if isinstance(meta, dict) else None
+            last[:] = [obj, {str(k): str(v) for k, v in found.items()} if isinstance(found, dict) else {}]
+        result: dict[str, str] = last[1]
+        return result
+    return labels

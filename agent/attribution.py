@@ -65,6 +65,7 @@ DEVICE_PLUGIN = "device-plugin"
 HolderKey = tuple[str, str, str]  # (namespace, pod, container) holding slots of a unit
 PodKey = tuple[str, str]  # (namespace, pod)
 HolderShares = Mapping[HolderKey, float]
+TickActivity = tuple[HolderShares, float]  # one tick of a shared unit: (share per holder, unattributed rest)
 # What _holder_of finds for one process: (holder, None), or (None, why it stays unattributed).
 HolderOrReason = Union[tuple[HolderKey, None], tuple[None, str]]
 
@@ -159,12 +160,15 @@ class Attributor:
         self.claims: tuple[PodClaim, ...] = ()  # DRA holders' claims, this tick
         # (allocation, driver, reason) -> allocations that named no GPU this tick
         self.unresolved_allocations: dict[tuple[str, str, str], int] = {}
+        # This tick's split of each shared unit that had samples (not windowed): what energy is split by.
+        self.tick_activity: dict[UnitKey, TickActivity] = {}
 
     # --- the tick ---------------------------------------------------------------------
     def update(self, reading: NvmlReading, view: AllocationView, now: float,
                unit_util: Optional[Mapping[UnitKey, float]] = None) -> tuple[tuple[PodShare, ...], dict[int, float]]:
         units = self._units(reading, view)
         self.unresolved = {}
+        self.tick_activity = {}
         seen_pids: set[int] = set()
         for unit in units.values():
             for p in unit.processes():
@@ -391,6 +395,7 @@ class Attributor:
             tick_shares = {h: v * scale for h, v in raw.items()}
             rest = max(0.0, gpu_util - sum(tick_shares.values()))
             window.add(now, tick_shares, rest)
+            self.tick_activity[unit.key] = (tick_shares, rest)
         window.expire(now)
 
         sharing = "mps" if unit.device.facts.compute_mode in _EXCLUSIVE_PROCESS else "time-slicing"

@@ -31,6 +31,8 @@ COLLECTORS: dict[str, tuple[bool, str]] = {
     "workloads": (True, "per-workload queue depth, running requests and KV cache."),
     "identity": (True, "GPU and node identity (gpulse_gpu_info, gpulse_node_info)."),
     "dcgm_compat": (False, "dcgm-exporter's DCGM_FI_* names and labels, for its dashboards and alerts."),
+    "energy": (True, "per-pod GPU energy and power, the unattributed rest and each GPU's idle floor."),
+    "cost": (True, "per-pod GPU cost and idle-allocated time, and each GPU's price per hour."),
 }
 SELF = "self"
 
@@ -146,6 +148,15 @@ CATALOG: tuple[MetricSpec, ...] = (
     _m("gpulse_attribution_unresolved_processes", "gauge", "", "GPU processes whose usage could not be tied to a pod, by reason (not_in_pod, unknown_pod_uid, pod_holds_no_slot, ambiguous_container).", GPU + ("reason",), "pods", "/proc/<pid>/cgroup + kubelet + API"),
     _m("gpulse_pod_gpu_claim_info", "info", "", "A container's DRA claim on a device and the GPU it resolved to; join with * on (namespace, pod, container, uuid) group_left(claim).", CLAIM, "pods", "kubelet PodResources List (dynamic_resources) + ResourceSlices"),
     _m("gpulse_attribution_unresolved_allocations", "gauge", "", "Allocations the kubelet reports that could not be tied to a GPU, by how they were made (device-plugin, dra) and reason (unknown_device, slice_not_seen, ambiguous_device).", ("allocation", "driver", "reason"), "pods", "kubelet PodResources List + ResourceSlices + NVML"),
+    # --- energy (collector "energy"); the model: gpulse.energy and the README ---
+    _m("gpulse_pod_gpu_energy_joules_total", "counter", "joules", "Energy of the GPU attributed to the container: all of it on a whole GPU; on a shared or MIG GPU the idle floor's energy by allocation and the energy above it by activity.", POD, "energy", "NVML energy counter + attribution"),
+    _m("gpulse_pod_gpu_power_watts", "gauge", "watts", "The container's part of the GPU's power draw, split like its energy.", POD, "energy", "NVML power + attribution"),
+    _m("gpulse_gpu_unattributed_energy_joules_total", "counter", "joules", "Energy of the GPU no pod could take (idle capacity nobody holds, host processes, unknown pods); with the pods' energy it adds up to gpulse_gpu_energy_joules_total.", GPU, "energy", "NVML energy counter + attribution"),
+    _m("gpulse_gpu_idle_power_watts", "gauge", "watts", "Estimated power the GPU draws with nothing running, by estimate (idle: lowest power under 5% activity; fit: intercept of power against activity; lowest_seen: lowest power seen, an upper bound).", GPU + ("estimate",), "energy", "NVML power and utilization"),
+    # --- cost (collector "cost") ---
+    _m("gpulse_pod_gpu_allocated_idle_seconds_total", "counter", "seconds", "Time the container held the unit while its utilization per allocated GPU stayed under --cost.idle-threshold, weighted by the allocated fraction.", POD, "cost", "attribution"),
+    _m("gpulse_pod_gpu_cost_total", "counter", "", "Cost of the container's GPU use in the price table's currency: the GPU's price per hour accrued by the container's allocated fraction of the GPU (a MIG instance: its slices of the GPU's), or by its energy share with --cost.basis=energy.", POD, "cost", "price table x attribution"),
+    _m("gpulse_gpu_price_per_hour", "gauge", "", "Price of one GPU-hour of this GPU from the price table, with the row's source; absent when the table has no row for its SKU or model on this cloud and pricing kind.", GPU + ("price_key", "cloud", "pricing_kind", "currency", "region", "source", "as_of"), "cost", "price table (--cost.price-file)"),
     # --- workloads (collector "workloads") ---
     _m("gpulse_workload_queue_depth", "gauge", "", "Requests waiting in the inference server's queue.", WORKLOAD, "workloads", "server adapters / push"),
     _m("gpulse_workload_running_requests", "gauge", "", "Requests being processed by the inference server.", WORKLOAD, "workloads", "server adapters / push"),

@@ -22,6 +22,7 @@ import yaml
 
 from .catalog import COLLECTORS
 from .errors import OneLineError
+from .pricing import PriceFileError, PriceTable, parse_kind
 
 
 class ConfigError(OneLineError):
@@ -105,6 +106,29 @@ def _str(text: Any) -> str:
     return str(text).strip()
 
 
+def _price_file(text: Any) -> str:
+    """A price file that loads (checked at start, so a bad one is a one-line error and exit 2)."""
+    path = str(text).strip()
+    if path:
+        try:
+            PriceTable.load(path)
+        except PriceFileError as exc:
+            raise ValueError(str(exc)) from None
+    return path
+
+
+def _ratio(text: Any) -> float:
+    """A fraction strictly between 0 and 1: 0.05 or 5%."""
+    t = str(text).strip()
+    try:
+        v = float(t[:-1]) / 100.0 if t.endswith("%") else float(t)
+    except ValueError:
+        raise ValueError(f"invalid ratio {t!r} (use e.g. 0.05 or 5%)") from None
+    if not 0.0 < v < 1.0:
+        raise ValueError(f"ratio {t!r} must be between 0 and 1 (0% and 100%), exclusive")
+    return v
+
+
 @dataclass(frozen=True)
 class Config:
     """Validated, immutable agent settings; SETTINGS says what each one means."""
@@ -134,6 +158,10 @@ class Config:
     identity_nfd_file: str = "/etc/kubernetes/node-feature-discovery/features.d/gpulse"
     limits_max_series: int = 20_000
     log_level: str = "info"
+    cost_price_file: str = ""
+    cost_pricing_kind: str = "auto"
+    cost_basis: str = "allocation"
+    cost_idle_threshold: float = 0.05
     collectors: frozenset[str] = frozenset(name for name, (on, _) in COLLECTORS.items() if on)
 
     def collector_enabled(self, name: str) -> bool:
@@ -223,6 +251,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("limits.max-series", _positive_int,
             "Cardinality ceiling per family; series beyond it are dropped and counted.", "N"),
     Setting("log.level", _choice("debug", "info", "warning", "error"), "Log level.", "LEVEL"),
+    Setting("cost.price-file", _price_file,
+            "YAML price table per GPU-hour (sku or model x cloud x kind); its rows add to or replace the built-in "
+            "public list prices. Empty: the built-in table only.", "PATH"),
+    Setting("cost.pricing-kind", parse_kind,
+            "Pricing kind of this node's GPUs (on-demand, spot, reserved, ...); auto reads the node's capacity-type "
+            "labels and falls back to on-demand.", "KIND"),
+    Setting("cost.basis", _choice("allocation", "energy"),
+            "What a pod's GPU cost follows: its allocated fraction of the GPU (the norm) or its share of the GPU's "
+            "energy.", "BASIS"),
+    Setting("cost.idle-threshold", _ratio,
+            "A pod's GPU counts as idle while its utilization per allocated GPU stays under this.", "RATIO"),
 ) + tuple(
     Setting(f"collector.{name}", parse_bool, f"Collector {name}: {text}",
             aliases=("compat.dcgm",) if name == "dcgm_compat" else (), collector=name)

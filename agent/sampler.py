@@ -21,6 +21,7 @@ from types import MappingProxyType
 from typing import Optional, Protocol
 
 from . import kernels
+from .accounts import Accounts
 from .attribution import Attributor
 from .collectors.runner import CollectorRunner
 from .health import Health
@@ -29,7 +30,7 @@ from .identity.resolver import IdentityView
 from .kube.source import PodSource
 from .nvml.supervisor import NvmlSupervisor
 from .refresh import Source
-from .snapshot import GpuState, MigState, PodClaim, PodShare, Snapshot, TickStats, WorkloadState
+from .snapshot import GpuAccount, GpuState, MigState, PodAccount, PodClaim, PodShare, Snapshot, TickStats, WorkloadState
 from .windowing import DeviceWindows, MigActivity, unit_utilization
 
 log = logging.getLogger(__name__)
@@ -65,6 +66,7 @@ class Inputs:
     identity: Optional[IdentityPublisher] = None
     mig_activity: Optional[MigActivitySource] = None
     sources: Mapping[str, Source] = field(default_factory=dict)
+    accounts: Optional[Accounts] = None  # energy, idle time and cost per pod
 
 
 class Sampler:
@@ -146,6 +148,8 @@ class Sampler:
         unresolved_allocations: Mapping[tuple[str, str, str], int] = {}
         errors: Mapping[tuple[str, str], int] = {}
         calls: Mapping[str, int] = {}
+        pod_accounts: tuple[PodAccount, ...] = ()
+        gpu_accounts: tuple[GpuAccount, ...] = ()
         reader = inp.nvml.ready_reader(now)
         if reader is not None:
             reading = reader.read(now)
@@ -158,6 +162,13 @@ class Sampler:
                 claims, unresolved_allocations = inp.attributor.claims, dict(inp.attributor.unresolved_allocations)
             if inp.identity is not None:
                 self._identity = inp.identity.update(reading, now)
+            if inp.accounts is not None:
+                split = inp.attributor.tick_activity if inp.attributor is not None else {}
+                try:
+                    pod_accounts, gpu_accounts = inp.accounts.update(now, reading, gpus, migs, pods, split,
+                                                                     self._identity)
+                except Exception:
+                    log.exception("energy and cost accounting failed")
             errors, calls = dict(reader.errors), dict(reader.calls)
         workloads = inp.workloads.current() if inp.workloads is not None else ()
         return Snapshot(
@@ -167,7 +178,8 @@ class Sampler:
             workloads=tuple(workloads), identity=self._identity,
             sources=MappingProxyType({name: src.status() for name, src in inp.sources.items()}),
             nvml_errors=MappingProxyType(dict(errors)), nvml_calls=MappingProxyType(dict(calls)),
-            nvml_backend=self.backend, tick=TickStats(self._last_duration, self.ticks, self.missed))
+            nvml_backend=self.backend, tick=TickStats(self._last_duration, self.ticks, self.missed),
+            pod_accounts=pod_accounts, gpu_accounts=gpu_accounts)
 
     # --- health, as the HTTP server asks it -------------------------------------------------
     def liveness(self) -> tuple[bool, str]:

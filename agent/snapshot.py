@@ -18,8 +18,8 @@ from .refresh import SourceStatus
 if TYPE_CHECKING:
     from .identity.resolver import IdentityView
 
-__all__ = ["CollectorStat", "GpuState", "MigState", "PodClaim", "PodShare", "Snapshot", "SourceStatus",
-           "TickStats", "WorkloadState"]
+__all__ = ["CollectorStat", "GpuAccount", "GpuState", "MigState", "PodAccount", "PodClaim", "PodShare", "Snapshot",
+           "SourceStatus", "TickStats", "WorkloadState"]
 
 
 _K = TypeVar("_K")
@@ -89,6 +89,35 @@ class PodClaim:
 
 
 @dataclass(frozen=True, slots=True)
+class PodAccount:
+    """One container's running totals on one GPU or MIG instance (gpulse.accounts).
+    None: not known on this GPU (no energy reading, no price, utilization never known)."""
+    labels: tuple[str, ...]  # values of catalog.POD
+    energy_joules: Optional[float] = None  # counter
+    power_watts: Optional[float] = None
+    idle_seconds: Optional[float] = None  # counter, weighted by the allocated fraction
+    cost: Optional[float] = None  # counter, in the price table's currency
+
+
+@dataclass(frozen=True, slots=True)
+class GpuAccount:
+    """One GPU's energy remainder, idle floor and price (gpulse.accounts)."""
+    gpu: int
+    uuid: str
+    unattributed_energy_joules: Optional[float] = None  # counter
+    idle_power_watts: Optional[float] = None
+    idle_power_estimate: str = ""  # idle | fit | lowest_seen
+    price_per_hour: Optional[float] = None  # per GPU-hour; None: no row for this GPU
+    price_key: str = ""  # the sku or model of the row
+    cloud: str = ""
+    pricing_kind: str = ""
+    currency: str = ""
+    price_region: str = ""
+    price_source: str = ""
+    price_as_of: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class WorkloadState:
     namespace: str
     pod: str
@@ -136,3 +165,5 @@ class Snapshot:
     # Filled in by the collector runner before the self collector runs (this tick's outcome).
     collectors: Mapping[str, CollectorStat] = field(default_factory=_empty)
     dropped: Mapping[str, int] = field(default_factory=_empty)  # family -> series over the ceiling
+    pod_accounts: tuple[PodAccount, ...] = ()  # energy, idle time and cost per pod (gpulse.accounts)
+    gpu_accounts: tuple[GpuAccount, ...] = ()

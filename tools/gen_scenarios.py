@@ -15,6 +15,10 @@ def sine(mean, amp, period, phase=0):
     return {"sine": {"mean": round(mean, 3), "amplitude": round(amp, 3), "period": f"{period}s", "phase": f"{phase}s"}}
 
 
+def pulse(low, high, period, duty, phase=0):
+    return {"pulse": {"low": low, "high": high, "period": f"{period}s", "duty": duty, "phase": f"{phase}s"}}
+
+
 def vllm(model, i):
     return {"server": "vllm", "model": model,
             "queue_depth": sine(6 + (i % 5) * 3, 4 + i % 3, 60 + 7 * i, i),
@@ -27,28 +31,32 @@ def reference():
     for g in range(4):
         for m in range(7):
             i = g * 7 + m
+            # The last replica holds its MIG slice with the model loaded and never serves.
+            util = 0.0 if i == 27 else sine(0.25 + 0.09 * (i % 8), 0.1, 30 + 5 * m, i)
             pods.append({"namespace": "llm", "name": f"vllm-llama-8b-{i:02d}",
                          "labels": {"app": "vllm-llama-8b"},
                          "containers": [{"name": "vllm", "devices": [{"gpu": g, "mig": m}],
                                          "processes": [{"memory_mib": 7000 + 250 * (i % 9),
-                                                        "utilization": sine(0.25 + 0.09 * (i % 8), 0.1, 30 + 5 * m, i)}]}],
+                                                        "utilization": util}]}],
                          "workload": vllm("meta-llama/Llama-3.1-8B-Instruct", i)})
     for g in range(4, 8):
         for r in range(9):
             i = (g - 4) * 9 + r
             ns = ("research", "batch", "serving")[r % 3]
             name = {"research": f"notebook-{i:02d}", "batch": f"embed-job-{i:02d}", "serving": f"vllm-qwen-{i:02d}"}[ns]
+            # The first notebook on each GPU sits idle on its share; embedding jobs run in bursts.
+            util = (0.0 if r == 0 else pulse(0.0, 0.3, 20 + 5 * r, 0.25, g) if ns == "batch"
+                    else sine(0.02 + 0.012 * r + 0.005 * (g - 4), 0.01, 20 + 3 * r, r))
             pod = {"namespace": ns, "name": name,
                    "containers": [{"name": "main", "devices": [{"gpu": g, "replica": r}],
-                                   "processes": [{"memory_mib": 2000 + 600 * r,
-                                                  "utilization": sine(0.02 + 0.012 * r + 0.005 * (g - 4), 0.01, 20 + 3 * r, r)}]}]}
+                                   "processes": [{"memory_mib": 2000 + 600 * r, "utilization": util}]}]}
             if ns == "serving":
                 pod["labels"] = {"app": "vllm-qwen"}
                 pod["workload"] = vllm("Qwen/Qwen2.5-1.5B-Instruct", i)
             pods.append(pod)
     return {
         "name": "reference",
-        "description": "DESIGN reference node: 8 x H100 80GB HBM3 on AWS p5.48xlarge; GPUs 0-3 in MIG with 7 x 1g.10gb each (28 vLLM pods), GPUs 4-7 time-sliced with 9 replicas each (36 pods); 64 pods whose loads differ; one host process on GPU 4 that belongs to no pod.",
+        "description": "DESIGN reference node: 8 x H100 80GB HBM3 on AWS p5.48xlarge; GPUs 0-3 in MIG with 7 x 1g.10gb each (28 vLLM pods, the last holding its slice and never serving), GPUs 4-7 time-sliced with 9 replicas each (36 pods: an idle notebook, bursty embedding jobs and steady servers on each); one host process on GPU 4 that belongs to no pod.",
         "node": {"name": "ip-10-0-12-34.ec2.internal",
                  "provider_id": "aws:///us-east-1a/i-0abc1234def567890",
                  "dmi": {"sys_vendor": "Amazon EC2", "product_name": "p5.48xlarge", "board_asset_tag": "i-0abc1234def567890"},

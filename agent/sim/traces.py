@@ -4,6 +4,7 @@ Forms (YAML): a number (constant), or a mapping with exactly one key:
   {step: {before: 0.1, after: 0.9, at: 30s}}
   {ramp: {from: 0, to: 1, over: 60s, start: 0s}}
   {sine: {mean: 0.5, amplitude: 0.3, period: 60s, phase: 0s}}
+  {pulse: {low: 0, high: 0.9, period: 20s, duty: 0.25, phase: 0s}}  # bursts: high for duty x period
   {replay: path.csv, loop: true}   # rows "seconds,value", relative to the scenario file
 """
 
@@ -20,7 +21,8 @@ from typing import Any, Optional, Union, cast
 from ..config import parse_duration
 
 # Trace.params by kind: constant (value,), step (before, after, at), ramp (from, to, over,
-# start), sine (mean, amplitude, period, phase), replay (times, values, loop).
+# start), sine (mean, amplitude, period, phase), pulse (low, high, period, duty, phase),
+# replay (times, values, loop).
 _ReplayParams = tuple[tuple[float, ...], tuple[float, ...], bool]
 TraceParams = Union[tuple[float, ...], _ReplayParams]
 
@@ -56,6 +58,9 @@ class Trace:
         if self.kind == "sine":
             mean, amp, period, phase = p
             return mean + amp * math.sin(2 * math.pi * (t - phase) / period)
+        if self.kind == "pulse":
+            low, high, period, duty, phase = p
+            return high if ((t - phase) % period) < duty * period else low
         raise AssertionError(self.kind)
 
 
@@ -85,6 +90,13 @@ def _keys(spec: Any, allowed: set[str], required: set[str], what: str) -> None:
             raise TraceError(f"{what}: missing key {k!r}")
 
 
+def _fraction(v: Any, what: str) -> float:
+    x = _num(v, what)
+    if not 0.0 < x < 1.0:
+        raise TraceError(f"{what} must be between 0 and 1, exclusive")
+    return x
+
+
 def _positive_dur(v: Any, what: str) -> float:
     seconds = _dur(v, what)
     if seconds <= 0:
@@ -98,6 +110,8 @@ _SHAPES: dict[str, tuple[_Field, ...]] = {
     "step": (("before", _num, None), ("after", _num, None), ("at", _dur, None)),
     "ramp": (("from", _num, None), ("to", _num, None), ("over", _positive_dur, None), ("start", _dur, 0)),
     "sine": (("mean", _num, None), ("amplitude", _num, None), ("period", _positive_dur, None), ("phase", _dur, 0)),
+    "pulse": (("low", _num, None), ("high", _num, None), ("period", _positive_dur, None), ("duty", _fraction, None),
+              ("phase", _dur, 0)),
 }
 
 
@@ -105,7 +119,7 @@ def parse_trace(spec: Any, base_dir: str = ".") -> Trace:
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return Trace("constant", (float(spec),))
     if not isinstance(spec, dict) or len(spec) not in (1, 2):
-        raise TraceError(f"a trace is a number or one of step/ramp/sine/replay, got {spec!r}")
+        raise TraceError(f"a trace is a number or one of step/ramp/sine/pulse/replay, got {spec!r}")
     kind = next(k for k in spec if k != "loop")
     body = spec[kind]
     if kind == "constant":
@@ -135,4 +149,4 @@ def parse_trace(spec: Any, base_dir: str = ".") -> Trace:
         if not isinstance(loop, bool):
             raise TraceError("replay.loop must be true or false")
         return Trace("replay", (tuple(p[0] for p in points), tuple(p[1] for p in points), loop))
-    raise TraceError(f"unknown trace kind {kind!r} (one of constant, step, ramp, sine, replay)")
+    raise TraceError(f"unknown trace kind {kind!r} (one of constant, step, ramp, sine, pulse, replay)")

@@ -100,7 +100,7 @@ def _expected_pods(stack):
                             for d in devices)
             utilization = sum(p.utilization.at(0) for p in procs)
             pods[(pod.namespace, pod.name)] = {
-                "allocated": allocated, "utilization": utilization,
+                "node": agent.name, "allocated": allocated, "utilization": utilization,
                 "memory": sum(p.memory_mib for p in procs) * MIB,
                 "queue": ({pod.workload.queue_depth.at(0), pod.workload.queue_depth.at(1e9)}
                           if pod.workload and pod.workload.queue_depth else None),
@@ -120,9 +120,11 @@ def test_per_pod_recording_rules_match_the_scenarios(stack):
     prom = stack.prometheus
     per_pod = [r for r in _records() if r.startswith("namespace_pod:")]
     assert per_pod
+    priced = {r["metric"]["node"] for r in prom.query("gpulse_gpu_price_per_hour")}  # cost needs a price row
     for record in per_pod:
         got = by_label(prom.query(record), "namespace", "pod")
-        want = {k for k, v in expected.items() if "workload" not in record or v["queue"]}
+        want = {k for k, v in expected.items() if ("workload" not in record or v["queue"])
+                and ("cost" not in record or v["node"] in priced)}
         assert set(got) == want, f"{record}: pods {sorted(got)}, expected {sorted(want)}"
 
     def values(record):
@@ -169,7 +171,7 @@ def test_node_and_namespace_recording_rules(stack):
     prom = stack.prometheus
     allocated = by_label(prom.query("namespace:gpulse_pod_gpu_allocated:sum"), "namespace")
     # dra (tests/fixtures/e2e/dra-node.yaml): 1 whole + 4 quarters of a shared claim + 1 MIG + 1 extended
-    assert allocated == {"llm": 3.0, "ml": 1.0, "research": 1.0, "dra": 4.0}, "two half GPUs make one"
+    assert allocated == {"llm": 3.0, "ml": 1.0, "research": 2.0, "dra": 4.0}, "two half GPUs make one, plus a MIG instance"
     used = by_label(prom.query("namespace:gpulse_pod_gpu_utilization_ratio:sum"), "namespace")
     assert used == {"llm": pytest.approx(3 * 0.76, abs=0.02), "ml": pytest.approx(0.9, abs=0.01),
                     "research": pytest.approx(0.5, abs=0.01), "dra": pytest.approx(2.15, abs=0.02)}

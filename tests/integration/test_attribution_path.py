@@ -144,7 +144,8 @@ def test_shares_follow_each_process_load(node_factory, name):
         values_per_gpu.setdefault(s.gpu, []).append(s.utilization)
     for gpu, values in values_per_gpu.items():
         if node.scenario.gpus[gpu].sharing != "exclusive":
-            assert len(set(round(v, 6) for v in values)) == len(values)  # loads differ, so do the shares
+            busy = [v for v in values if v > 1e-9]  # idle pods, and bursty ones between bursts, share 0
+            assert len(set(round(v, 6) for v in busy)) == len(busy)  # loads differ, so do the shares
 
 
 def test_reference_scrape_shows_all_64_pods(node_factory):

@@ -18,10 +18,11 @@ FILES = sorted((ROOT / "dashboards").glob("*.json"))
 VARIABLES = {"gpulse-node.json": {"datasource", "node"},
              "gpulse-sharing.json": {"datasource", "node", "namespace"},
              "gpulse-autoscaling.json": {"datasource", "namespace", "workload"},
-             "gpulse-fleet.json": {"datasource", "cloud"}}
+             "gpulse-fleet.json": {"datasource", "cloud"},
+             "gpulse-cost.json": {"datasource", "namespace", "workload"}}
 
 
-def test_the_four_dashboards_exist():
+def test_the_dashboards_exist():
     assert {p.name for p in FILES} == set(VARIABLES)
 
 

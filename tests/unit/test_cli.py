@@ -10,6 +10,8 @@ from tests.conftest import gpulse_cmd
 @pytest.mark.parametrize("argv,needle", [
     (["serve", "--collect.interval=soon"], "gpulse: --collect.interval: invalid duration 'soon'"),
     (["check", "--nvml.backend=fake", "--scenario=nope"], "gpulse: scenario 'nope': not a built-in"),
+    (["serve", "--cost.price-file=/nonexistent/prices.yaml"],
+     "gpulse: --cost.price-file: /nonexistent/prices.yaml: cannot read the price file: No such file or directory"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(argv, needle):
     r = subprocess.run(gpulse_cmd(*argv), capture_output=True, text=True, timeout=60)

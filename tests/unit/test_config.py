@@ -53,6 +53,10 @@ def test_config_is_frozen():
     ([], {"GPULSE_WEB_LISTEN_ADDRESS": "nowhere"}, "GPULSE_WEB_LISTEN_ADDRESS: invalid listen address"),
     ([], {"GPULSE_COMPAT_DCGM": "maybe"}, "GPULSE_COMPAT_DCGM: invalid boolean"),
     (["--workloads.concurrency=0"], {}, "--workloads.concurrency: integer '0' must be positive"),
+    (["--cost.idle-threshold=1.5"], {}, "--cost.idle-threshold: ratio '1.5' must be between 0 and 1"),
+    (["--cost.idle-threshold=lots"], {}, "--cost.idle-threshold: invalid ratio 'lots'"),
+    (["--cost.basis=hours"], {}, "--cost.basis: invalid value 'hours' (one of: allocation, energy)"),
+    ([], {"GPULSE_COST_PRICING_KIND": "Spot!"}, "GPULSE_COST_PRICING_KIND: invalid pricing kind"),
 ])
 def test_bad_values_name_the_setting(argv, env, needle):
     with pytest.raises(c.ConfigError) as err:
@@ -120,3 +124,19 @@ def test_every_config_field_has_one_setting_and_a_typed_default():
     for s in c.SETTINGS:
         if not s.collector:
             assert fields[s.attr].type != "Any", s.flag
+
+
+def test_cost_settings(tmp_path):
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("prices: [{model: L4, cloud: onprem, per_gpu_hour: 0.4}]\n")
+    cfg = c.load(_args("--cost.idle-threshold=10%", "--cost.pricing-kind=spot", "--cost.basis=energy",
+                       f"--cost.price-file={prices}"), environ={})
+    assert (cfg.cost_idle_threshold, cfg.cost_pricing_kind, cfg.cost_basis, cfg.cost_price_file) == \
+        (0.1, "spot", "energy", str(prices))
+    prices.write_text("prices: [{model: L4, cloud: onprem}]\n")
+    with pytest.raises(c.ConfigError, match=r"^--cost.price-file: .*prices.yaml: prices\[0\]: per_gpu_hour: missing"):
+        c.load(_args(f"--cost.price-file={prices}"), environ={})
+    d = c.load(_args(), environ={})
+    assert (d.cost_idle_threshold, d.cost_pricing_kind, d.cost_basis, d.cost_price_file) == \
+        (0.05, "auto", "allocation", "")
+    assert {"energy", "cost"} <= d.collectors
