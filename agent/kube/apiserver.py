@@ -24,7 +24,8 @@ Shared interface (used by workload discovery and by pod attribution):
     .synced -> bool                      True once the first list has completed
     .version -> int                      bumps on every change (cheap change detection)
     .subscribe(fn)                       fn(index) after every change, on the watch thread
-  PodInfo   - frozen: uid, namespace, name, node, phase, ip, annotations, labels
+  PodInfo   - frozen: uid, namespace, name, node, phase, ip, annotations, labels,
+              lifecycle (conditions, container states, owner: gpulse.kube.lifecycle)
   PodWatcher(client, node_name, index=None).start()/.stop(); .index; .status() -> (up, error)
   KubeClient(KubeConfig).list_pods(node) / .watch_pods(node, rv) / .get_node(name)
 
@@ -53,6 +54,8 @@ from urllib.parse import quote, urlsplit
 from ..config import Config
 from ..errors import OneLineError
 from ..refresh import Refresher, SourceStatus
+from .lifecycle import EMPTY as _NO_LIFECYCLE
+from .lifecycle import PodLifecycle
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +117,7 @@ class PodInfo:
     resource_version: str = ""
     annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    lifecycle: PodLifecycle = _NO_LIFECYCLE
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> PodInfo:
@@ -125,7 +129,8 @@ class PodInfo:
                    node=spec.get("nodeName", "") or "", phase=status.get("phase", "") or "",
                    ip=status.get("podIP", "") or "", resource_version=meta.get("resourceVersion", ""),
                    annotations=MappingProxyType(dict(meta.get("annotations") or {})),
-                   labels=MappingProxyType(dict(meta.get("labels") or {})))
+                   labels=MappingProxyType(dict(meta.get("labels") or {})),
+                   lifecycle=PodLifecycle.from_object(obj))
 
 
 class KubeClient:
