@@ -122,7 +122,7 @@ def _histogram_les(name: str, labelnames: LabelValues, buckets: object) -> tuple
         v = float(b)
         if not math.isfinite(v) or v <= last:
             raise ValueError(f"{name}: histogram buckets must be finite and increasing, got {buckets!r}")
-        if v < 0:  # OpenMetrics forbids a _sum next to negative buckets; gpulse observes durations
+        if v < 0:  # OpenMetrics forbids a _sum next to negative buckets; durations are never negative
             raise ValueError(f"{name}: histogram buckets must not be negative, got {buckets!r}")
         last = v
         les.append(format_le(v))

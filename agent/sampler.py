@@ -29,7 +29,7 @@ from .identity.resolver import IdentityView
 from .kube.source import PodSource
 from .nvml.supervisor import NvmlSupervisor
 from .refresh import Source
-from .snapshot import GpuState, MigState, PodShare, Snapshot, TickStats, WorkloadState
+from .snapshot import GpuState, MigState, PodShare, PodStartup, Snapshot, StartupHistogram, TickStats, WorkloadState
 from .windowing import DeviceWindows, MigActivity, unit_utilization
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,11 @@ class MigActivitySource(Protocol):
     def current(self) -> MigActivity: ...
 
 
+class Startups(Protocol):
+    def update(self, shares: Optional[tuple[PodShare, ...]], now: Optional[float] = None
+               ) -> tuple[tuple[PodStartup, ...], tuple[StartupHistogram, ...]]: ...
+
+
 @dataclass
 class Inputs:
     """What a tick reads. Only NVML is required; `sources` is everything reported under
@@ -65,6 +70,7 @@ class Inputs:
     identity: Optional[IdentityPublisher] = None
     mig_activity: Optional[MigActivitySource] = None
     sources: Mapping[str, Source] = field(default_factory=dict)
+    startup: Optional[Startups] = None
 
 
 class Sampler:
@@ -145,6 +151,8 @@ class Sampler:
         errors: Mapping[tuple[str, str], int] = {}
         calls: Mapping[str, int] = {}
         reader = inp.nvml.ready_reader(now)
+        wall = self.wallclock()
+        held: Optional[tuple[PodShare, ...]] = None  # pods' GPU memory this tick; None: not read
         if reader is not None:
             reading = reader.read(now)
             activity = inp.mig_activity.current() if inp.mig_activity is not None else None
@@ -153,17 +161,20 @@ class Sampler:
                 shares, unattributed = inp.attributor.update(reading, inp.pods.current(), now,
                                                              unit_utilization(gpus, migs))
                 pods, unresolved = tuple(shares), dict(inp.attributor.unresolved)
+                held = pods
             if inp.identity is not None:
                 self._identity = inp.identity.update(reading, now)
             errors, calls = dict(reader.errors), dict(reader.calls)
         workloads = inp.workloads.current() if inp.workloads is not None else ()
+        startups, histograms = inp.startup.update(held, wall) if inp.startup is not None else ((), ())
         return Snapshot(
             timestamp=self.wallclock(), node_name=self.node_name, gpus=gpus, migs=migs, pods=pods,
             unattributed=MappingProxyType(dict(unattributed)), unresolved=MappingProxyType(dict(unresolved)),
             workloads=tuple(workloads), identity=self._identity,
             sources=MappingProxyType({name: src.status() for name, src in inp.sources.items()}),
             nvml_errors=MappingProxyType(dict(errors)), nvml_calls=MappingProxyType(dict(calls)),
-            nvml_backend=self.backend, tick=TickStats(self._last_duration, self.ticks, self.missed))
+            nvml_backend=self.backend, tick=TickStats(self._last_duration, self.ticks, self.missed),
+            startups=startups, startup_histograms=histograms)
 
     # --- health, as the HTTP server asks it -------------------------------------------------
     def liveness(self) -> tuple[bool, str]:

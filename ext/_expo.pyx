@@ -178,7 +178,7 @@ def _histogram_les(name, labelnames, buckets):
         v = float(b)
         if v != v or v == float("inf") or v == -float("inf") or v <= last:
             raise ValueError(f"{name}: histogram buckets must be finite and increasing, got {buckets!r}")
-        if v < 0:  # OpenMetrics forbids a _sum next to negative buckets; gpulse observes durations
+        if v < 0:  # OpenMetrics forbids a _sum next to negative buckets; durations are never negative
             raise ValueError(f"{name}: histogram buckets must not be negative, got {buckets!r}")
         last = v
         les.append(format_le(v))
