@@ -128,7 +128,8 @@ class _Pod:
     answer: _Stretch = field(default_factory=_Stretch)
     ready: _Stretch = field(default_factory=_Stretch)
     served_at: Optional[float] = None  # first request seen in the current answer stretch
-    requests_base: Optional[float] = None
+    requests_base: Optional[float] = None  # the request count this server process started from
+    requests_last: Optional[float] = None
     last_result: float = -1.0  # monotonic time of the last scrape result read
     last_probe: float = -1.0
     heard: bool = False  # a scrape, push or probe result has been read for this pod
@@ -225,29 +226,28 @@ class StartupTracker:
         ends = [t for c in life.containers for t in (c.finished_at, c.last_finished_at) if t is not None]
         last_end = max(ends) if ends else None
         start = pod.start
-        if start is None:
+        if start is None or (last_end is not None and last_end > start.begin + 0.5):
             if last_end is not None:
                 start = _Start(RESTART, last_end)
             else:
-                begin = life.scheduled_at or life.started_at or life.created_at or now
-                start = _Start(INITIAL, begin)
+                start = _Start(INITIAL, life.scheduled_at or life.started_at or life.created_at or now)
+            start.times["scheduled"] = start.begin
+            fresh = pod.start is not None or start.begin >= (self.started_at or now) - SKEW
             pod.start = start
-            start.times["scheduled"] = start.begin
-        elif last_end is not None and last_end > start.begin + 0.5:
-            start = pod.start = _Start(RESTART, last_end)
-            start.times["scheduled"] = start.begin
-            # The server restarts with its container: what it did before is not this start's.
-            # When it came back is known only if the agent sees it off first (the back-off).
-            for s in (pod.memory, pod.answer, pod.ready):
-                s.since, s.seen, s.off_seen = None, False, False
-            pod.served_at = pod.requests_base = None
+            # What the pod's signals did before this start is not this start's. One that began
+            # while the agent was running could not hold memory or answer before it began: its
+            # signals count as seen off. One already under way when the agent began is timed
+            # only from what the agent sees from now on.
+            for sig in (pod.memory, pod.answer, pod.ready):
+                sig.since, sig.seen, sig.off_seen = None, False, fresh
+            pod.served_at = pod.requests_base = pod.requests_last = None
         # Signals. Before the containers run, nothing can hold memory or answer: that is an
         # observation of the off state, which makes the next onset a timed one.
         running = self._containers_started(info, start)
         if running is None:
             for s in (pod.memory, pod.answer, pod.ready):
                 s.observe(False, now)
-            pod.served_at = pod.requests_base = None
+            pod.served_at = pod.requests_base = pod.requests_last = None
         else:
             if holds_memory is not None:
                 pod.memory.observe(holds_memory, now)
@@ -311,15 +311,16 @@ class StartupTracker:
         process, so a first count above 0 means requests were served by then); one that
         was already up when the agent looked starts at its first count."""
         if not up:
-            pod.served_at = pod.requests_base = None
+            pod.served_at = pod.requests_base = pod.requests_last = None
             return
         if requests is None:
             return
         if pod.requests_base is None:
             fresh = pod.answer.since == at and pod.answer.seen
             pod.requests_base = 0.0 if fresh else requests
-        elif requests < pod.requests_base:  # the counter reset: a new process we did not see go down
-            pod.requests_base, pod.served_at = 0.0, None
+        elif pod.requests_last is not None and requests < pod.requests_last:
+            pod.requests_base, pod.served_at = 0.0, None  # the counter reset: a process we did not see go down
+        pod.requests_last = requests
         if pod.served_at is None and requests > pod.requests_base:
             pod.served_at = at
 
