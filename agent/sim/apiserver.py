@@ -13,8 +13,13 @@ gpulse.dev/ scrape annotations pointing at it and podIP 127.0.0.1. Scenario anno
 win over the generated ones (that is how a scenario names gpulse.dev/server or breaks an
 annotation on purpose). Pods that push get no scrape annotations.
 
+Pods carry the status a kubelet reports (gpulse.sim.lifecycle): conditions, container
+states and ownerReferences; a pod with `startup:` exists only from its scheduled time, and
+apply_pod() (called by the world as scenario time passes) adds or changes it.
+
 Test hooks on the handle: add_pod(obj), update_pod(namespace, name, fn), delete_pod(namespace,
-name), expire() (compacts history: watchers get 410 and must re-list), requests (paths seen).
+name), apply_pod(obj), expire() (compacts history: watchers get 410 and must re-list),
+requests (paths seen).
 """
 
 from __future__ import annotations
@@ -22,13 +27,16 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from .lifecycle import LONG_AGO_SCHEDULED, Timeline, pod_status, rfc3339
+
 if TYPE_CHECKING:
-    from .scenario import Scenario
+    from .scenario import PodSpec, Scenario
 
 # A Kubernetes API object as JSON (Pod, Node, Status, PodList, watch event).
 _Obj = dict[str, Any]
@@ -43,27 +51,53 @@ class _Server(ThreadingHTTPServer):
 
 def pod_object(namespace: str, name: str, uid: str, node: str, annotations: Optional[Mapping[str, str]] = None,
                labels: Optional[Mapping[str, str]] = None, ip: str = "127.0.0.1", phase: str = "Running",
-               containers: tuple[str, ...] = ("main",)) -> _Obj:
+               containers: tuple[str, ...] = ("main",), status: Optional[_Obj] = None,
+               owner: tuple[str, str] = ("", ""), created: str = "") -> _Obj:
+    """A Pod object; `status` replaces the minimal one (phase and IP) when given."""
+    meta: _Obj = {"name": name, "namespace": namespace, "uid": uid,
+                  "annotations": dict(annotations or {}), "labels": dict(labels or {})}
+    if created:
+        meta["creationTimestamp"] = created
+    if owner[0]:
+        api = {"ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "Job": "batch/v1"}.get(
+            owner[0], "v1")
+        meta["ownerReferences"] = [{"apiVersion": api, "kind": owner[0], "name": owner[1], "uid": f"{owner[1]}-uid",
+                                    "controller": True, "blockOwnerDeletion": True}]
     return {
-        "kind": "Pod", "apiVersion": "v1",
-        "metadata": {"name": name, "namespace": namespace, "uid": uid,
-                     "annotations": dict(annotations or {}), "labels": dict(labels or {})},
+        "kind": "Pod", "apiVersion": "v1", "metadata": meta,
         "spec": {"nodeName": node, "containers": [{"name": c} for c in containers]},
-        "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}] if ip else []},
+        "status": status if status is not None else {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}] if ip else []},
     }
 
 
-def scenario_pods(scenario: Scenario, endpoints: _Endpoints) -> list[_Obj]:
+def scenario_pod(scenario: Scenario, pod: PodSpec, endpoints: _Endpoints, t: float, wall0: float,
+                 timeline: Optional[Timeline] = None) -> Optional[_Obj]:
+    """The Pod as the API server serves it at scenario time t; None before it is scheduled."""
+    if timeline is not None and not timeline.exists(t):
+        return None
+    ann: dict[str, str] = {}
+    ep = endpoints.get((pod.namespace, pod.name))
+    if ep is not None:
+        _host, port, path = ep
+        ann = {"gpulse.dev/scrape": "true", "gpulse.dev/port": str(port), "gpulse.dev/path": path}
+    ann.update(pod.annotations)
+    ip = ep[0] if ep else "127.0.0.1"
+    scheduled = timeline.spec.scheduled if timeline is not None else LONG_AGO_SCHEDULED
+    return pod_object(pod.namespace, pod.name, pod.uid, scenario.node.name, ann, pod.labels, ip=ip,
+                      containers=tuple(c.name for c in pod.containers),
+                      status=pod_status(pod, timeline, t, wall0, ip, scenario.cgroup.runtime), owner=pod.owner,
+                      created=rfc3339(wall0 + scheduled))
+
+
+def scenario_pods(scenario: Scenario, endpoints: _Endpoints, t: float = 0.0,
+                  wall0: Optional[float] = None) -> list[_Obj]:
+    """Every pod that exists at scenario time t; `wall0` is the wall time of scenario time 0."""
+    wall0 = time.time() - t if wall0 is None else wall0
     out = []
     for pod in scenario.pods:
-        ann: dict[str, str] = {}
-        ep = endpoints.get((pod.namespace, pod.name))
-        if ep is not None:
-            _host, port, path = ep
-            ann = {"gpulse.dev/scrape": "true", "gpulse.dev/port": str(port), "gpulse.dev/path": path}
-        ann.update(pod.annotations)
-        out.append(pod_object(pod.namespace, pod.name, pod.uid, scenario.node.name, ann, pod.labels,
-                              ip=ep[0] if ep else "127.0.0.1", containers=tuple(c.name for c in pod.containers)))
+        obj = scenario_pod(scenario, pod, endpoints, t, wall0, Timeline(pod.startup) if pod.startup else None)
+        if obj is not None:
+            out.append(obj)
     return out
 
 
@@ -96,6 +130,13 @@ class FakeApiServer:
 
     def add_pod(self, obj: _Obj) -> None:
         self._change("ADDED", obj)
+
+    def apply_pod(self, obj: _Obj) -> None:
+        """Add the pod, or replace it when it exists (a MODIFIED event)."""
+        meta = obj["metadata"]
+        with self._cond:
+            known = (meta["namespace"], meta["name"]) in self._pods
+        self._change("MODIFIED" if known else "ADDED", obj)
 
     def update_pod(self, namespace: str, name: str, fn: Callable[[_Obj], None]) -> None:
         with self._cond:
@@ -260,6 +301,7 @@ def node_object(scenario: Scenario) -> _Obj:
             "status": {"nodeInfo": {"kubeletVersion": "v1.30.0"}}}
 
 
-def start_fake_apiserver(scenario: Scenario, endpoints: _Endpoints, token: str = "") -> FakeApiServer:
-    """-> handle with .url, .stop() and the test hooks above."""
-    return FakeApiServer(node_object(scenario), scenario_pods(scenario, endpoints), token=token)
+def start_fake_apiserver(scenario: Scenario, endpoints: _Endpoints, token: str = "", t: float = 0.0,
+                         wall0: Optional[float] = None) -> FakeApiServer:
+    """-> handle with .url, .stop() and the test hooks above; the pods as of scenario time t."""
+    return FakeApiServer(node_object(scenario), scenario_pods(scenario, endpoints, t, wall0), token=token)
