@@ -164,10 +164,11 @@ def test_per_workload_recording_rules_join_pods_to_their_owners(stack):
 def test_node_and_namespace_recording_rules(stack):
     prom = stack.prometheus
     allocated = by_label(prom.query("namespace:gpulse_pod_gpu_allocated:sum"), "namespace")
-    assert allocated == {"llm": 3.0, "ml": 1.0, "research": 1.0}, "two half GPUs make one"
+    # serving: the scale-up node's four whole GPUs (tests/fixtures/e2e/scaleup-node.yaml)
+    assert allocated == {"llm": 3.0, "ml": 1.0, "research": 1.0, "serving": 4.0}, "two half GPUs make one"
     used = by_label(prom.query("namespace:gpulse_pod_gpu_utilization_ratio:sum"), "namespace")
     assert used == {"llm": pytest.approx(3 * 0.76, abs=0.02), "ml": pytest.approx(0.9, abs=0.01),
-                    "research": pytest.approx(0.5, abs=0.01)}
+                    "research": pytest.approx(0.5, abs=0.01), "serving": pytest.approx(0.6 + 0.5 + 0.5 + 0.3, abs=0.02)}
     unattributed = by_label(prom.query("node:gpulse_gpu_unattributed_utilization_ratio:sum"), "node")
     assert unattributed["e2e-node-a"] == pytest.approx(0.1, abs=0.01), "node A's host process belongs to no pod"
     nodes = by_label(prom.query("node:gpulse_gpu_utilization_ratio:avg"), "node")
