@@ -135,6 +135,10 @@ class _Pod:
     heard: bool = False  # a scrape, push or probe result has been read for this pod
     pushes: bool = False
     inference: bool = False
+    info: Optional[PodInfo] = None  # the pod object last followed (held: identity is the check)
+    fingerprint: object = None  # the other inputs of the last tick that was followed
+    cached: Optional[PodStartup] = None  # the state of a completed start, while its inputs stay
+    settled: bool = False  # every milestone of the cached start reached or skipped
 
 
 @dataclass
@@ -188,18 +192,31 @@ class StartupTracker:
                 # known only at its first report); only inference pods are reported.
                 pod = self._pods[info.uid] = _Pod(info.uid, now)
             seen.add(info.uid)
-            pod.pushes = pod.pushes or key in pushed
+            result, push, probe = results.get(info.uid), pushed.get(key), probes.get(info.uid)
+            holds = None if holding is None else key in holding
+            # A completed start changes only when its pod object does (a restart shows there
+            # first) or, until its first request, when a new scrape or push comes: most ticks
+            # of a serving node reuse what the last one found.
+            fingerprint = (result.finished_at if result is not None else None,
+                           None if push is None else (push.running_requests or 0) > 0, probe, holds)
+            if pod.cached is not None and info is pod.info and (pod.settled or fingerprint == pod.fingerprint):
+                out.append(pod.cached)
+                continue
+            pod.info, pod.fingerprint, pod.cached = info, fingerprint, None
+            pod.pushes = pod.pushes or push is not None
             pod.inference = pod.pushes or info.annotations.get(SCRAPE, "").strip().lower() == "true"
             endpoint = self._endpoint(info)
-            self._follow(pod, info, now, mono, None if holding is None else key in holding,
-                         results.get(info.uid), pushed.get(key),
-                         endpoint is not None, probes.get(info.uid))
+            self._follow(pod, info, now, mono, holds, result, push, endpoint is not None, probe)
             start = pod.start
             if start is None or not pod.inference:
                 continue
             if endpoint is not None and not start.complete:
                 probe_targets[info.uid] = endpoint
-            out.append(self._state(pod, info, now))
+            state = self._state(pod, info, now)
+            if start.complete and state.starting is not None:
+                pod.cached = state  # nothing in it counts up any more
+                pod.settled = start.pending() is None
+            out.append(state)
         for uid in [u for u in self._pods if u not in seen]:
             del self._pods[uid]
             self._warned.pop(uid, None)
@@ -252,9 +269,9 @@ class StartupTracker:
             if holds_memory is not None:
                 pod.memory.observe(holds_memory, now)
             self._read_answer(pod, now, mono, result, pushed, probed, probe)
-        self._advance(pod, start, running, now)
         if not pod.inference:
-            return
+            return  # its signals are kept; its milestones are worked out once it reports (a push)
+        self._advance(pod, start, running, now)
         if start.complete and not start.counted:
             start.counted = True
             t0, t1 = start.times.get("scheduled"), start.times.get(READY)

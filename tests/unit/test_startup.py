@@ -313,17 +313,30 @@ def test_pods_that_serve_nothing_are_not_reported_and_gone_pods_are_forgotten(wo
 
 
 def test_a_counter_reset_without_a_failed_scrape_is_a_new_server_process(world):
+    """A server that was up before the agent looked counts requests from its first count on;
+    a count that drops means a new process, which starts from 0."""
     clock, wl, directory, tracker = world
-    directory.list = [p := pod(running=T0 + 1)]
-    tick(tracker, clock, T0 + 1.5, memory(p, False))
-    wl.scrape(p, T0 + 5 - T0 + 100, up=True, requests=0.0)  # (the agent began with the pod: a live start)
-    tick(tracker, clock, T0 + 5.5, memory(p))
-    wl.scrape(p, T0 + 8 - T0 + 100, up=True, requests=40.0)
-    tick(tracker, clock, T0 + 8.5, memory(p))
-    assert tracker._pods[p.uid].served_at == T0 + 8
-    wl.scrape(p, T0 + 9 - T0 + 100, up=True, requests=2.0)  # restarted between two scrapes
-    tick(tracker, clock, T0 + 9.5, memory(p))
-    assert tracker._pods[p.uid].served_at == T0 + 9 and tracker._pods[p.uid].requests_base == 0.0
+    directory.list = [p := pod(scheduled=T0 - 600, running=T0 - 590)]
+    wl.scrape(p, T0 + 1 - T0 + 100, up=True, requests=40.0)
+    tick(tracker, clock, T0 + 1.5, memory(p))
+    assert tracker._pods[p.uid].requests_base == 40.0 and tracker._pods[p.uid].served_at is None
+    wl.scrape(p, T0 + 2 - T0 + 100, up=True, requests=2.0)  # restarted between two scrapes
+    tick(tracker, clock, T0 + 2.5, memory(p))
+    assert tracker._pods[p.uid].served_at == T0 + 2 and tracker._pods[p.uid].requests_base == 0.0
+
+
+def test_a_settled_start_is_reused_until_its_pod_changes(world):
+    clock, wl, directory, tracker = world
+    directory.list = [p := pod(scheduled=T0 - 600, running=T0 - 590)]
+    wl.scrape(p, T0 + 1 - T0 + 100, up=True, requests=40.0)
+    first = only(tick(tracker, clock, T0 + 1.5, memory(p))[0])
+    wl.scrape(p, T0 + 2 - T0 + 100, up=True, requests=41.0)
+    assert only(tick(tracker, clock, T0 + 2.5, memory(p))[0]) is not first  # still waiting for a first request
+    settled = only(tick(tracker, clock, T0 + 3.5, memory(p))[0])
+    wl.scrape(p, T0 + 4 - T0 + 100, up=True, requests=50.0)
+    assert only(tick(tracker, clock, T0 + 4.5, memory(p, False))[0]) is settled
+    directory.list = [pod(scheduled=T0 - 600, running=T0 - 590, crashed=T0 + 5, restarts=1)]
+    assert only(tick(tracker, clock, T0 + 5.5, memory(p, False))[0]).start == "restart"
 
 
 def test_without_an_nvml_reading_memory_is_not_observed(world):
