@@ -15,7 +15,7 @@ def test_families_from_a_snapshot():
         PodStartup("llm", "vllm-b", "vllm", "deployment", "restart", (("containers_started", 10.0),), "", False),
         PodStartup("llm", "vllm-c", "vllm", "deployment", "initial", (("containers_started", 20.0),), "", None),
     ), startup_histograms=(
-        StartupHistogram("llm", "vllm", "deployment", "initial", (0.0,) * 5 + (1.0,) * (len(BUCKETS) - 4), 27.5),
+        StartupHistogram("llm", "vllm", "deployment", "initial", (0.0,) * 4 + (1.0,) * (len(BUCKETS) - 3), 27.5),
     ))
     phases, starting, histogram = startup.collect(snap)
     assert phases.samples == [
