@@ -99,9 +99,9 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
         background.append(workloads)
         sources["workloads"] = workloads
 
-    # The cold-start timeline needs the node's pods; it reads scrapes and pushes when on.
+    # The cold-start timeline needs the node's pods and the servers' scrapes and pushes.
     startup: Optional[StartupTracker] = None
-    if watcher is not None and config.collector_enabled("startup"):
+    if watcher is not None and workloads is not None and config.collector_enabled("startup"):
         prober = ReadyProber(config.workloads_scrape_interval, config.workloads_scrape_timeout)
         background.append(prober)
         startup = StartupTracker(watcher.index, workloads, prober, wallclock=wallclock)
