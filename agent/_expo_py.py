@@ -7,6 +7,12 @@ labels on MIG series only.
 
 Values: NaN, +Inf, -Inf; integral values below 1e15 as integers; anything else as
 Python's repr() (shortest digits that read back to the same double).
+
+Histograms (type "histogram", bounds in the family's `buckets`, each sample's value
+(cumulative counts per bound plus +Inf, sum)) render as `_bucket{le=...}` lines, then
+`_sum` and `_count`, in both formats. `le` is written as a canonical number (OpenMetrics:
+integral bounds with ".0", as client libraries write them). They take a path of their own,
+per family, so gauges and counters cost what they did.
 """
 
 from __future__ import annotations
@@ -14,18 +20,19 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from typing import Protocol, SupportsFloat, SupportsIndex, Union
+from typing import Protocol, SupportsFloat, SupportsIndex
 
 TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 
 _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
-_TYPES = ("gauge", "counter", "info")
+_TYPES = ("gauge", "counter", "info", "histogram")
 
 LabelValues = tuple[str, ...]
 _HeaderKey = tuple[str, str, str, LabelValues]
 _SeriesKey = tuple[str, LabelValues, LabelValues]
+_HistogramKey = tuple[str, LabelValues, LabelValues, tuple[str, ...]]
 
 
 class RenderableFamily(Protocol):
@@ -45,7 +52,7 @@ class RenderableFamily(Protocol):
     def labelnames(self) -> LabelValues: ...
 
     @property
-    def samples(self) -> Sequence[tuple[LabelValues, float]]: ...
+    def samples(self) -> Sequence[tuple[LabelValues, object]]: ...
 
 
 def escape_label_value(value: str) -> str:
@@ -65,8 +72,8 @@ def format_value(v: float) -> str:
     return repr(v)
 
 
-def _as_float(name: str, value: Union[SupportsFloat, SupportsIndex, str, bytes, bytearray, None]) -> float:
-    if value is None or isinstance(value, (str, bytes, bytearray)):
+def _as_float(name: str, value: object) -> float:
+    if isinstance(value, (str, bytes, bytearray)) or not isinstance(value, (SupportsFloat, SupportsIndex)):
         raise TypeError(f"{name}: sample value {value!r} is not a number")
     try:
         return float(value)
@@ -90,11 +97,65 @@ def _series_prefix(name: str, labelnames: LabelValues, labelvalues: object) -> b
     return f"{name} ".encode()
 
 
+def format_le(v: float) -> str:
+    """A histogram bound as the `le` label writes it: +Inf, integral values with ".0"
+    (OpenMetrics' canonical numbers, as client libraries write them), else repr()."""
+    v = float(v)
+    if v == math.inf:
+        return "+Inf"
+    if -1e15 < v < 1e15 and v.is_integer():
+        return f"{int(v)}.0"
+    return repr(v)
+
+
+def _histogram_les(name: str, labelnames: LabelValues, buckets: object) -> tuple[str, ...]:
+    """The family's `le` texts, +Inf last; refuses bounds that are not increasing finite numbers."""
+    if "le" in labelnames:
+        raise ValueError(f"{name}: a histogram cannot have a label named 'le'")
+    if type(buckets) is not tuple:
+        raise TypeError(f"{name}: histogram buckets must be a tuple of numbers")
+    les = []
+    last = -math.inf
+    for b in buckets:
+        if type(b) is not float and type(b) is not int:
+            raise TypeError(f"{name}: histogram bucket {b!r} is not a number")
+        v = float(b)
+        if not math.isfinite(v) or v <= last:
+            raise ValueError(f"{name}: histogram buckets must be finite and increasing, got {buckets!r}")
+        if v < 0:  # OpenMetrics forbids a _sum next to negative buckets; durations are never negative
+            raise ValueError(f"{name}: histogram buckets must not be negative, got {buckets!r}")
+        last = v
+        les.append(format_le(v))
+    les.append("+Inf")
+    return tuple(les)
+
+
+def _histogram_prefixes(name: str, labelnames: LabelValues, labelvalues: object,
+                        les: tuple[str, ...]) -> tuple[bytes, ...]:
+    """`name_bucket{...,le="..."} ` per bound, then `name_sum{...} ` and `name_count{...} `."""
+    base = _series_prefix(name, labelnames, labelvalues)  # validates the label values
+    assert isinstance(labelvalues, tuple)
+    pairs = [f'{k}="{escape_label_value(v)}"' for k, v in zip(labelnames, labelvalues, strict=True) if v != ""]
+    out = [(name + "_bucket{" + ",".join([*pairs, 'le="' + le + '"']) + "} ").encode() for le in les]
+    rest = base[len(name):]
+    return (*out, (name + "_sum").encode() + rest, (name + "_count").encode() + rest)
+
+
+def _histogram_value(name: str, value: object, n: int) -> tuple[list[float], float]:
+    """(cumulative counts, sum) of one histogram sample, checked."""
+    if type(value) is not tuple or len(value) != 2:
+        raise TypeError(f"{name}: histogram value must be (cumulative counts, sum), got {value!r}")
+    counts, total = value
+    if not isinstance(counts, (tuple, list)) or len(counts) != n:
+        raise ValueError(f"{name}: histogram needs {n} cumulative counts (one per bucket and +Inf), got {counts!r}")
+    return [_as_float(name, c) for c in counts], _as_float(name, total)
+
+
 def _header(name: str, type_: str, help_: str, labelnames: Iterable[object], openmetrics: bool) -> bytes:
     if not _METRIC_NAME.match(name):
         raise ValueError(f"invalid metric name {name!r}")
     if type_ not in _TYPES:
-        raise ValueError(f"{name}: unknown metric type {type_!r} (expected gauge, counter or info)")
+        raise ValueError(f"{name}: unknown metric type {type_!r} (expected gauge, counter, info or histogram)")
     for k in labelnames:
         if not isinstance(k, str) or not _LABEL_NAME.match(k) or k.startswith("__"):
             raise ValueError(f"{name}: invalid label name {k!r}")
@@ -130,10 +191,11 @@ class ExpositionEncoder:
         self.openmetrics = bool(openmetrics)
         self._prefixes: dict[_SeriesKey, bytes] = {}
         self._headers: dict[_HeaderKey, bytes] = {}
+        self._histograms: dict[_HistogramKey, tuple[bytes, ...]] = {}
 
     @property
     def series_cached(self) -> int:
-        return len(self._prefixes)
+        return len(self._prefixes) + len(self._histograms)
 
     def render_view(self, families: Iterable[RenderableFamily]) -> memoryview:
         return memoryview(self.render(families)).toreadonly()
@@ -142,6 +204,7 @@ class ExpositionEncoder:
         out: list[bytes] = []
         seen_prefixes: dict[_SeriesKey, bytes] = {}
         seen_headers: dict[_HeaderKey, bytes] = {}
+        seen_histograms: dict[_HistogramKey, tuple[bytes, ...]] = {}
         prefixes = self._prefixes
         for fam in families:
             samples = fam.samples
@@ -154,6 +217,9 @@ class ExpositionEncoder:
                 header = _header(name, fam.type, fam.help, labelnames, self.openmetrics)
             seen_headers[hkey] = header
             out.append(header)
+            if fam.type == "histogram":
+                self._render_histogram(fam, out, seen_histograms)
+                continue
             for labelvalues, value in samples:
                 if type(value) is not float:
                     value = _as_float(name, value)
@@ -172,4 +238,29 @@ class ExpositionEncoder:
         # Series and families not rendered this time are gone: forget them.
         self._prefixes = seen_prefixes
         self._headers = seen_headers
+        self._histograms = seen_histograms
         return b"".join(out)
+
+    def _render_histogram(self, fam: RenderableFamily, out: list[bytes],
+                          seen: dict[_HistogramKey, tuple[bytes, ...]]) -> None:
+        name, labelnames = fam.name, fam.labelnames
+        les = _histogram_les(name, labelnames, getattr(fam, "buckets", None))
+        for labelvalues, value in fam.samples:
+            counts, total = _histogram_value(name, value, len(les))
+            if type(labelvalues) is not tuple:
+                _series_prefix(name, labelnames, labelvalues)
+            key = (name, labelnames, labelvalues, les)
+            lines = self._histograms.get(key)
+            if lines is None:
+                lines = _histogram_prefixes(name, labelnames, labelvalues, les)
+            seen[key] = lines
+            for prefix, count in zip(lines[:-2], counts, strict=True):
+                out.append(prefix)
+                out.append(format_value(count).encode())
+                out.append(b"\n")
+            out.append(lines[-2])
+            out.append(format_value(total).encode())
+            out.append(b"\n")
+            out.append(lines[-1])
+            out.append(format_value(counts[-1]).encode())
+            out.append(b"\n")

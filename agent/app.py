@@ -29,7 +29,9 @@ from .pricing import PriceTable
 from .refresh import Source
 from .sampler import Inputs, Sampler
 from .sources.dcgm import DcgmSource
+from .startup import StartupTracker
 from .windowing import DeviceWindows
+from .workloads.readyprobe import ReadyProber
 from .workloads.source import WorkloadSource
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,13 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
         background.append(workloads)
         sources["workloads"] = workloads
 
+    # The cold-start timeline needs the node's pods and the servers' scrapes and pushes.
+    startup: Optional[StartupTracker] = None
+    if watcher is not None and workloads is not None and config.collector_enabled("startup"):
+        prober = ReadyProber(config.workloads_scrape_interval, config.workloads_scrape_timeout)
+        background.append(prober)
+        startup = StartupTracker(watcher.index, workloads, prober, wallclock=wallclock)
+
     dcgm: Optional[DcgmSource] = None
     if config.sources_dcgm_exporter_url:
         dcgm = DcgmSource(config.sources_dcgm_exporter_url, clock=clock)
@@ -130,6 +139,7 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
         mig_activity=dcgm,
         sources=sources,
         accounts=accounts,
+        startup=startup,
     )
     runner = collectors.CollectorRunner(collectors.REGISTRY.enabled(config), collectors.SELF,
                                         config.limits_max_series)

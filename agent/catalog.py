@@ -21,6 +21,11 @@ POD = ("namespace", "pod", "container", "gpu", "uuid", "sharing",
        "gpu_instance", "compute_instance", "mig_profile", "mig_uuid", "allocation")
 CLAIM = ("namespace", "pod", "container", "claim_namespace", "claim", "driver", "pool", "device", "uuid")
 WORKLOAD = ("namespace", "pod", "server", "model")
+STARTUP_POD = ("namespace", "pod", "workload", "workload_type", "start")
+# Cold starts of GPU inference pods run from seconds (cached image, small model) to an hour
+# (a large image pulled and 100+ GB of weights loaded).
+STARTUP_BUCKETS = (5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 240.0, 300.0, 450.0, 600.0,
+                   900.0, 1200.0, 1800.0, 2700.0, 3600.0)
 
 # Collectors that can be switched: name -> (on by default, what it renders). "self" (the
 # agent's own health) always runs.
@@ -29,6 +34,7 @@ COLLECTORS: dict[str, tuple[bool, str]] = {
     "mig": (True, "per-MIG-instance metrics."),
     "pods": (True, "per-pod GPU allocation, utilization and memory."),
     "workloads": (True, "per-workload queue depth, running requests and KV cache."),
+    "startup": (True, "cold-start timeline of inference pods: phases, starts in progress, a histogram per workload."),
     "identity": (True, "GPU and node identity (gpulse_gpu_info, gpulse_node_info)."),
     "dcgm_compat": (False, "dcgm-exporter's DCGM_FI_* names and labels, for its dashboards and alerts."),
     "energy": (True, "per-pod GPU energy and power, the unattributed rest and each GPU's idle floor."),
@@ -36,7 +42,7 @@ COLLECTORS: dict[str, tuple[bool, str]] = {
 }
 SELF = "self"
 
-MetricType = Literal["gauge", "counter", "info"]
+MetricType = Literal["gauge", "counter", "info", "histogram"]
 
 
 @dataclass(frozen=True)
@@ -49,11 +55,12 @@ class MetricSpec:
     collector: str  # the collector that renders it
     source: str  # where the value comes from (NVML call or field, kubelet, ...)
     stability: str = "stable"  # stable | experimental
+    buckets: tuple[float, ...] = ()  # histograms: upper bounds (+Inf implied)
 
 
 def _m(name: str, type_: MetricType, unit: str, help_: str, labels: tuple[str, ...], collector: str,
-       source: str, stability: str = "stable") -> MetricSpec:
-    return MetricSpec(name, type_, unit, help_, tuple(labels), collector, source, stability)
+       source: str, stability: str = "stable", buckets: tuple[float, ...] = ()) -> MetricSpec:
+    return MetricSpec(name, type_, unit, help_, tuple(labels), collector, source, stability, buckets)
 
 
 def _rows() -> tuple[MetricSpec, ...]:
@@ -163,6 +170,10 @@ CATALOG: tuple[MetricSpec, ...] = (
     _m("gpulse_workload_kv_cache_usage_ratio", "gauge", "ratio", "Fraction of the KV cache in use.", WORKLOAD, "workloads", "server adapters"),
     _m("gpulse_workload_scrape_up", "gauge", "", "1 when the last scrape of the workload's endpoint succeeded.", ("namespace", "pod", "server"), "workloads", "HTTP scrape / push"),
     _m("gpulse_workload_scrape_duration_seconds", "gauge", "seconds", "Duration of the last scrape of the workload's endpoint.", ("namespace", "pod", "server"), "workloads", "HTTP scrape"),
+    # --- startup (collector "startup") ---
+    _m("gpulse_workload_startup_phase_seconds", "gauge", "seconds", "Seconds the latest start of an inference pod spent in each phase, named after the milestone that ends it: containers_started (from PodScheduled, or from the previous container's exit for start=restart: image pull, init containers, back-off), gpu_memory_allocated (the first tick its processes hold GPU memory), server_answering (first successful scrape or push), model_ready (the server's own ready signal), first_request_served (first increase of its request counter). The phase in progress counts up; a milestone not seen, or seen only after a later one, has no series. Gone with the pod.", STARTUP_POD + ("phase",), "startup", "API pod status + NVML processes + scrapes", "experimental"),
+    _m("gpulse_workload_starting", "gauge", "", "1 while an inference pod is between scheduled (or a container restart) and model ready: capacity on its way, phase is the phase it waits in; 0 once ready.", STARTUP_POD + ("phase",), "startup", "API pod status + NVML processes + scrapes", "experimental"),
+    _m("gpulse_workload_startup_seconds", "histogram", "seconds", "Completed starts on this node, scheduled (start=restart: the previous container's exit) to model ready. workload is the pod's controller: a ReplicaSet <name>-<pod-template-hash> is its Deployment (workload_type=deployment; rollout for Argo Rollouts), a StatefulSet, DaemonSet, Job or other controller is itself (its kind in lower case), a pod without owner is itself (pod).", ("namespace", "workload", "workload_type", "start"), "startup", "API pod status + scrapes", "experimental", STARTUP_BUCKETS),
     # --- identity (collector "identity") ---
     _m("gpulse_gpu_info", "info", "", "Canonical identity of a GPU; join with * on (uuid) group_left(model).", GPU + ("vendor", "family", "chip", "model", "sku", "form_factor", "memory_gb", "compute_capability", "pci_device_id", "virtualization", "vgpu_profile", "mig_capable", "mig_enabled", "raw_name", "source"), "identity", "NVML + identity tables"),
     _m("gpulse_node_info", "info", "", "Identity of the node: cloud, instance type, driver and GPU inventory.", ("node", "cloud", "region", "zone", "instance_type", "gpu_model", "gpu_count", "driver_version", "cuda_version"), "identity", "providerID, DMI, node labels, NVML"),
@@ -197,7 +208,7 @@ assert {s.collector for s in CATALOG} == set(COLLECTORS) | {SELF}, "every family
 def family(name: str) -> Family:
     """A fresh, empty family for a catalog entry."""
     spec = BY_NAME[name]
-    return Family(spec.name, spec.type, spec.help, spec.labels)
+    return Family(spec.name, spec.type, spec.help, spec.labels, buckets=spec.buckets)
 
 
 def for_collector(collector: str) -> tuple[MetricSpec, ...]:

@@ -30,7 +30,19 @@ from .identity.resolver import IdentityView
 from .kube.source import PodSource
 from .nvml.supervisor import NvmlSupervisor
 from .refresh import Source
-from .snapshot import GpuAccount, GpuState, MigState, PodAccount, PodClaim, PodShare, Snapshot, TickStats, WorkloadState
+from .snapshot import (
+    GpuAccount,
+    GpuState,
+    MigState,
+    PodAccount,
+    PodClaim,
+    PodShare,
+    PodStartup,
+    Snapshot,
+    StartupHistogram,
+    TickStats,
+    WorkloadState,
+)
 from .windowing import DeviceWindows, MigActivity, unit_utilization
 
 log = logging.getLogger(__name__)
@@ -54,6 +66,11 @@ class MigActivitySource(Protocol):
     def current(self) -> MigActivity: ...
 
 
+class Startups(Protocol):
+    def update(self, shares: Optional[tuple[PodShare, ...]], now: Optional[float] = None
+               ) -> tuple[tuple[PodStartup, ...], tuple[StartupHistogram, ...]]: ...
+
+
 @dataclass
 class Inputs:
     """What a tick reads. Only NVML is required; `sources` is everything reported under
@@ -67,6 +84,7 @@ class Inputs:
     mig_activity: Optional[MigActivitySource] = None
     sources: Mapping[str, Source] = field(default_factory=dict)
     accounts: Optional[Accounts] = None  # energy, idle time and cost per pod
+    startup: Optional[Startups] = None
 
 
 class Sampler:
@@ -151,6 +169,8 @@ class Sampler:
         pod_accounts: tuple[PodAccount, ...] = ()
         gpu_accounts: tuple[GpuAccount, ...] = ()
         reader = inp.nvml.ready_reader(now)
+        wall = self.wallclock()
+        held: Optional[tuple[PodShare, ...]] = None  # pods' GPU memory this tick; None: not read
         if reader is not None:
             reading = reader.read(now)
             activity = inp.mig_activity.current() if inp.mig_activity is not None else None
@@ -160,6 +180,7 @@ class Sampler:
                                                              unit_utilization(gpus, migs))
                 pods, unresolved = tuple(shares), dict(inp.attributor.unresolved)
                 claims, unresolved_allocations = inp.attributor.claims, dict(inp.attributor.unresolved_allocations)
+                held = pods
             if inp.identity is not None:
                 self._identity = inp.identity.update(reading, now)
             if inp.accounts is not None:
@@ -171,6 +192,7 @@ class Sampler:
                     log.exception("energy and cost accounting failed")
             errors, calls = dict(reader.errors), dict(reader.calls)
         workloads = inp.workloads.current() if inp.workloads is not None else ()
+        startups, histograms = inp.startup.update(held, wall) if inp.startup is not None else ((), ())
         return Snapshot(
             timestamp=self.wallclock(), node_name=self.node_name, gpus=gpus, migs=migs, pods=pods,
             unattributed=MappingProxyType(dict(unattributed)), unresolved=MappingProxyType(dict(unresolved)),
@@ -179,7 +201,7 @@ class Sampler:
             sources=MappingProxyType({name: src.status() for name, src in inp.sources.items()}),
             nvml_errors=MappingProxyType(dict(errors)), nvml_calls=MappingProxyType(dict(calls)),
             nvml_backend=self.backend, tick=TickStats(self._last_duration, self.ticks, self.missed),
-            pod_accounts=pod_accounts, gpu_accounts=gpu_accounts)
+            pod_accounts=pod_accounts, gpu_accounts=gpu_accounts, startups=startups, startup_histograms=histograms)
 
     # --- health, as the HTTP server asks it -------------------------------------------------
     def liveness(self) -> tuple[bool, str]:

@@ -18,8 +18,8 @@ from .refresh import SourceStatus
 if TYPE_CHECKING:
     from .identity.resolver import IdentityView
 
-__all__ = ["CollectorStat", "GpuAccount", "GpuState", "MigState", "PodAccount", "PodClaim", "PodShare", "Snapshot",
-           "SourceStatus", "TickStats", "WorkloadState"]
+__all__ = ["CollectorStat", "GpuAccount", "GpuState", "MigState", "PodAccount", "PodClaim", "PodShare", "PodStartup",
+           "Snapshot", "SourceStatus", "StartupHistogram", "TickStats", "WorkloadState"]
 
 
 _K = TypeVar("_K")
@@ -131,6 +131,30 @@ class WorkloadState:
 
 
 @dataclass(frozen=True, slots=True)
+class PodStartup:
+    """An inference pod's latest start (gpulse.startup): the phases measured so far."""
+    namespace: str
+    pod: str
+    workload: str
+    workload_type: str  # deployment | statefulset | replicaset | pod | ... (lower-case kind)
+    start: str  # "initial" (scheduled) | "restart" (a container restarted: crash, OOM, liveness)
+    phases: tuple[tuple[str, float], ...] = ()  # (phase, seconds) in order; a phase in progress counts up
+    current: str = ""  # the phase in progress while starting; "" once the model is ready
+    starting: Optional[bool] = None  # None: not known yet (a start already under way when the agent began)
+
+
+@dataclass(frozen=True, slots=True)
+class StartupHistogram:
+    """Completed starts of one workload on this node: scheduled (or crashed) -> model ready."""
+    namespace: str
+    workload: str
+    workload_type: str
+    start: str
+    counts: tuple[float, ...]  # cumulative, one per bound of the catalog's buckets, then +Inf
+    total: float  # sum of the observed seconds
+
+
+@dataclass(frozen=True, slots=True)
 class TickStats:
     duration: Optional[float] = None  # seconds the previous tick took
     ticks: int = 0
@@ -167,3 +191,5 @@ class Snapshot:
     dropped: Mapping[str, int] = field(default_factory=_empty)  # family -> series over the ceiling
     pod_accounts: tuple[PodAccount, ...] = ()  # energy, idle time and cost per pod (gpulse.accounts)
     gpu_accounts: tuple[GpuAccount, ...] = ()
+    startups: tuple[PodStartup, ...] = ()
+    startup_histograms: tuple[StartupHistogram, ...] = ()

@@ -183,6 +183,7 @@ STAGES = (
     ("windows", "windows (mean, max over the horizon)"),
     ("attribution", "attribution (processes to pods)"),
     ("identity", "identity refresh"),
+    ("startup", "startup timeline (pods' starts)"),
     ("collectors", "collectors (families from the snapshot)"),
     ("render", "render (text and OpenMetrics)"),
     ("gzip", "gzip of both (fast level)"),

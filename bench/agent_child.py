@@ -230,6 +230,8 @@ def tick(ticks: int, warmup: int) -> int:
         inputs.windows.apply = _timed(inputs.windows.apply, spent, "windows")
         inputs.attributor.update = _timed(inputs.attributor.update, spent, "attribution")
         inputs.identity.update = _timed(inputs.identity.update, spent, "identity")
+        if inputs.startup is not None:
+            inputs.startup.update = _timed(inputs.startup.update, spent, "startup")
         s.runner.run = _timed(s.runner.run, spent, "collectors")
         s.encoder = _TimedEncoder(s.encoder, spent)
         s.encoder_om = _TimedEncoder(s.encoder_om, spent)  # both formats are rendered each tick

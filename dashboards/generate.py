@@ -157,6 +157,43 @@ SHARING_DASH = dashboard(
               description="GPU-equivalents each claim's holders keep busy; a claim several pods share is the sum of their shares."),
     ])
 
+# The cold-start row: what a scale-up waits for (gpulse.startup). Phases are named after the
+# milestone that ends them, stacked in this order per pod.
+STARTUP_PHASES = ("containers_started", "gpu_memory_allocated", "server_answering", "model_ready",
+                  "first_request_served")
+
+
+def startup_timeline():
+    p = panel("Startup phases per pod", "barchart",
+              [dict(target(f"max by (namespace, pod, phase) (gpulse_workload_startup_phase_seconds{{{WL}}})",
+                           instant=True), format="table")],
+              "s", w=24, h=10, orientation="horizontal", stacking="normal", xField="pod", showValue="never",
+              legend={"displayMode": "list", "placement": "bottom", "showLegend": True},
+              description="The latest start of each inference pod, one bar per pod, one segment per phase: "
+                          "containers_started (image pull, init, back-off), gpu_memory_allocated, "
+                          "server_answering, model_ready, first_request_served. A phase in progress grows.")
+    p["transformations"] = [
+        {"id": "groupingToMatrix", "options": {"columnField": "phase", "rowField": "pod", "valueField": "Value"}},
+        {"id": "organize", "options": {"indexByName": {name: i + 1 for i, name in enumerate(STARTUP_PHASES)}}},
+    ]
+    return p
+
+
+STARTUP_ROW = [
+    row("Cold starts"),
+    panel("Cold start p50 / p90 (last day)", "timeseries",
+          [target(f'namespace_workload:gpulse_workload_startup_seconds:histogram_quantile{{start="initial", quantile=~"0.5|0.9", {WL}}}',
+                  "{{namespace}}/{{workload}} p{{quantile}}")], "s",
+          description="Scheduled to model ready for new replicas. Size the autoscaler's scale-up period from p90."),
+    panel("Replicas starting", "timeseries",
+          [target(f"namespace_workload:gpulse_workload_starting:sum{{{WL}}}", "{{namespace}}/{{workload}}")], "short",
+          description="Capacity on its way: pods between scheduled and model ready."),
+    startup_timeline(),
+    panel("Starting pods by phase", "state-timeline",
+          [target(f"max by (namespace, pod, phase) (gpulse_workload_starting{{{WL}}})", "{{namespace}}/{{pod}} {{phase}}")],
+          w=24, description="1 while a pod waits in the phase named; 0 once its model is ready."),
+]
+
 AUTOSCALING_DASH = dashboard(
     "gpulse-autoscaling", "gpulse / Autoscaling", "Inference workloads: queue depth, running requests and KV cache against replicas.",
     [datasource_var(), query_var("namespace", "Namespace", "label_values(gpulse_workload_queue_depth, namespace)"),
@@ -179,6 +216,7 @@ AUTOSCALING_DASH = dashboard(
               [target(f"sum by (namespace, pod) (gpulse_workload_queue_depth{{{NS}}})", "{{namespace}}/{{pod}}")], "short"),
         panel("Inference scrape health", "state-timeline",
               [target(f"gpulse_workload_scrape_up{{{NS}}}", "{{namespace}}/{{pod}} {{server}}")], w=24),
+        *STARTUP_ROW,
     ], refresh="10s")
 
 FLEET_DASH = dashboard(

@@ -6,6 +6,9 @@ Each series' `name{labels} ` prefix is escaped and encoded once and kept while t
 lives; a render walks the samples, matches each label tuple against the same position of
 the previous render (a pointer compare when the collector reuses its tuples), copies the
 prefix and formats the value with std::to_chars into a pooled buffer.
+
+Histogram families (type "histogram") take a path of their own, chosen once per family,
+with the same output as the twin: `_bucket{le=...}` lines, `_sum`, `_count`.
 """
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
@@ -113,7 +116,7 @@ DEF POOL_LIMIT = 4
 
 _METRIC_NAME = _re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\Z")
 _LABEL_NAME = _re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*\Z")
-_TYPES = ("gauge", "counter", "info")
+_TYPES = ("gauge", "counter", "info", "histogram")
 
 
 def format_value(double v):
@@ -152,11 +155,60 @@ def _series_prefix(name, labelnames, labelvalues):
     return f"{name} ".encode()
 
 
+def format_le(double v):
+    """A histogram bound as the `le` label writes it: +Inf, integral values with ".0"
+    (OpenMetrics' canonical numbers, as client libraries write them), else repr()."""
+    if v == float("inf"):
+        return "+Inf"
+    if -1e15 < v < 1e15 and v == <long long>v:
+        return f"{<long long>v}.0"
+    return repr(v)
+
+
+def _histogram_les(name, labelnames, buckets):
+    if "le" in labelnames:
+        raise ValueError(f"{name}: a histogram cannot have a label named 'le'")
+    if type(buckets) is not tuple:
+        raise TypeError(f"{name}: histogram buckets must be a tuple of numbers")
+    les = []
+    cdef double last = -float("inf"), v
+    for b in buckets:
+        if type(b) is not float and type(b) is not int:
+            raise TypeError(f"{name}: histogram bucket {b!r} is not a number")
+        v = float(b)
+        if v != v or v == float("inf") or v == -float("inf") or v <= last:
+            raise ValueError(f"{name}: histogram buckets must be finite and increasing, got {buckets!r}")
+        if v < 0:  # OpenMetrics forbids a _sum next to negative buckets; durations are never negative
+            raise ValueError(f"{name}: histogram buckets must not be negative, got {buckets!r}")
+        last = v
+        les.append(format_le(v))
+    les.append("+Inf")
+    return tuple(les)
+
+
+def _histogram_prefixes(name, labelnames, labelvalues, les):
+    base = _series_prefix(name, labelnames, labelvalues)
+    pairs = [f'{k}="{escape_label_value(v)}"' for k, v in zip(labelnames, labelvalues) if v != ""]
+    out = [(name + "_bucket{" + ",".join([*pairs, 'le="' + le + '"']) + "} ").encode() for le in les]
+    rest = base[len(name):]
+    return (*out, (name + "_sum").encode() + rest, (name + "_count").encode() + rest)
+
+
+def _histogram_value(name, value, Py_ssize_t n):
+    if type(value) is not tuple or len(value) != 2:
+        raise TypeError(f"{name}: histogram value must be (cumulative counts, sum), got {value!r}")
+    counts, total = value
+    if not isinstance(counts, (tuple, list)) or len(counts) != n:
+        raise ValueError(f"{name}: histogram needs {n} cumulative counts (one per bucket and +Inf), got {counts!r}")
+    return [_as_float(name, c) if type(c) is not float else c for c in counts], (
+        _as_float(name, total) if type(total) is not float else total)
+
+
 def _header(name, type_, help_, labelnames, bint openmetrics):
     if not _METRIC_NAME.match(name):
         raise ValueError(f"invalid metric name {name!r}")
     if type_ not in _TYPES:
-        raise ValueError(f"{name}: unknown metric type {type_!r} (expected gauge, counter or info)")
+        raise ValueError(f"{name}: unknown metric type {type_!r} (expected gauge, counter, info or histogram)")
     for k in labelnames:
         if not isinstance(k, str) or not _LABEL_NAME.match(k) or k.startswith("__"):
             raise ValueError(f"{name}: invalid label name {k!r}")
@@ -192,6 +244,9 @@ cdef class _FamilyState:
     cdef bytes blob
     cdef Py_ssize_t *offsets  # len(keys) + 1 offsets into blob
     cdef unsigned long long generation
+    cdef bint histogram
+    cdef object les  # histogram: the `le` texts of the bounds the prefixes were made for
+    cdef dict hist  # histogram: label values -> line prefixes
 
     def __dealloc__(self):
         PyMem_Free(self.offsets)
@@ -236,7 +291,8 @@ cdef class ExpositionEncoder:
     @property
     def series_cached(self):
         """How many series prefixes are kept (the series of the last render)."""
-        return sum(len((<_FamilyState>st).keys) for st in self._families.values())
+        return sum(len((<_FamilyState>st).keys) + (len((<_FamilyState>st).hist) if (<_FamilyState>st).histogram else 0)
+                   for st in self._families.values())
 
     def render(self, families):
         cdef Py_ssize_t used
@@ -295,6 +351,8 @@ cdef class ExpositionEncoder:
                 st.key = key
                 st.header = _header(name, fam.type, fam.help, labelnames, openmetrics)
                 st.set_series([], [])
+                st.histogram = fam.type == "histogram"
+                st.hist = {}
                 self._families[name] = st
             st.generation = generation
             header = st.header
@@ -304,6 +362,15 @@ cdef class ExpositionEncoder:
                 out = PyByteArray_AS_STRING(buf)
             memcpy(out + used, PyBytes_AS_STRING(header), plen)
             used += plen
+            if st.histogram:
+                body = _histogram_body(st, name, labelnames, getattr(fam, "buckets", None), samples)
+                plen = PyBytes_GET_SIZE(body)
+                if used + plen > cap:
+                    cap = _grow(buf, used + plen)
+                    out = PyByteArray_AS_STRING(buf)
+                memcpy(out + used, PyBytes_AS_STRING(body), plen)
+                used += plen
+                continue
 
             prev_keys = st.keys
             prev_prefixes = st.prefixes
@@ -380,6 +447,37 @@ cdef class ExpositionEncoder:
             del self._families[k]
         self._last_used = used
         return buf
+
+
+cdef bytes _histogram_body(_FamilyState st, name, labelnames, buckets, list samples):
+    """One histogram family's sample lines; prefixes kept per series while it lives."""
+    les = _histogram_les(name, labelnames, buckets)
+    if les != st.les:
+        st.les = les
+        st.hist = {}
+    cdef dict prev = st.hist, seen = {}
+    cdef list parts = []
+    cdef Py_ssize_t n = len(les)
+    for labelvalues, value in samples:
+        counts, total = _histogram_value(name, value, n)
+        if type(labelvalues) is not tuple:
+            _series_prefix(name, labelnames, labelvalues)
+        lines = prev.get(labelvalues)
+        if lines is None:
+            lines = _histogram_prefixes(name, labelnames, labelvalues, les)
+        seen[labelvalues] = lines
+        for prefix, count in zip(lines[:-2], counts):
+            parts.append(prefix)
+            parts.append(format_value(count).encode())
+            parts.append(b"\n")
+        parts.append(lines[-2])
+        parts.append(format_value(total).encode())
+        parts.append(b"\n")
+        parts.append(lines[-1])
+        parts.append(format_value(counts[-1]).encode())
+        parts.append(b"\n")
+    st.hist = seen
+    return b"".join(parts)
 
 
 cdef inline bint _same_labels(PyObject *a, PyObject *b) except -1:

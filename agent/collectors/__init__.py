@@ -7,13 +7,13 @@ switches each one (gpulse.config); a disabled collector is not run and not repor
 
 from __future__ import annotations
 
-from . import cost, dcgm_compat, energy, gpu, identity, mig, pods, self_metrics, workloads
+from . import cost, dcgm_compat, energy, gpu, identity, mig, pods, self_metrics, startup, workloads
 from .base import Collector, FunctionCollector
 from .registry import Registry, RegistryError
 from .runner import CollectorRunner
 
 REGISTRY = Registry()
-for _module in (gpu, mig, pods, workloads, identity, dcgm_compat, energy, cost, self_metrics):
+for _module in (gpu, mig, pods, workloads, startup, identity, dcgm_compat, energy, cost, self_metrics):
     REGISTRY.register(_module.COLLECTOR)
 SELF = REGISTRY.get("self")
 

@@ -24,7 +24,8 @@ Shared interface (used by workload discovery and by pod attribution):
     .synced -> bool                      True once the first list has completed
     .version -> int                      bumps on every change (cheap change detection)
     .subscribe(fn)                       fn(index) after every change, on the watch thread
-  PodInfo   - frozen: uid, namespace, name, node, phase, ip, annotations, labels, container_ids
+  PodInfo   - frozen: uid, namespace, name, node, phase, ip, annotations, labels, container_ids,
+              lifecycle (conditions, container states, owner: gpulse.kube.lifecycle)
   PodWatcher(client, node_name, index=None).start()/.stop(); .index; .status() -> (up, error)
   KubeClient(KubeConfig).list_pods(node) / .watch_pods(node, rv) / .get_node(name)
 
@@ -53,6 +54,8 @@ from urllib.parse import quote, urlsplit
 from ..config import Config
 from ..errors import OneLineError
 from ..refresh import Refresher, SourceStatus
+from .lifecycle import EMPTY as _NO_LIFECYCLE
+from .lifecycle import PodLifecycle
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,7 @@ class PodInfo:
     # containerID ("containerd://<id>") -> container name, from the statuses of containers,
     # init containers and ephemeral containers: how a process's cgroup names its container.
     container_ids: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    lifecycle: PodLifecycle = _NO_LIFECYCLE
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> PodInfo:
@@ -129,7 +133,7 @@ class PodInfo:
                    ip=status.get("podIP", "") or "", resource_version=meta.get("resourceVersion", ""),
                    annotations=MappingProxyType(dict(meta.get("annotations") or {})),
                    labels=MappingProxyType(dict(meta.get("labels") or {})),
-                   container_ids=_container_ids(status))
+                   container_ids=_container_ids(status), lifecycle=PodLifecycle.from_object(obj))
 
 
 _CONTAINER_STATUSES = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")

@@ -8,8 +8,11 @@ Serves
                                                                   the node's DRA ResourceSlices
 Watches behave like the real server's: events after <rv>, a BOOKMARK when the watch times
 out, and a 200 stream holding one ERROR event with a 410 Status when <rv> was compacted.
-Pods and slices share one resourceVersion sequence, as in etcd. Pods carry
-status.containerStatuses with each container's runtime containerID.
+Pods and slices share one resourceVersion sequence, as in etcd. Pods carry the status a
+kubelet reports (gpulse.sim.lifecycle): conditions, container states with each container's
+runtime containerID, and ownerReferences; a pod with `startup:` exists only from its
+scheduled time, and apply_pod() (called by the world as scenario time passes) adds or
+changes it.
 
 `start_fake_apiserver(scenario, endpoints)` holds the scenario's pods on its node; a pod
 with an inference endpoint (`endpoints[(namespace, pod)] = (host, port, path)`) carries the
@@ -18,8 +21,8 @@ win over the generated ones (that is how a scenario names gpulse.dev/server or b
 annotation on purpose). Pods that push get no scrape annotations.
 
 Test hooks on the handle: add_pod(obj), update_pod(namespace, name, fn), delete_pod(namespace,
-name), add_slice(obj), update_slice(name, fn), delete_slice(name), expire() (compacts history:
-watchers get 410 and must re-list), requests (paths seen).
+name), apply_pod(obj), add_slice(obj), update_slice(name, fn), delete_slice(name), expire()
+(compacts history: watchers get 410 and must re-list), requests (paths seen).
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from . import dra
+from .lifecycle import LONG_AGO_SCHEDULED, Timeline, pod_status, rfc3339
 
 if TYPE_CHECKING:
     from .scenario import PodSpec, Scenario
@@ -46,8 +51,6 @@ PODS, SLICES = "pods", "resourceslices"
 _PATHS = {"/api/v1/pods": PODS, "/apis/resource.k8s.io/v1/resourceslices": SLICES}
 _LIST_KINDS = {PODS: ("PodList", "v1"), SLICES: ("ResourceSliceList", "resource.k8s.io/v1")}
 _SELECTORS = {PODS: ("spec.nodeName",), SLICES: ("spec.nodeName", "spec.driver")}
-# containerID prefixes by container runtime, as the kubelet reports them
-RUNTIME_PREFIX = {"containerd": "containerd://", "crio": "cri-o://", "docker": "docker://"}
 
 
 class _Server(ThreadingHTTPServer):
@@ -57,35 +60,62 @@ class _Server(ThreadingHTTPServer):
 
 def pod_object(namespace: str, name: str, uid: str, node: str, annotations: Optional[Mapping[str, str]] = None,
                labels: Optional[Mapping[str, str]] = None, ip: str = "127.0.0.1", phase: str = "Running",
-               containers: tuple[str, ...] = ("main",), container_ids: Optional[Mapping[str, str]] = None) -> _Obj:
-    """container_ids: container name -> containerID ("containerd://<64 hex>") of a started container."""
-    ids = container_ids or {}
+               containers: tuple[str, ...] = ("main",), container_ids: Optional[Mapping[str, str]] = None,
+               status: Optional[_Obj] = None, owner: tuple[str, str] = ("", ""), created: str = "") -> _Obj:
+    """A Pod object. `status` (as gpulse.sim.lifecycle writes it) replaces the minimal one:
+    phase, IP and running containers with the containerIDs in `container_ids` (container
+    name -> "containerd://<64 hex>")."""
+    meta: _Obj = {"name": name, "namespace": namespace, "uid": uid,
+                  "annotations": dict(annotations or {}), "labels": dict(labels or {})}
+    if created:
+        meta["creationTimestamp"] = created
+    if owner[0]:
+        api = {"ReplicaSet": "apps/v1", "StatefulSet": "apps/v1", "DaemonSet": "apps/v1", "Job": "batch/v1"}.get(
+            owner[0], "v1")
+        meta["ownerReferences"] = [{"apiVersion": api, "kind": owner[0], "name": owner[1], "uid": f"{owner[1]}-uid",
+                                    "controller": True, "blockOwnerDeletion": True}]
+    if status is None:
+        ids = container_ids or {}
+        status = {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}] if ip else [],
+                  "containerStatuses": [{"name": c, "ready": True, "restartCount": 0, "started": True,
+                                         **({"containerID": ids[c]} if c in ids else {})} for c in containers]}
     return {
-        "kind": "Pod", "apiVersion": "v1",
-        "metadata": {"name": name, "namespace": namespace, "uid": uid,
-                     "annotations": dict(annotations or {}), "labels": dict(labels or {})},
+        "kind": "Pod", "apiVersion": "v1", "metadata": meta,
         "spec": {"nodeName": node, "containers": [{"name": c} for c in containers]},
-        "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}] if ip else [],
-                   "containerStatuses": [{"name": c, "ready": True, "restartCount": 0, "started": True,
-                                          **({"containerID": ids[c]} if c in ids else {})} for c in containers]},
+        "status": status,
     }
 
 
-def scenario_pods(scenario: Scenario, endpoints: _Endpoints) -> list[_Obj]:
-    out = []
+def scenario_pod(scenario: Scenario, pod: PodSpec, endpoints: _Endpoints, t: float, wall0: float,
+                 timeline: Optional[Timeline] = None) -> Optional[_Obj]:
+    """The Pod as the API server serves it at scenario time t; None before it is scheduled."""
+    if timeline is not None and not timeline.exists(t):
+        return None
+    ann: dict[str, str] = {}
+    ep = endpoints.get((pod.namespace, pod.name))
+    if ep is not None:
+        _host, port, path = ep
+        ann = {"gpulse.dev/scrape": "true", "gpulse.dev/port": str(port), "gpulse.dev/path": path}
+    ann.update(pod.annotations)
+    ip = ep[0] if ep else "127.0.0.1"
+    scheduled = timeline.spec.scheduled if timeline is not None else LONG_AGO_SCHEDULED
+    obj = pod_object(pod.namespace, pod.name, pod.uid, scenario.node.name, ann, pod.labels, ip=ip,
+                     containers=tuple(c.name for c in pod.containers),
+                     status=pod_status(pod, timeline, t, wall0, ip, scenario.cgroup.runtime), owner=pod.owner,
+                     created=rfc3339(wall0 + scheduled))
+    _extended_resource_claim(obj, pod)
+    return obj
+
+
+def scenario_pods(scenario: Scenario, endpoints: _Endpoints, t: float = 0.0,
+                  wall0: Optional[float] = None) -> list[_Obj]:
+    """Every pod that exists at scenario time t; `wall0` is the wall time of scenario time 0."""
+    wall0 = time.time() - t if wall0 is None else wall0
+    out: list[_Obj] = []
     for pod in scenario.pods:
-        ann: dict[str, str] = {}
-        ep = endpoints.get((pod.namespace, pod.name))
-        if ep is not None:
-            _host, port, path = ep
-            ann = {"gpulse.dev/scrape": "true", "gpulse.dev/port": str(port), "gpulse.dev/path": path}
-        ann.update(pod.annotations)
-        prefix = RUNTIME_PREFIX[scenario.cgroup.runtime]
-        obj = pod_object(pod.namespace, pod.name, pod.uid, scenario.node.name, ann, pod.labels,
-                         ip=ep[0] if ep else "127.0.0.1", containers=tuple(c.name for c in pod.containers),
-                         container_ids={c.name: prefix + c.container_id for c in pod.containers})
-        _extended_resource_claim(obj, pod)
-        out.append(obj)
+        obj = scenario_pod(scenario, pod, endpoints, t, wall0, Timeline(pod.startup) if pod.startup else None)
+        if obj is not None:
+            out.append(obj)
     return out
 
 
@@ -142,6 +172,13 @@ class FakeApiServer:
         with self._cond:
             obj = copy.deepcopy(self._objects[(PODS, namespace, name)])
         self._change(PODS, "DELETED", obj)
+
+    def apply_pod(self, obj: _Obj) -> None:
+        """Add the pod, or replace it when it exists (a MODIFIED event)."""
+        meta = obj["metadata"]
+        with self._cond:
+            known = (PODS, meta["namespace"], meta["name"]) in self._objects
+        self._change(PODS, "MODIFIED" if known else "ADDED", obj)
 
     def add_slice(self, obj: _Obj) -> None:
         self._change(SLICES, "ADDED", obj)
@@ -325,7 +362,8 @@ def node_object(scenario: Scenario) -> _Obj:
             "status": {"nodeInfo": {"kubeletVersion": "v1.30.0"}}}
 
 
-def start_fake_apiserver(scenario: Scenario, endpoints: _Endpoints, token: str = "") -> FakeApiServer:
-    """-> handle with .url, .stop() and the test hooks above."""
-    return FakeApiServer(node_object(scenario), scenario_pods(scenario, endpoints), token=token,
+def start_fake_apiserver(scenario: Scenario, endpoints: _Endpoints, token: str = "", t: float = 0.0,
+                         wall0: Optional[float] = None) -> FakeApiServer:
+    """-> handle with .url, .stop() and the test hooks above; the pods as of scenario time t."""
+    return FakeApiServer(node_object(scenario), scenario_pods(scenario, endpoints, t, wall0), token=token,
                          slices=dra.resource_slices(scenario))

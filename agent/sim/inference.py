@@ -12,12 +12,21 @@ published texts).
 Pods with `push: true` are reported over the agent's push socket instead by a small
 pusher thread (when `push_socket` is given).
 
+Pods with `startup:` (gpulse.sim.lifecycle) get a port of their own, bound from the start
+but listened on only while their server answers: a scrape before the model is loaded, or
+during a crash's back-off, is refused as a real server's port refuses it (vLLM binds its
+port early and serves only once the engine is built). Their request counters start at 0
+with each run and grow from the first request; /health and /v2/health/ready answer 200
+once the model is ready (503 before). `handle.sync(t)` opens and closes those ports; the
+world calls it as scenario time passes.
+
 Test hooks: handle.set_fault((namespace, pod), "hang" | "error" | "garbage" | None).
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import quote
 
 from ..workloads import adapters
+from .lifecycle import Timeline
 
 if TYPE_CHECKING:
     from .scenario import PodSpec, Scenario, WorkloadSpec
@@ -40,9 +50,15 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256  # the default 5 drops connects when the agent scrapes in parallel
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up without reading a 503 resets the connection; a server says
+        # nothing of it (socketserver would print a traceback).
+        log.debug("sim inference: request from %s failed", client_address, exc_info=True)
+
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+HEALTH_PATHS = ("/health", "/v2/health/ready")  # vLLM, TGI, SGLang, trtllm-serve; Triton
 GARBAGE_BYTES = 10 * 1024 * 1024
 FAULTS = ("hang", "error", "garbage")
 # The signals each simulated server carries are the ones gpulse's adapter reads for it.
@@ -102,12 +118,24 @@ def _histogram(lines: list[str], name: str, help_: str, labels: _Labels, count: 
     _family(lines, name, "histogram", help_, samples)
 
 
-def render(server: str, model: str, values: Mapping[str, float], t: float) -> str:
-    """One scrape body of `server` carrying `values`; counters grow with t."""
+def render_unloaded(server: str) -> str:
+    """What a server that answers before its model is loaded serves meanwhile: Triton its
+    GPU and CPU families (the per-model ones come with the model), others nothing yet."""
+    lines: list[str] = []
+    if server in ("triton", "trtllm"):
+        _family(lines, "nv_gpu_utilization", "gauge", "GPU utilization rate [0.0 - 1.0)",
+                [("", (("gpu_uuid", "GPU-00000000-0000-0000-0000-000000000000"),), 0.0)])
+        _family(lines, "nv_cpu_utilization", "gauge", "CPU utilization rate [0.0 - 1.0]", [("", (), 0.05)])
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def render(server: str, model: str, values: Mapping[str, float], t: float, served: Optional[int] = None) -> str:
+    """One scrape body of `server` carrying `values`; its request counters are `served`
+    (by default growing with t)."""
     q = values.get("queue_depth")
     r = values.get("running_requests")
     kv = values.get("kv_cache_usage")
-    served = int(t * 3)
+    served = int(t * 3) if served is None else served
     lines: list[str] = []
     if server == "vllm":
         ml: _Labels = (("engine", "0"), ("model_name", model))
@@ -168,6 +196,7 @@ def render(server: str, model: str, values: Mapping[str, float], t: float) -> st
             if v is not None:
                 _family(lines, name, "gauge", help_, [("", ml, v)])
         _family(lines, "sglang:gen_throughput", "gauge", "The generation throughput (token/s).", [("", ml, 850.0)])
+        _family(lines, "sglang:num_requests_total", "counter", "Number of requests processed.", [("", ml, served)])
     elif server == "dynamo":
         ml = (("model", model),)
         if r is not None:
@@ -196,9 +225,64 @@ def render(server: str, model: str, values: Mapping[str, float], t: float) -> st
         _family(lines, "ray_serve_num_router_requests_total", "counter",
                 "The number of requests processed by the router.",
                 [("", (("application", "default"), ("deployment", deployment)), served)])
+        replica = (("application", "default"), ("deployment", deployment), ("replica", "r1"))
+        _family(lines, "ray_serve_deployment_request_counter_total", "counter",
+                "The number of queries that have been processed in this replica.",
+                [("", replica + (("route", "/"),), served)])
+        _family(lines, "ray_serve_deployment_replica_healthy", "gauge",
+                "Tracks whether this deployment replica is healthy. 1 means healthy, 0 means unhealthy.",
+                [("", replica, 1)])
     else:
         raise ValueError(f"no simulated exposition for server {server!r}")
     return "\n".join(lines) + "\n"
+
+
+class _Listener:
+    """One starting pod's server port: bound for the pod's life, listening only while its
+    server answers (connections to a bound port nobody listens on are refused)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], timeline: Timeline) -> None:
+        self.handler = handler
+        self.timeline = timeline
+        self._sock = self._bind(0)
+        self.port: int = self._sock.getsockname()[1]
+        self._server: Optional[_Server] = None
+        self._thread: Optional[threading.Thread] = None
+
+    @staticmethod
+    def _bind(port: int) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+        return sock
+
+    def sync(self, t: float) -> None:
+        answering = self.timeline.answering(t)
+        if answering and self._server is None:
+            server = _Server(("127.0.0.1", self.port), self.handler, bind_and_activate=False)
+            server.socket.close()
+            server.socket = self._sock
+            server.server_activate()
+            self._server = server
+            self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                            name=f"sim-pod-{self.port}", daemon=True)
+            self._thread.start()
+        elif not answering and self._server is not None:
+            self._close()
+            self._sock = self._bind(self.port)
+
+    def _close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def stop(self) -> None:
+        self._close()
+        self._sock.close()
 
 
 @dataclass
@@ -210,6 +294,12 @@ class InferenceHandle:
     _stopping: threading.Event
     _faults: dict[tuple[str, str], str] = field(default_factory=dict)  # (namespace, pod) -> mode
     _threads: list[threading.Thread] = field(default_factory=list)
+    _listeners: list[_Listener] = field(default_factory=list)
+
+    def sync(self, t: float) -> None:
+        """Open and close the starting pods' ports for scenario time t."""
+        for listener in self._listeners:
+            listener.sync(t)
 
     def set_fault(self, key: tuple[str, str], mode: Optional[str]) -> None:
         if mode is not None and mode not in FAULTS:
@@ -223,6 +313,8 @@ class InferenceHandle:
         self._stopping.set()  # releases hung handlers
         self._server.shutdown()
         self._server.server_close()
+        for listener in self._listeners:
+            listener.stop()
         for t in self._threads:
             t.join(timeout=5)
 
@@ -230,6 +322,8 @@ class InferenceHandle:
 def start_inference_servers(scenario: Scenario, clock: Callable[[], float], push_socket: str = "",
                             push_interval: float = 0.5) -> InferenceHandle:
     pods: dict[str, tuple[tuple[str, str], WorkloadSpec]] = {}  # path -> ((namespace, pod), WorkloadSpec)
+    timelines: dict[str, Timeline] = {}  # path -> the timeline of a pod that starts while the scenario runs
+    own_ports: dict[int, str] = {}  # a starting pod's own port -> its path
     pushers: list[PodSpec] = []
     for pod in scenario.pods:
         w = pod.workload
@@ -240,6 +334,8 @@ def start_inference_servers(scenario: Scenario, clock: Callable[[], float], push
             continue
         path = f"/pods/{quote(pod.namespace, safe='')}/{quote(pod.name, safe='')}/metrics"
         pods[path] = ((pod.namespace, pod.name), w)
+        if pod.startup is not None:
+            timelines[path] = Timeline(pod.startup)
     stopping = threading.Event()
     faults: dict[tuple[str, str], str] = {}
 
@@ -247,7 +343,15 @@ def start_inference_servers(scenario: Scenario, clock: Callable[[], float], push
         protocol_version = "HTTP/1.1"
 
         def do_GET(self) -> None:
-            entry = pods.get(self.path.split("?", 1)[0])
+            route = self.path.split("?", 1)[0]
+            address = self.server.server_address
+            own = own_ports.get(address[1]) if isinstance(address, tuple) else None
+            if own is not None:  # a starting pod's own port: /metrics and its health endpoints
+                if route in HEALTH_PATHS:
+                    self._status(200 if timelines[own].ready(clock()) else 503)
+                    return
+                route = own if route == "/metrics" else ""
+            entry = pods.get(route)
             if entry is None:
                 self.send_error(404)
                 return
@@ -263,9 +367,23 @@ def start_inference_servers(scenario: Scenario, clock: Callable[[], float], push
                 self._garbage()
                 return
             t = clock()
-            body = render(w.server, w.model, expected_values(w, t), t).encode()
+            timeline = timelines.get(route)
+            if timeline is None:
+                body = render(w.server, w.model, expected_values(w, t), t).encode()
+            elif timeline.ready(t):
+                body = render(w.server, w.model, expected_values(w, t), t, served=timeline.requests(t)).encode()
+            else:
+                body = render_unloaded(w.server).encode()
             self.send_response(200)
             self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _status(self, code: int) -> None:
+            body = b"{}" if code == 200 else b'{"error":"model not ready"}'
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -295,6 +413,12 @@ def start_inference_servers(scenario: Scenario, clock: Callable[[], float], push
     assert isinstance(host, str)  # an AF_INET server: (host, port)
     endpoints = {key: (host, port, path) for path, (key, _w) in pods.items()}
     handle = InferenceHandle(host, port, endpoints, server, stopping, faults)
+    for path, timeline in timelines.items():
+        listener = _Listener(Handler, timeline)
+        own_ports[listener.port] = path
+        endpoints[pods[path][0]] = (host, listener.port, "/metrics")
+        handle._listeners.append(listener)
+    handle.sync(clock())
     t = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
                          name="sim-inference", daemon=True)
     t.start()

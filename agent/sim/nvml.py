@@ -29,6 +29,7 @@ from ..nvml.lib import load_real
 from ..nvml.metrics import ALL_LINKS_SCOPE, CLOCK_EVENT_REASONS
 from .knobs import ROW_KNOBS as _ROW_KNOBS
 from .knobs import STRUCTURAL_KNOBS
+from .lifecycle import Timeline
 from .scenario import FaultSpec, GpuSpec, MigInstanceSpec, ProcessSpec, Scenario
 
 _nvml = load_real()
@@ -98,6 +99,8 @@ class FakeNvml:
         self._procs_by_gpu: dict[int, list[ProcessSpec]] = {}
         for p in scenario.processes():
             self._procs_by_gpu.setdefault(p.gpu, []).append(p)
+        # Pods that start while the scenario runs hold the GPU only while their server runs.
+        self._timelines = {pod.uid: Timeline(pod.startup) for pod in scenario.pods if pod.startup is not None}
         self._energy = {g.index: _Integral(partial(self._power_w, g)) for g in scenario.gpus}
         self._busy = {g.index: _Integral(partial(self._gpu_util, g)) for g in scenario.gpus}
         self._mig_busy = {(g.index, m.index): _Integral(partial(self._mig_util, g, m))
@@ -113,12 +116,13 @@ class FakeNvml:
         return getattr(_nvml, name)
 
     # --- scenario physics ----------------------------------------------------------
-    def _procs(self, gpu: GpuSpec, mig: Optional[MigInstanceSpec] = None) -> list[ProcessSpec]:
+    def _procs(self, gpu: GpuSpec, t: float, mig: Optional[MigInstanceSpec] = None) -> list[ProcessSpec]:
         procs = self._procs_by_gpu.get(gpu.index, ())
-        return [p for p in procs if mig is None or p.mig == mig.index]
+        return [p for p in procs if (mig is None or p.mig == mig.index)
+                and (p.pod_uid not in self._timelines or self._timelines[p.pod_uid].holds_memory(t))]
 
     def _proc_utils(self, gpu: GpuSpec, t: float, mig: Optional[MigInstanceSpec] = None) -> dict[int, float]:
-        utils = {p.pid: min(1.0, max(0.0, p.utilization.at(t))) for p in self._procs(gpu, mig)}
+        utils = {p.pid: min(1.0, max(0.0, p.utilization.at(t))) for p in self._procs(gpu, t, mig)}
         total = sum(utils.values())
         if total > 1.0:  # the engine is saturated: each process gets its proportion
             utils = {pid: u / total for pid, u in utils.items()}
@@ -332,11 +336,10 @@ class FakeNvml:
         m = _nvml.c_nvmlMemory_t()
         if handle.mig:
             total = handle.mig.memory_mib * MIB
-            used = sum(p.memory_mib for p in self._procs(g, handle.mig)) * MIB + 12 * MIB
+            used = sum(p.memory_mib for p in self._procs(g, t, handle.mig)) * MIB + 12 * MIB
         else:
             total = g.memory_mib * MIB
-            used = sum(p.memory_mib for p in self._procs(g)) * MIB + (len(g.mig_instances) * 12 + 5) * MIB
-        del t
+            used = sum(p.memory_mib for p in self._procs(g, t)) * MIB + (len(g.mig_instances) * 12 + 5) * MIB
         m.total, m.used = int(total), int(min(used, total))
         m.free = m.total - m.used
         return m
@@ -484,9 +487,9 @@ class FakeNvml:
 
     def _running_processes(self, handle: _Handle, symbol: str) -> list[Any]:
         """-> pynvml nvmlFriendlyObject process infos."""
-        self._enter(symbol, handle)
+        t = self._enter(symbol, handle)
         out: list[Any] = []
-        for p in self._procs(handle.gpu, handle.mig):
+        for p in self._procs(handle.gpu, t, handle.mig):
             mig = handle.gpu.mig_instances[p.mig] if p.mig is not None else None
             out.append(_nvml.nvmlFriendlyObject({
                 "pid": p.pid, "usedGpuMemory": int(p.memory_mib * MIB),
@@ -498,7 +501,7 @@ class FakeNvml:
         t = self._enter("nvmlDeviceGetProcessUtilization", handle)
         now_us = _EPOCH_US + int(t * 1e6)
         start = max(0.0, (last_seen_us - _EPOCH_US) / 1e6) if last_seen_us else max(0.0, t - 1.0)
-        if not self._procs(handle.gpu):
+        if not self._procs(handle.gpu, t):
             # The size query finds nothing to size and answers SUCCESS; pynvml raises that.
             raise _nvml.NVMLError(_nvml.NVML_SUCCESS)
         if now_us <= last_seen_us:

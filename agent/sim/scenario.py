@@ -21,7 +21,7 @@ import yaml
 from ..config import parse_duration
 from ..nvml.metrics import CLOCK_EVENT_REASONS
 from ..workloads import adapters
-from . import dra
+from . import dra, lifecycle
 from .knobs import KNOBS
 from .traces import Trace, TraceError, parse_trace
 
@@ -227,6 +227,19 @@ class WorkloadSpec:
 
 
 @dataclass(frozen=True)
+class StartupSpec:
+    """A pod that starts while the scenario runs (gpulse.sim.lifecycle): seconds."""
+    scheduled: float  # scenario time it is bound to the node; it does not exist before
+    image_pull: float = 0.0  # scheduled -> containers running
+    cuda_init: float = 0.0  # containers running -> first GPU memory
+    model_load: float = 0.0  # first GPU memory -> model ready
+    first_request: float = 0.0  # model ready -> first request served
+    answers_before_load: bool = False  # /metrics answers from the first GPU memory (Triton explicit mode)
+    crashes: tuple[float, ...] = ()  # scenario times the first container exits with code 1
+    backoff: float = 10.0  # the kubelet's first CrashLoopBackOff delay
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     name: str
     container_id: str
@@ -244,6 +257,8 @@ class PodSpec:
     labels: dict[str, str] = field(default_factory=dict)
     workload: Optional[WorkloadSpec] = None
     qos: str = "burstable"  # cgroup parent: guaranteed | burstable | besteffort
+    owner: tuple[str, str] = ("", "")  # controller (kind, name) in ownerReferences; none when empty
+    startup: Optional[StartupSpec] = None  # starts while the scenario runs; None: running since before
 
 
 @dataclass(frozen=True)
@@ -522,7 +537,8 @@ def _pods(ctx: _Ctx, data: Mapping[Any, Any], gpus: tuple[GpuSpec, ...], cgroup:
     for pi, p in enumerate(_list(ctx, data, "pods")):
         path = f"pods[{pi}]"
         ctx.mapping(p, path, {"namespace": True, "name": True, "uid": False, "annotations": False, "labels": False,
-                              "containers": True, "workload": False, "qos": False}, data, "pods")
+                              "containers": True, "workload": False, "qos": False, "owner": False,
+                              "startup": False}, data, "pods")
         ns, name = ctx.required(p, "namespace", str, f"{path}.namespace"), ctx.required(p, "name", str, f"{path}.name")
         uid = ctx.typed(p, "uid", str, f"{path}.uid", stable_uuid(ns, name))
         qos = ctx.typed(p, "qos", str, f"{path}.qos", "burstable")
@@ -546,8 +562,14 @@ def _pods(ctx: _Ctx, data: Mapping[Any, Any], gpus: tuple[GpuSpec, ...], cgroup:
                           for xi, pr in enumerate(_list(ctx, c, "processes")))
             containers.append(ContainerSpec(cname, cid, devices, procs))
         workload = _workload(ctx, p["workload"], f"{path}.workload", p) if "workload" in p else None
+        owner = ("", "")
+        if "owner" in p:
+            o = ctx.mapping(p["owner"], f"{path}.owner", {"kind": True, "name": True}, p, "owner")
+            owner = (ctx.required(o, "kind", str, f"{path}.owner.kind"),
+                     ctx.required(o, "name", str, f"{path}.owner.name"))
+        startup = _startup(ctx, p["startup"], f"{path}.startup", p) if "startup" in p else None
         pods.append(PodSpec(ns, name, uid, tuple(containers), dict(p.get("annotations", {})),
-                            dict(p.get("labels", {})), workload, qos))
+                            dict(p.get("labels", {})), workload, qos, owner, startup))
     return tuple(pods)
 
 
@@ -661,6 +683,33 @@ def _workload(ctx: _Ctx, w: Any, path: str, parent: Mapping[Any, Any]) -> Worklo
                         ctx.trace(w, "running_requests", f"{path}.running_requests"),
                         ctx.trace(w, "kv_cache_usage", f"{path}.kv_cache_usage"),
                         ctx.typed(w, "push", bool, f"{path}.push", False))
+
+
+def _startup(ctx: _Ctx, n: Any, path: str, parent: Mapping[Any, Any]) -> StartupSpec:
+    keys = ("scheduled", "image_pull", "cuda_init", "model_load", "first_request", "backoff")
+    ctx.mapping(n, path, {**dict.fromkeys(keys, False), "scheduled": True, "answers_before_load": False,
+                          "crashes": False}, parent, "startup")
+    values = {}
+    for key in keys:
+        values[key] = ctx.duration(n, key, f"{path}.{key}", 10.0 if key == "backoff" else 0.0)
+        if values[key] < 0:
+            raise ctx.fail(n, key, "must not be negative", f"{path}.{key}")
+    crashes = []
+    for i, c in enumerate(_list(ctx, n, "crashes")):
+        try:
+            number = isinstance(c, (int, float)) and not isinstance(c, bool)
+            crashes.append(float(c) if number else parse_duration(str(c)))
+        except ValueError as exc:
+            raise ctx.fail(n, "crashes", str(exc), f"{path}.crashes[{i}]") from None
+    spec = StartupSpec(values["scheduled"], values["image_pull"], values["cuda_init"], values["model_load"],
+                       values["first_request"], ctx.typed(n, "answers_before_load", bool,
+                                                          f"{path}.answers_before_load", False),
+                       tuple(sorted(crashes)), values["backoff"])
+    try:
+        lifecycle.runs(spec)
+    except ValueError as exc:
+        raise ctx.fail(n, "crashes", str(exc), f"{path}.crashes") from None
+    return spec
 
 
 def _fault(ctx: _Ctx, f: Any, path: str, gpus: tuple[GpuSpec, ...]) -> FaultSpec:

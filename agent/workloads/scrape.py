@@ -25,13 +25,15 @@ from .. import httpfetch
 from ..errors import OneLineError, one_line
 from ..refresh import Refresher
 from ..snapshot import WorkloadState
-from . import adapters, exposition
+from . import adapters, exposition, signals
 from .adapters import ServerAdapter
 from .discovery import ScrapeTarget
+from .signals import StartSignals
 
 log = logging.getLogger(__name__)
 
 ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"  # never OpenMetrics: one format to parse
+WANTED = adapters.ALL_METRICS | signals.METRICS  # queue families, and the start signals' counters and gauges
 
 
 class ScrapeError(OneLineError):
@@ -47,6 +49,7 @@ class EndpointResult:
     duration: float
     error: str = ""
     finished_at: float = 0.0  # monotonic
+    signals: Optional[StartSignals] = None  # ready and requests served (gpulse.startup reads them)
 
 
 def fetch(target: ScrapeTarget, timeout: float, max_body: int) -> bytes:
@@ -65,7 +68,7 @@ def scrape(target: ScrapeTarget, timeout: float, max_body: int,
     try:
         body = fetch(target, timeout, max_body)
         try:
-            samples, _types = exposition.parse(body, adapters.ALL_METRICS)
+            samples, _types = exposition.parse(body, WANTED)
         except exposition.ExpositionError as exc:
             raise ScrapeError(f"not Prometheus text: {exc}") from None
         adapter: Optional[ServerAdapter]
@@ -78,7 +81,8 @@ def scrape(target: ScrapeTarget, timeout: float, max_body: int,
                                   "(set gpulse.dev/server or check gpulse.dev/port and path)")
         duration = time.monotonic() - started
         states = adapters.extract(adapter, samples, target.namespace, target.pod, duration)
-        return EndpointResult(target, True, adapter.server, states, duration, finished_at=time.monotonic())
+        return EndpointResult(target, True, adapter.server, states, duration, finished_at=time.monotonic(),
+                              signals=signals.extract(adapter, samples))
     except Exception as exc:
         if not isinstance(exc, ScrapeError):
             exc = ScrapeError(one_line(exc))

@@ -28,7 +28,7 @@ from ..refresh import SourceStatus
 from ..snapshot import WorkloadState
 from .discovery import Discovery
 from .push import PushServer, PushStore
-from .scrape import Scraper
+from .scrape import EndpointResult, Scraper
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,14 @@ class WorkloadSource:
         pushed = tuple(s for s in self.push_store.states()
                        if (s.namespace, s.pod, s.server, s.model) not in seen)
         return tuple(scraped) + pushed
+
+    def endpoint_results(self) -> tuple[EndpointResult, ...]:
+        """The last scrape result of each endpoint (start signals included); lock-free."""
+        return self.scraper.results()
+
+    def pushed(self) -> tuple[WorkloadState, ...]:
+        """What pushing workloads reported and has not expired."""
+        return self.push_store.states() if self.enabled else ()
 
     def status(self) -> SourceStatus:
         if not self.enabled:

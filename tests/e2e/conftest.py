@@ -54,6 +54,7 @@ AGENTS = {
     "e2e-node-b": ("node-b.yaml", ["--compat.dcgm=true"]),
     "e2e-fault-node": ("fault-node.yaml", []),
     "e2e-dra-node": ("dra-node.yaml", []),
+    "e2e-scaleup-node": ("scaleup-node.yaml", []),  # pods that start while the stack runs (test_startup.py)
 }
 
 START_TIMEOUT = 60.0  # per server; generous for a loaded 2-core machine
@@ -224,7 +225,8 @@ def stack(tmp_path_factory):
 
         s.wait_for(all_targets_up, "every scrape target up")
         for record in ("namespace_pod:gpulse_pod_gpu_utilization_ratio:sum",
-                       "namespace_workload:gpulse_workload_queue_depth:sum"):
+                       "namespace_workload:gpulse_workload_queue_depth:sum",
+                       "namespace_workload:gpulse_workload_startup_seconds:histogram_quantile"):
             s.wait_for(lambda: s.prometheus.query(record), f"the first evaluation of {record}")
         s.ready_at = time.time()
         yield s

@@ -60,7 +60,7 @@ def test_cost_per_namespace_is_the_price_times_the_allocated_fraction(stack):
         # The counters themselves, over the last 30 s: no recording rule, no 5-minute window.
         got = by_label(stack.prometheus.query("sum by (namespace) (increase(gpulse_pod_gpu_cost_total[30s])) / 30"),
                        "namespace")
-        assert set(got) == set(FRACTIONS), got
+        assert set(FRACTIONS) <= set(got), got  # serving: the scale-up node, whose pods start during the run
         for ns, fraction in FRACTIONS.items():
             assert got[ns] == pytest.approx(fraction * price, rel=0.05), ns
         return got
@@ -70,7 +70,7 @@ def test_cost_per_namespace_is_the_price_times_the_allocated_fraction(stack):
     def rules():
         scale = _tick_rate(stack)
         got = by_label(stack.prometheus.query("namespace:gpulse_pod_gpu_cost:rate5m"), "namespace")
-        assert set(got) == set(FRACTIONS), got
+        assert set(FRACTIONS) <= set(got), got  # serving: the scale-up node, whose pods start during the run
         for ns, fraction in FRACTIONS.items():
             assert got[ns] == pytest.approx(fraction * price * scale, rel=0.05), ns
         workloads = by_label(stack.prometheus.query("namespace_workload:gpulse_pod_gpu_cost:rate5m"),

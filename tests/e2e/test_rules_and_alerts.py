@@ -170,11 +170,14 @@ def test_per_workload_recording_rules_join_pods_to_their_owners(stack):
 def test_node_and_namespace_recording_rules(stack):
     prom = stack.prometheus
     allocated = by_label(prom.query("namespace:gpulse_pod_gpu_allocated:sum"), "namespace")
-    # dra (tests/fixtures/e2e/dra-node.yaml): 1 whole + 4 quarters of a shared claim + 1 MIG + 1 extended
-    assert allocated == {"llm": 3.0, "ml": 1.0, "research": 2.0, "dra": 4.0}, "two half GPUs make one, plus a MIG instance"
+    # dra (tests/fixtures/e2e/dra-node.yaml): 1 whole + 4 quarters of a shared claim + 1 MIG + 1 extended;
+    # research: a MIG instance held by an idle notebook on node A; serving: the scale-up node's four whole GPUs
+    assert allocated == {"llm": 3.0, "ml": 1.0, "research": 2.0, "dra": 4.0, "serving": 4.0}, \
+        "two half GPUs make one, plus a MIG instance"
     used = by_label(prom.query("namespace:gpulse_pod_gpu_utilization_ratio:sum"), "namespace")
     assert used == {"llm": pytest.approx(3 * 0.76, abs=0.02), "ml": pytest.approx(0.9, abs=0.01),
-                    "research": pytest.approx(0.5, abs=0.01), "dra": pytest.approx(2.15, abs=0.02)}
+                    "research": pytest.approx(0.5, abs=0.01), "dra": pytest.approx(2.15, abs=0.02),
+                    "serving": pytest.approx(0.6 + 0.5 + 0.5 + 0.3, abs=0.02)}
     unattributed = by_label(prom.query("node:gpulse_gpu_unattributed_utilization_ratio:sum"), "node")
     assert unattributed["e2e-node-a"] == pytest.approx(0.1, abs=0.01), "node A's host process belongs to no pod"
     nodes = by_label(prom.query("node:gpulse_gpu_utilization_ratio:avg"), "node")

@@ -161,7 +161,8 @@ def test_broken_call_omits_the_sample_and_is_retried(tmp_path):
         text = run.tick().text.decode()  # t=3: fault over: asked again, answered
         assert len(series(text, "gpulse_gpu_temperature_celsius")) == 2
         assert series(text, "gpulse_collector_success") == {f'{{collector="{c}"}}': 1.0 for c in
-                                                              ("gpu", "identity", "mig", "pods", "workloads", "energy", "cost")}
+                                                              ("gpu", "identity", "mig", "pods", "workloads", "energy",
+                                                               "cost", "startup")}
 
 
 def test_failing_collector_reports_success_0_and_the_rest_renders(fault_run, monkeypatch):

@@ -104,3 +104,46 @@ def test_keda_triggers_return_a_single_number():
     assert spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"] == hpa_behavior, \
         "KEDA and the adapter HPA should scale the same way"
     assert hpa_behavior["scaleDown"]["stabilizationWindowSeconds"] >= 300
+
+
+def _keda_queue_test(tmp_path, with_spec_replicas: bool) -> subprocess.CompletedProcess:
+    """The KEDA queue query, as shipped, evaluated by promtool over the repo's recording rules:
+    Deployment llm/vllm, 3 replicas; p3 starts (not serving, no queue) for the first 10 minutes."""
+    (obj,) = SCALED
+    query = next(t for t in obj["spec"]["triggers"] if t["name"] == "queue-depth")["metadata"]["query"]
+    pod = 'namespace="llm",pod="{0}"'
+    owner = 'kube_pod_owner{{namespace="llm",pod="{0}",owner_kind="ReplicaSet",owner_name="vllm-6d5c7b9f48",owner_is_controller="true"}}'
+    starting = ('gpulse_workload_starting{{job="gpulse",node="n1",namespace="llm",pod="{0}",workload="vllm",'
+                'workload_type="deployment",start="initial"{1}}}')
+    series = [
+        {"series": f'gpulse_workload_queue_depth{{job="gpulse",node="n1",{pod.format("p1")},server="vllm",model="m"}}', "values": "12x20"},
+        {"series": f'gpulse_workload_queue_depth{{job="gpulse",node="n1",{pod.format("p2")},server="vllm",model="m"}}', "values": "12x20"},
+        {"series": f'gpulse_workload_queue_depth{{job="gpulse",node="n2",{pod.format("p3")},server="vllm",model="m"}}', "values": "_x10 2x10"},
+        *({"series": owner.format(p), "values": "1x20"} for p in ("p1", "p2", "p3")),
+        {"series": 'kube_replicaset_owner{namespace="llm",replicaset="vllm-6d5c7b9f48",owner_kind="Deployment",owner_name="vllm",owner_is_controller="true"}',
+         "values": "1x20"},
+        {"series": starting.format("p1", ""), "values": "0x20"},
+        {"series": starting.format("p2", ""), "values": "0x20"},
+        {"series": starting.format("p3", ',phase="model_ready"'), "values": "1x9 stale"},
+        {"series": starting.format("p3", ""), "values": "_x9 0x11"},
+    ]
+    if with_spec_replicas:
+        series.append({"series": 'kube_deployment_spec_replicas{namespace="llm",deployment="vllm"}', "values": "3x20"})
+    # While p3 starts: 24 waiting, capped at 5 per existing replica (15): ceil(15/5) = 3 replicas,
+    # not 5. Once it serves: 26, uncapped. Without kube-state-metrics' replicas: never capped.
+    during = 15 if with_spec_replicas else 24
+    test = {"rule_files": [str(p) for p in sorted((ROOT / "deploy/prometheus").glob("*.rules.yml"))],
+            "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": [
+                {"expr": query, "eval_time": "5m", "exp_samples": [{"labels": "{}", "value": during}]},
+                {"expr": query, "eval_time": "15m", "exp_samples": [{"labels": "{}", "value": 26}]}]}]}
+    path = tmp_path / "keda.test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    return subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not found: install Debian's `prometheus` package")
+@pytest.mark.parametrize("with_spec_replicas", [True, False])
+def test_keda_queue_holds_while_replicas_start(tmp_path, with_spec_replicas):
+    out = _keda_queue_test(tmp_path, with_spec_replicas)
+    assert out.returncode == 0, out.stdout + out.stderr

@@ -67,17 +67,36 @@ def test_expressions_found():
     assert len(EXPRESSIONS) > 50
 
 
+HISTOGRAM_SUFFIXES = {"_bucket": ("le",), "_sum": (), "_count": ()}
+
+
+def family_of(name: str) -> tuple[str, tuple[str, ...]]:
+    """A histogram's sample name -> (its family, the labels the suffix adds)."""
+    for suffix, extra in HISTOGRAM_SUFFIXES.items():
+        base = name[: -len(suffix)]
+        if name.endswith(suffix) and BY_NAME.get(base) is not None and BY_NAME[base].type == "histogram":
+            return base, extra
+    return name, ()
+
+
 @pytest.mark.parametrize("where,expr", EXPRESSIONS, ids=[w for w, _ in EXPRESSIONS])
 def test_metrics_and_labels_exist(where, expr):
     records = recorded()
     for name, labels in selectors(expr):
         if name.startswith("gpulse_") or name.startswith("process_"):
+            name, extra = family_of(name)
             assert name in BY_NAME, f"{where}: {name} is not in gpulse.catalog"
-            allowed = set(BY_NAME[name].labels) | TARGET_LABELS
+            allowed = set(BY_NAME[name].labels) | TARGET_LABELS | set(extra)
             unknown = set(labels) - allowed
             assert not unknown, f"{where}: {name} has no label(s) {sorted(unknown)} in the catalog"
         elif ":" in name and "gpulse" in name:
             assert name in records, f"{where}: recording rule {name} is not defined in deploy/prometheus"
+
+
+def test_histogram_samples_resolve_to_their_family():
+    assert family_of("gpulse_workload_startup_seconds_bucket") == ("gpulse_workload_startup_seconds", ("le",))
+    assert family_of("gpulse_workload_startup_seconds_sum") == ("gpulse_workload_startup_seconds", ())
+    assert family_of("gpulse_gpu_up_count") == ("gpulse_gpu_up_count", ())  # not a histogram: not a family
 
 
 def test_parser_catches_unknown_names():

@@ -35,12 +35,17 @@ def test_catalog_follows_naming_conventions():
         if m.collector == "dcgm_compat":
             assert m.name.startswith("DCGM_FI_"), m.name  # dcgm-exporter's names, kept as they are
             continue
-        assert m.type in ("gauge", "counter", "info"), m.name
+        assert m.type in ("gauge", "counter", "info", "histogram"), m.name
         assert m.name.startswith(("gpulse_", "process_")), m.name
         if m.type == "counter":
             assert m.name.endswith("_total"), m.name
         if m.type == "info":
             assert m.name.endswith("_info"), m.name
+        if m.type == "histogram":  # _bucket/_sum/_count are the samples' suffixes, not the family's
+            assert not m.name.endswith(("_bucket", "_sum", "_count", "_total")) and m.buckets, m.name
+            assert "le" not in m.labels, m.name
+        else:
+            assert not m.buckets, m.name
         if m.unit:
             assert units[m.unit] in m.name, f"{m.name} lacks its unit suffix"
         assert len(set(m.labels)) == len(m.labels), m.name

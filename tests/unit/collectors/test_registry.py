@@ -41,9 +41,10 @@ def test_no_two_collectors_share_a_name_so_none_share_a_family():
 
 def test_switches_turn_collectors_on_and_off():
     names = {c.name for c in REGISTRY.enabled(Config())}
-    assert names == {"gpu", "mig", "pods", "workloads", "identity", "energy", "cost"}
+    assert names == {"gpu", "mig", "pods", "workloads", "startup", "identity", "energy", "cost"}
     cfg = load_flags(["--no-collector.mig", "--collector.dcgm_compat", "--no-collector.cost"])
-    assert {c.name for c in REGISTRY.enabled(cfg)} == {"gpu", "pods", "workloads", "identity", "dcgm_compat", "energy"}
+    assert {c.name for c in REGISTRY.enabled(cfg)} == {"gpu", "pods", "workloads", "startup", "identity", "dcgm_compat",
+                                                        "energy"}
     cfg = load_flags([], environ={"GPULSE_COLLECTOR_PODS": "false"})
     assert "pods" not in {c.name for c in REGISTRY.enabled(cfg)}
     assert "self" not in {c.name for c in REGISTRY.enabled(cfg)}, "self runs last, always"

@@ -16,17 +16,42 @@ VALUES = st.one_of(
 )
 
 
+BOUNDS = st.lists(st.one_of(st.floats(min_value=0, max_value=1e18),
+                            st.sampled_from([0.0, 0.005, 1.0, 5.0, 1e15, 1e16, 3600.0])),
+                  max_size=6, unique=True).map(lambda b: tuple(sorted(set(b))))
+
+
 @st.composite
-def families(draw, max_families=4, max_series=6):
+def histogram_value(draw, nbuckets):
+    """(cumulative counts per bound and +Inf, sum), as a collector builds them."""
+    steps = draw(st.lists(st.integers(min_value=0, max_value=10**6), min_size=nbuckets + 1, max_size=nbuckets + 1))
+    counts, total = [], 0
+    for step in steps:
+        total += step
+        counts.append(float(total))
+    return tuple(counts), draw(st.floats(min_value=0, max_value=1e12))
+
+
+@st.composite
+def families(draw, max_families=4, max_series=6, histograms=True):
     out = []
-    names = draw(st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,10}", fullmatch=True), min_size=0, max_size=max_families, unique=True))
+    # Histograms get a "zz" prefix no other family has: their _bucket/_sum/_count names
+    # must not meet another family's name.
+    names = draw(st.lists(st.from_regex(r"[a-y][a-z0-9_]{0,10}", fullmatch=True), min_size=0, max_size=max_families, unique=True))
     for base in names:
-        type_ = draw(st.sampled_from(["gauge", "counter", "info"]))
-        name = base + {"gauge": "", "counter": "_total", "info": "_info"}[type_]
-        labelnames = tuple(draw(st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True), max_size=4, unique=True)))
+        type_ = draw(st.sampled_from(["gauge", "counter", "info", "histogram"] if histograms else ["gauge", "counter", "info"]))
+        name = {"gauge": base, "counter": base + "_total", "info": base + "_info", "histogram": "zz" + base}[type_]
+        labelnames = tuple(draw(st.lists(st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(lambda n: n != "le"),
+                                         max_size=4, unique=True)))
         help_ = draw(st.text(alphabet=st.sampled_from(list('ab \\\n"é')), max_size=12))
         fam = Family(name, type_, help_, labelnames)
         rows = draw(st.lists(st.tuples(*[LABEL_TEXT for _ in labelnames]), max_size=max_series, unique=True))
+        if type_ == "histogram":
+            fam.buckets = draw(BOUNDS)
+            for labelvalues in rows:
+                fam.samples.append((labelvalues, draw(histogram_value(len(fam.buckets)))))
+            out.append(fam)
+            continue
         for labelvalues in rows:
             value = 1.0 if type_ == "info" else draw(VALUES)
             if type_ == "counter":  # counters are never negative or NaN (OpenMetrics rejects them)

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import pytest
+from gpulse import _expo_py
 from gpulse.family import Family
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -62,7 +63,16 @@ def _expected(fams):
     out = {}
     for fam in fams:
         for lv, v in fam.samples:
-            out[(fam.name, tuple(sorted((k, x) for k, x in zip(fam.labelnames, lv) if x != "")))] = v
+            labels = tuple(sorted((k, x) for k, x in zip(fam.labelnames, lv) if x != ""))
+            if fam.type != "histogram":
+                out[(fam.name, labels)] = v
+                continue
+            counts, total = v
+            les = [_expo_py.format_le(b) for b in fam.buckets] + ["+Inf"]
+            for le, count in zip(les, counts):
+                out[(fam.name + "_bucket", tuple(sorted(labels + (("le", le),))))] = count
+            out[(fam.name + "_sum", labels)] = total
+            out[(fam.name + "_count", labels)] = counts[-1]
     return out
 
 
@@ -157,7 +167,16 @@ def test_view_is_never_overwritten_while_held(expo):
     "fam, message",
     [
         (Family("bad-name", "gauge", "h", (), [((), 1.0)]), "invalid metric name 'bad-name'"),
-        (Family("m", "histogram", "h", (), [((), 1.0)]), "unknown metric type 'histogram'"),
+        (Family("m", "summary", "h", (), [((), 1.0)]), "unknown metric type 'summary'"),
+        (Family("m", "histogram", "h", (), [((), 1.0)], (1.0,)), "histogram value must be"),
+        (Family("m", "histogram", "h", (), [((), ((1.0,), 1.0))], (1.0,)), "histogram needs 2 cumulative counts"),
+        (Family("m", "histogram", "h", (), [((), ((1.0, "x"), 1.0))], (1.0,)), "sample value 'x' is not a number"),
+        (Family("m", "histogram", "h", ("le",), [(("1",), ((1.0,), 1.0))], ()), "cannot have a label named 'le'"),
+        (Family("m", "histogram", "h", (), [((), ((1.0, 1.0), 1.0))], (2.0, 1.0)), "buckets must be finite and increasing"),
+        (Family("m", "histogram", "h", (), [((), ((1.0, 1.0), 1.0))], (math.inf,)), "buckets must be finite and increasing"),
+        (Family("m", "histogram", "h", (), [((), ((1.0, 1.0), 1.0))], [1.0]), "buckets must be a tuple of numbers"),
+        (Family("m", "histogram", "h", (), [((), ((1.0, 1.0), 1.0))], (-1.0,)), "buckets must not be negative"),
+        (Family("m", "histogram", "h", ("a",), [(["x"], ((1.0,), 1.0))], ()), "label values must be a tuple"),
         (Family("m", "gauge", "h", ("bad-label",), [(("x",), 1.0)]), "invalid label name 'bad-label'"),
         (Family("m", "gauge", "h", ("a", "b"), [(("x",), 1.0)]), "1 label values for 2 label names"),
         (Family("m", "gauge", "h", ("a",), [(["x"], 1.0)]), "label values must be a tuple"),
@@ -178,3 +197,88 @@ def test_bad_families_get_a_clear_error_and_the_encoder_recovers(expo, fam, mess
 def test_integer_values_are_accepted(expo):
     fam = Family("m", "gauge", "h", (), [((), 3), ((), True)])
     assert expo.ExpositionEncoder().render([fam]).endswith(b"m 3\nm 1\n")
+
+
+# --- histograms -----------------------------------------------------------------------
+
+STARTUP_BUCKETS = (5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+def startup_histogram():
+    fam = Family("gpulse_workload_startup_seconds", "histogram", "Time from scheduled to model ready.",
+                 ("namespace", "workload", "start"), buckets=STARTUP_BUCKETS)
+    fam.add_histogram(("llm", "vllm", "initial"), (0, 0, 0, 1, 2, 3, 3, 3, 3, 3, 4), 95.5 + 4000)
+    fam.add_histogram(("llm", "vllm", "restart"), (0,) * 11, 0)
+    fam.add_histogram(("llm", "", "initial"), (1,) * 11, 0.25)
+    return fam
+
+
+def test_histogram_text(expo):
+    body = expo.ExpositionEncoder().render([startup_histogram()]).decode()
+    lines = body.splitlines()
+    assert lines[:2] == ["# HELP gpulse_workload_startup_seconds Time from scheduled to model ready.",
+                         "# TYPE gpulse_workload_startup_seconds histogram"]
+    assert lines[2:16] == [
+        'gpulse_workload_startup_seconds_bucket{namespace="llm",workload="vllm",start="initial",le="5.0"} 0',
+        'gpulse_workload_startup_seconds_bucket{namespace="llm",workload="vllm",start="initial",le="10.0"} 0',
+        'gpulse_workload_startup_seconds_bucket{namespace="llm",workload="vllm",start="initial",le="20.0"} 0',
+        'gpulse_workload_startup_seconds_bucket{namespace="llm",workload="vllm",start="initial",le="30.0"} 1',
+        'gpulse_workload_startup_seconds_bucket{namespace="llm",workload="vllm",start="initial",le="60.0"} 2',
+        'gpulse_workload_startup_seconds_bucket{namespace="llm",workload="vllm",start="initial",le="120.0"} 3',
+        'gpulse_workload_startup_seconds_bucket{namespace="llm",workload="vllm",start="initial",le="300.0"} 3',
+        'gpulse_workload_startup_seconds_bucket{namespace="llm",workload="vllm",start="initial",le="600.0"} 3',
+        'gpulse_workload_startup_seconds_bucket{namespace="llm",workload="vllm",start="initial",le="1800.0"} 3',
+        'gpulse_workload_startup_seconds_bucket{namespace="llm",workload="vllm",start="initial",le="3600.0"} 3',
+        'gpulse_workload_startup_seconds_bucket{namespace="llm",workload="vllm",start="initial",le="+Inf"} 4',
+        'gpulse_workload_startup_seconds_sum{namespace="llm",workload="vllm",start="initial"} 4095.5',
+        'gpulse_workload_startup_seconds_count{namespace="llm",workload="vllm",start="initial"} 4',
+        'gpulse_workload_startup_seconds_bucket{namespace="llm",workload="vllm",start="restart",le="5.0"} 0',
+    ]
+    # An empty label value is not written, on the bucket lines as everywhere.
+    assert 'gpulse_workload_startup_seconds_sum{namespace="llm",start="initial"} 0.25' in lines
+
+
+@pytest.mark.parametrize("bound, text", [(5.0, "5.0"), (0.0, "0.0"), (-0.0, "0.0"), (0.25, "0.25"), (1e-05, "1e-05"),
+                                         (3600, "3600.0"), (1e15, "1000000000000000.0"), (1e16, "1e+16"),
+                                         (2.5, "2.5"), (math.inf, "+Inf")])
+def test_le_is_a_canonical_number(expo, bound, text):
+    assert expo.format_le(bound) == text
+
+
+def test_histogram_parses_back_in_both_formats_with_types(expo):
+    fam = startup_histogram()
+    text = {f.name: f for f in text_parse(expo.ExpositionEncoder().render([fam]).decode())}
+    om = {f.name: f for f in om_parse(expo.ExpositionEncoder(openmetrics=True).render([fam]).decode())}
+    for parsed in (text, om):
+        h = parsed["gpulse_workload_startup_seconds"]
+        assert h.type == "histogram"
+        samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in h.samples}
+        assert samples[("gpulse_workload_startup_seconds_count",
+                        (("namespace", "llm"), ("start", "initial"), ("workload", "vllm")))] == 4
+        assert samples[("gpulse_workload_startup_seconds_bucket",
+                        (("le", "60.0"), ("namespace", "llm"), ("start", "initial"), ("workload", "vllm")))] == 2
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool not installed (make deb-deps installs Debian's prometheus)")
+def test_promtool_check_metrics_passes_with_a_histogram(expo):
+    body = expo.ExpositionEncoder().render([*gpu_node_families(), startup_histogram()])
+    res = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert res.returncode == 0, res.stdout.decode() + res.stderr.decode()
+
+
+def test_histogram_series_come_and_go_with_the_rest(expo):
+    enc = expo.ExpositionEncoder()
+    fam = startup_histogram()
+    gauge = Family("g", "gauge", "h", ("k",), [(("a",), 1.0)])
+    enc.render([gauge, fam])
+    assert enc.series_cached == 4
+    fam.samples = fam.samples[:1]
+    body = enc.render([gauge, fam])
+    assert enc.series_cached == 2 and body.count(b"_count{") == 1
+    fam.buckets = (1.0,)  # new bounds: new prefixes
+    fam.samples = [(("x", "y", "z"), ((1.0, 2.0), 3.0))]
+    assert enc.render([fam]).endswith(b'_bucket{namespace="x",workload="y",start="z",le="1.0"} 1\n'
+                                      b'gpulse_workload_startup_seconds_bucket{namespace="x",workload="y",start="z",le="+Inf"} 2\n'
+                                      b'gpulse_workload_startup_seconds_sum{namespace="x",workload="y",start="z"} 3\n'
+                                      b'gpulse_workload_startup_seconds_count{namespace="x",workload="y",start="z"} 2\n')
+    assert enc.series_cached == 1
