@@ -29,6 +29,7 @@ from .identity.resolver import IdentityView
 from .kube.source import PodSource
 from .nvml.supervisor import NvmlSupervisor
 from .refresh import Source
+from .refusals import Refusals
 from .snapshot import GpuState, MigState, PodShare, Snapshot, TickStats, WorkloadState
 from .windowing import DeviceWindows, MigActivity, unit_utilization
 
@@ -65,6 +66,7 @@ class Inputs:
     identity: Optional[IdentityPublisher] = None
     mig_activity: Optional[MigActivitySource] = None
     sources: Mapping[str, Source] = field(default_factory=dict)
+    refusals: Optional[Refusals] = None
 
 
 class Sampler:
@@ -163,7 +165,8 @@ class Sampler:
             workloads=tuple(workloads), identity=self._identity,
             sources=MappingProxyType({name: src.status() for name, src in inp.sources.items()}),
             nvml_errors=MappingProxyType(dict(errors)), nvml_calls=MappingProxyType(dict(calls)),
-            nvml_backend=self.backend, tick=TickStats(self._last_duration, self.ticks, self.missed))
+            nvml_backend=self.backend, tick=TickStats(self._last_duration, self.ticks, self.missed),
+            refused=inp.refusals.counts() if inp.refusals is not None else MappingProxyType({}))
 
     # --- health, as the HTTP server asks it -------------------------------------------------
     def liveness(self) -> tuple[bool, str]:

@@ -118,3 +118,4 @@ class Snapshot:
     # Filled in by the collector runner before the self collector runs (this tick's outcome).
     collectors: Mapping[str, CollectorStat] = field(default_factory=_empty)
     dropped: Mapping[str, int] = field(default_factory=_empty)  # family -> series over the ceiling
+    refused: Mapping[tuple[str, str], int] = field(default_factory=_empty)  # (component, reason) -> count
