@@ -62,6 +62,8 @@ MAX_HEAD_BYTES = 8 * 1024  # request line and headers; Prometheus sends ~300 byt
 MAX_HEADERS = 64
 MAX_MEDIA_RANGES = 32  # entries of Accept / Accept-Encoding read; Prometheus sends 5
 WRITE_CHUNK = 64 * 1024
+LINGER_SECONDS = 1.0  # after a last answer, input is drained this long (and LINGER_BYTES at most)
+LINGER_BYTES = 1024 * 1024
 AUTH_CACHE_ENTRIES = 256
 MAX_PENDING_WORK = 8  # bcrypt checks, Kubernetes reviews and snapshot renders queued at once
 PROTECTED = ("/metrics", "/identity", "/debug/snapshot")  # probes and the index stay open to the kubelet
@@ -599,9 +601,11 @@ class _Connection(asyncio.Protocol):
         self.keep_alive = False
         self.closed = False
         self.admitted = False
+        self.handshaking = False
         self._out: collections.deque[memoryview] = collections.deque()
         self._paused = False
         self._head_only = False
+        self._discarded = 0
         self._extra_headers: tuple[tuple[str, str], ...] = ()
 
     # --- asyncio.Protocol ---------------------------------------------------------------------
@@ -632,6 +636,7 @@ class _Connection(asyncio.Protocol):
         self._arm(self.server.limits.header_timeout, "header_timeout")
         if tls is not None and cfg is not None:
             transport.pause_reading()  # the ClientHello is for the TLS layer, not for us
+            self.handshaking = True
             self.server.loop.create_task(self._start_tls(tls, cfg))
 
     async def _start_tls(self, ctx: ssl.SSLContext, cfg: WebConfig) -> None:
@@ -652,11 +657,24 @@ class _Connection(asyncio.Protocol):
         if not cfg.san_allowed(tls.get_extra_info("peercert")):
             self.server.refusals.refuse(COMPONENT, "forbidden", f"{self.client}: client certificate SAN not allowed")
             self.abort()
+            return
+        self.handshaking = False
+        if self.buffer:  # a request that came with the handshake's last flight
+            self._try_request()
 
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
+        if self.state == "closing":  # answered and closing: drain what the client still sends, for a while
+            self._discarded += len(data)
+            if self._discarded > LINGER_BYTES:
+                self.abort()
+            return
         self.buffer += data
+        if self.handshaking:  # decrypted before start_tls returned: held until the peer is checked
+            if len(self.buffer) > MAX_HEAD_BYTES:
+                self.abort()
+            return
         if self.state == "idle":
             self.state = "head"
             self._arm(self.server.limits.header_timeout, "header_timeout")
@@ -667,6 +685,9 @@ class _Connection(asyncio.Protocol):
             self.abort()
 
     def eof_received(self) -> Optional[bool]:
+        if self.state == "closing":
+            self._finish()
+            return None
         if self.state != "busy":
             self.abort()
             return None
@@ -756,10 +777,16 @@ class _Connection(asyncio.Protocol):
             return
         # the whole response is in the transport's buffer (at most WRITE_CHUNK more than sent)
         if not self.keep_alive:
-            self._disarm()
-            self._arm(self.server.limits.write_timeout, "write_timeout")
-            transport.close()
             self.state = "closing"
+            self.buffer.clear()
+            if transport.can_write_eof():
+                # a lingering close: closing with unread input would reset the connection and
+                # could lose the answer (a 431 to an oversized head), so the write side is shut
+                # and input is drained until the client closes, LINGER_SECONDS at most
+                transport.write_eof()
+                self._arm(LINGER_SECONDS, "")
+            else:
+                self._finish()
             return
         self.state = "idle"
         self._disarm()
@@ -785,6 +812,13 @@ class _Connection(asyncio.Protocol):
         if reason:
             self.server.refusals.refuse(COMPONENT, reason, f"{self.client}: deadline passed in state {self.state}")
         self.abort()
+
+    def _finish(self) -> None:
+        """Close after what is buffered is sent (the write deadline still applies)."""
+        self._disarm()
+        self._arm(self.server.limits.write_timeout, "write_timeout")
+        if self.transport is not None:
+            self.transport.close()
 
     def abort(self) -> None:
         self._disarm()
