@@ -321,6 +321,7 @@ def test_security_headers(serve, tmp_path):
 
 def test_certificates_are_reloaded_when_they_change(serve, tmp_path, pki, monkeypatch):
     from gpulse import webconfig
+
     from tests.certs import make_ca, make_cert
 
     monkeypatch.setattr(webconfig, "RECHECK_SECONDS", 0.0)
