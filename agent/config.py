@@ -254,7 +254,8 @@ SETTINGS: tuple[Setting, ...] = (
             "How often workload endpoints are scraped (off the tick).", "DURATION"),
     Setting("workloads.scrape-timeout", _Duration(0.01, 60), "Per-endpoint scrape timeout.", "DURATION"),
     Setting("workloads.max-body-bytes", _Int(1024, MAX_BODY_BYTES),
-            "Largest workload /metrics body read before the scrape is failed.", "BYTES"),
+            "Largest workload /metrics body read before the scrape is failed (with --workloads.concurrency at "
+            "most 16 MiB of bodies at once).", "BYTES"),
     Setting("workloads.concurrency", _Int(1, 64), "Workload endpoints scraped at once.", "N"),
     Setting("workloads.push-socket", _str,
             "Node-local Unix socket for pushed queue depth; empty disables push.", "PATH"),
