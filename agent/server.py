@@ -205,6 +205,8 @@ def parse_head(head: bytes) -> Request:
     method, target, version = parts
     if version not in ("HTTP/1.1", "HTTP/1.0"):
         raise BadRequestError(505, "HTTP/1.0 and HTTP/1.1 only")
+    if target.startswith(("http://", "https://")):  # absolute-form, which HTTP/1.1 servers must take
+        target = "/" + target.split("://", 1)[1].partition("/")[2]
     if not target.startswith("/"):
         raise BadRequestError(400, "request target must be a path")
     headers: dict[str, str] = {}
@@ -241,8 +243,9 @@ class _AuthCache:
                 self._data.popitem(last=False)
 
 
-# A hash to check unknown users against, so that a wrong user costs what a wrong password does.
-_DUMMY_HASH = b"$2b$10$" + b"." * 53
+# A hash (cost 10) to check unknown users against, so that a wrong user costs what a wrong
+# password does and user names cannot be told apart by timing.
+_DUMMY_HASH = b"$2b$10$V4LqGED8SLKUPp78840ygO9rYRq8hdgGp1CB/yxR9jVYU1cIhKBuW"
 
 
 def _check_password(password: bytes, hashed: bytes) -> bool:
@@ -302,6 +305,9 @@ class WebServer:
         self._connections: dict[_Connection, None] = {}  # insertion-ordered: oldest first
         self._per_client: collections.Counter[str] = collections.Counter()
         self._workers = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpulse-http-work")
+        # bcrypt is meant to be slow (~70 ms at cost 10): one check at a time, as exporter-toolkit
+        # does, so that guessing floods cost at most one core
+        self._bcrypt = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpulse-http-bcrypt")
         self._pending_work = 0
         self._auth_cache = _AuthCache()
         self._bucket: Optional[_TokenBucket] = None
@@ -344,6 +350,7 @@ class WebServer:
         self._thread.join(5)
         self._thread = None
         self._workers.shutdown(wait=False, cancel_futures=True)
+        self._bcrypt.shutdown(wait=False, cancel_futures=True)
         self.server_close()
 
     def server_close(self) -> None:
@@ -480,12 +487,13 @@ class WebServer:
             conn.send(int(data[:3]), data[3:], "application/json")
         conn.wait(future, done)
 
-    def _submit(self, fn: Callable[[], Any]) -> Optional[asyncio.Future[Any]]:
+    def _submit(self, fn: Callable[[], Any],
+                executor: Optional[concurrent.futures.Executor] = None) -> Optional[asyncio.Future[Any]]:
         """fn() on a worker thread, or None when MAX_PENDING_WORK are already queued."""
         if self._pending_work >= MAX_PENDING_WORK:
             return None
         self._pending_work += 1
-        future = self.loop.run_in_executor(self._workers, fn)
+        future = self.loop.run_in_executor(executor or self._workers, fn)
 
         def finished(_f: asyncio.Future[Any]) -> None:
             self._pending_work -= 1
@@ -520,7 +528,7 @@ class WebServer:
             ok = _check_password(password, hashed)
             self._auth_cache.put(key, ok)
             return ok
-        future = self._submit(check)
+        future = self._submit(check, self._bcrypt)
         if future is None:
             return self._busy(conn)
         conn.wait(future, lambda f: finish(not f.cancelled() and f.exception() is None and bool(f.result())))

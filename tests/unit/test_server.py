@@ -120,7 +120,8 @@ def test_requests_with_bodies_and_bad_heads_are_refused(serve):
     assert raw(server, b"GET /metrics HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").startswith(b"HTTP/1.1 413")
     assert raw(server, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")
     assert raw(server, b"GET /metrics HTTP/2.0\r\n\r\n").startswith(b"HTTP/1.1 505")
-    assert raw(server, b"GET http://x/metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(server, b"GET *x HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(server, b"GET http://x/livez HTTP/1.1\r\nConnection: close\r\n\r\n").startswith(b"HTTP/1.1 200")
 
 
 def test_large_heads_are_refused_without_reading_them_all(serve):
