@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 8 * 1024  # request line and headers; Prometheus sends ~300 bytes
 MAX_HEADERS = 64
+MAX_BUFFERED_BYTES = 64 * 1024  # pipelined requests waiting for their turn (asyncio reads 256 KiB at most)
 MAX_MEDIA_RANGES = 32  # entries of Accept / Accept-Encoding read; Prometheus sends 5
 WRITE_CHUNK = 64 * 1024
 LINGER_SECONDS = 1.0  # after a last answer, input is drained this long (and LINGER_BYTES at most)
@@ -679,6 +680,11 @@ class _Connection(asyncio.Protocol):
                 self.abort()
             return
         self.buffer += data
+        if self.state == "busy" and len(self.buffer) > MAX_BUFFERED_BYTES:  # pipelined far ahead of the answers
+            self.server.refusals.refuse(COMPONENT, "headers_too_large", f"{self.client}: {len(self.buffer)} bytes "
+                                                                        "of requests waiting")
+            self.abort()
+            return
         if self.handshaking:  # decrypted before start_tls returned: held until the peer is checked
             if len(self.buffer) > MAX_HEAD_BYTES:
                 self.abort()
@@ -688,9 +694,6 @@ class _Connection(asyncio.Protocol):
             self._arm(self.server.limits.header_timeout, "header_timeout")
         if self.state == "head":
             self._try_request()
-        elif len(self.buffer) > MAX_HEAD_BYTES:  # pipelining past one buffered head
-            self.server.refusals.refuse(COMPONENT, "headers_too_large", f"{self.client}: pipelined past the limit")
-            self.abort()
 
     def eof_received(self) -> Optional[bool]:
         if self.state == "closing":
@@ -699,7 +702,8 @@ class _Connection(asyncio.Protocol):
         if self.state != "busy":
             self.abort()
             return None
-        return True  # half-closed after its request: still answer it
+        self.keep_alive = False
+        return True  # half-closed after its request: still answer it, then close
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.closed = True
@@ -739,6 +743,10 @@ class _Connection(asyncio.Protocol):
         self._disarm()
         self._arm(self.server.limits.write_timeout, "write_timeout")
         self.server.respond(self, req)
+
+    def _next_request(self) -> None:
+        if not self.closed and self.state == "head":
+            self._try_request()
 
     def _refuse(self, status: int, reason: str, detail: str) -> None:
         self.server.refusals.refuse(COMPONENT, reason, f"{self.client}: {detail}")
@@ -798,10 +806,10 @@ class _Connection(asyncio.Protocol):
             return
         self.state = "idle"
         self._disarm()
-        if self.buffer:
+        if self.buffer:  # a pipelined request: next loop turn, not deeper in this stack
             self.state = "head"
             self._arm(self.server.limits.header_timeout, "header_timeout")
-            self._try_request()
+            self.server.loop.call_soon(self._next_request)
         else:
             self._arm(self.server.limits.idle_timeout, "")
 
