@@ -142,7 +142,8 @@ class _Nvml:
 
 def serve_main(cfg: Config) -> int:
     from .app import build
-    from .server import Limits, make_server, serve_in_thread
+    from .httpconn import Limits
+    from .server import make_server, serve_in_thread
 
     memory.bound_allocator()
     try:

@@ -31,8 +31,6 @@ they never log a traceback. TLS, basic auth and rate limits come from --web.conf
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import collections
 import concurrent.futures
 import dataclasses
@@ -40,17 +38,16 @@ import hashlib
 import json
 import logging
 import socket
-import ssl
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from . import __version__
+from .httpconn import COMPONENT, TEXT, Connection, Limits, Request, loop_exception
 from .kernels import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from .refusals import Refusals
+from .webauth import DUMMY_HASH, AuthCache, TokenBucket, basic_credentials, check_password
 
 if TYPE_CHECKING:
     from .sampler import Rendered
@@ -58,29 +55,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_HEAD_BYTES = 8 * 1024  # request line and headers; Prometheus sends ~300 bytes
-MAX_HEADERS = 64
-MAX_BUFFERED_BYTES = 64 * 1024  # pipelined requests waiting for their turn (asyncio reads 256 KiB at most)
 MAX_MEDIA_RANGES = 32  # entries of Accept / Accept-Encoding read; Prometheus sends 5
-WRITE_CHUNK = 64 * 1024
-LINGER_SECONDS = 1.0  # after a last answer, input is drained this long (and LINGER_BYTES at most)
-LINGER_BYTES = 1024 * 1024
-AUTH_CACHE_ENTRIES = 256
 MAX_PENDING_WORK = 8  # bcrypt checks, Kubernetes reviews and snapshot renders queued at once
 PROTECTED = ("/metrics", "/identity", "/debug/snapshot")  # probes and the index stay open to the kubelet
-COMPONENT = "http"
 
 INDEX = f"""<html><head><title>gpulse</title></head><body><h1>gpulse {__version__}</h1>
 <ul><li><a href="/metrics">/metrics</a></li><li><a href="/identity">/identity</a></li>
 <li><a href="/livez">/livez</a></li><li><a href="/readyz">/readyz</a></li></ul></body></html>
 """.encode()
-_TEXT = "text/plain; charset=utf-8"
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 408: "Request Timeout", 413: "Content Too Large", 429: "Too Many Requests",
-            431: "Request Header Fields Too Large", 503: "Service Unavailable", 505: "HTTP Version Not Supported"}
-_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-
-
 class ScrapeSource(Protocol):
     """What the handler reads (gpulse.sampler.Sampler): the last tick's bytes and health."""
 
@@ -100,18 +82,6 @@ class Authorizer(Protocol):
         ...
 
     def cached(self, token: str, path: str) -> Optional[tuple[int, str]]: ...
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_connections: int = 64
-    header_timeout: float = 5.0
-    idle_timeout: float = 60.0
-    write_timeout: float = 30.0
-
-    @property
-    def per_client(self) -> int:
-        return max(2, self.max_connections // 4)
 
 
 def to_jsonable(obj: object) -> object:
@@ -170,122 +140,19 @@ def parse_listen_address(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
-@dataclass
-class Request:
-    method: str
-    path: str
-    version: str
-    headers: dict[str, str]  # lower-case names; only the first of repeated headers
-
-    @property
-    def keep_alive(self) -> bool:
-        conn = self.headers.get("connection", "").lower()
-        if self.version == "HTTP/1.0":
-            return "keep-alive" in conn
-        return "close" not in conn
-
-
-class BadRequestError(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.reason = status, reason
-
-
-def parse_head(head: bytes) -> Request:
-    """The request line and headers (without the blank line); BadRequestError otherwise."""
-    try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError:  # latin-1 decodes any byte; kept for clarity
-        raise BadRequestError(400, "undecodable head") from None
-    lines = text.split("\r\n")
-    if len(lines) > MAX_HEADERS + 1:
-        raise BadRequestError(431, f"more than {MAX_HEADERS} header lines")
-    parts = lines[0].split(" ")
-    if len(parts) != 3:
-        raise BadRequestError(400, "malformed request line")
-    method, target, version = parts
-    if version not in ("HTTP/1.1", "HTTP/1.0"):
-        raise BadRequestError(505, "HTTP/1.0 and HTTP/1.1 only")
-    if target.startswith(("http://", "https://")):  # absolute-form, which HTTP/1.1 servers must take
-        target = "/" + target.split("://", 1)[1].partition("/")[2]
-    if not target.startswith("/"):
-        raise BadRequestError(400, "request target must be a path")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(":")
-        if not sep or not name or name != name.strip() or " " in name:
-            raise BadRequestError(400, "malformed header line")
-        headers.setdefault(name.lower(), value.strip())
-    if "transfer-encoding" in headers or headers.get("content-length", "0").strip() not in ("", "0"):
-        raise BadRequestError(413, "request bodies are not accepted")
-    return Request(method, target.split("?", 1)[0], version, headers)
-
-
-class _AuthCache:
-    """Outcomes of password checks by a digest of (user, password, hash): bounded LRU."""
-
-    def __init__(self, entries: int = AUTH_CACHE_ENTRIES) -> None:
-        self._entries = entries
-        self._data: collections.OrderedDict[bytes, bool] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: bytes) -> Optional[bool]:
-        with self._lock:
-            value = self._data.get(key)
-            if value is not None:
-                self._data.move_to_end(key)
-            return value
-
-    def put(self, key: bytes, ok: bool) -> None:
-        with self._lock:
-            self._data[key] = ok
-            self._data.move_to_end(key)
-            while len(self._data) > self._entries:
-                self._data.popitem(last=False)
-
-
-# A hash (cost 10) to check unknown users against, so that a wrong user costs what a wrong
-# password does and user names cannot be told apart by timing.
-_DUMMY_HASH = b"$2b$10$V4LqGED8SLKUPp78840ygO9rYRq8hdgGp1CB/yxR9jVYU1cIhKBuW"
-
-
-def _check_password(password: bytes, hashed: bytes) -> bool:
-    import bcrypt  # only with basic_auth_users: the one optional dependency of the server
-
-    try:
-        return bool(bcrypt.checkpw(password, hashed))
-    except ValueError:  # a malformed stored hash: refuse (the config check makes this rare)
-        return False
-
-
-class _TokenBucket:
-    def __init__(self, interval: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.interval, self.burst, self._clock = interval, burst, clock
-        self._tokens, self._at = float(burst), clock()
-
-    def take(self) -> bool:
-        now = self._clock()
-        self._tokens = min(float(self.burst), self._tokens + (now - self._at) / self.interval)
-        self._at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-
 class WebServer:
     """The listening socket is bound in the constructor (errors surface there); start()
     runs the event loop on the thread gpulse-http."""
 
     def __init__(self, listen_address: str, sampler: Optional[ScrapeSource], *,
                  web_config: Optional[WebConfigSource] = None, authorizer: Optional[Authorizer] = None,
-                 debug_snapshot: bool = False, limits: Limits = Limits(),
+                 debug_snapshot: bool = False, limits: Optional[Limits] = None,
                  refusals: Optional[Refusals] = None) -> None:
         self.sampler = sampler
         self.web_config = web_config
         self.authorizer = authorizer
         self.debug_snapshot = debug_snapshot
-        self.limits = limits
+        self.limits = limits or Limits()
         self.refusals = refusals or Refusals()
         host, port = parse_listen_address(listen_address)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -303,15 +170,15 @@ class WebServer:
         self.loop = asyncio.new_event_loop()
         self._thread: Optional[threading.Thread] = None
         self._server: Optional[asyncio.base_events.Server] = None
-        self._connections: dict[_Connection, None] = {}  # insertion-ordered: oldest first
+        self._connections: dict[Connection, None] = {}  # insertion-ordered: oldest first
         self._per_client: collections.Counter[str] = collections.Counter()
         self._workers = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="gpulse-http-work")
         # bcrypt is meant to be slow (~70 ms at cost 10): one check at a time, as exporter-toolkit
         # does, so that guessing floods cost at most one core
         self._bcrypt = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpulse-http-bcrypt")
         self._pending_work = 0
-        self._auth_cache = _AuthCache()
-        self._bucket: Optional[_TokenBucket] = None
+        self._auth_cache = AuthCache()
+        self._bucket: Optional[TokenBucket] = None
         self._bucket_for: Any = None
         self._json_cache: dict[str, tuple[Optional[Rendered], asyncio.Future[bytes]]] = {}
 
@@ -321,10 +188,10 @@ class WebServer:
 
         def run() -> None:
             asyncio.set_event_loop(self.loop)
-            self.loop.set_exception_handler(_loop_exception)
+            self.loop.set_exception_handler(loop_exception)
 
             async def listen() -> None:
-                self._server = await self.loop.create_server(lambda: _Connection(self), sock=self.socket)
+                self._server = await self.loop.create_server(lambda: Connection(self), sock=self.socket)
 
             self.loop.run_until_complete(listen())
             ready.set()
@@ -363,7 +230,7 @@ class WebServer:
             self.loop.close()
 
     # --- connection accounting (loop thread) ----------------------------------------------------
-    def admit(self, conn: _Connection) -> bool:
+    def admit(self, conn: Connection) -> bool:
         """Make room for a new connection: past a cap, the oldest connection that is only
         waiting (kept alive idle, or still sending its request head) is closed first, so that
         slow or stalled clients give way to new ones; refused when every slot is answering."""
@@ -383,7 +250,7 @@ class WebServer:
         self._per_client[client] += 1
         return True
 
-    def _evict(self, which: Callable[[_Connection], bool]) -> bool:
+    def _evict(self, which: Callable[[Connection], bool]) -> bool:
         for state in ("idle", "head"):
             victim = next((c for c in self._connections if c.state == state and which(c)), None)
             if victim is not None:
@@ -394,7 +261,7 @@ class WebServer:
                 return True
         return False
 
-    def release(self, conn: _Connection) -> None:
+    def release(self, conn: Connection) -> None:
         if self._connections.pop(conn, 0) is None:
             self._per_client[conn.client] -= 1
             if self._per_client[conn.client] <= 0:
@@ -413,18 +280,18 @@ class WebServer:
         if rate is None:
             return False
         if self._bucket is None or self._bucket_for != rate:
-            self._bucket, self._bucket_for = _TokenBucket(rate.interval, rate.burst), rate
+            self._bucket, self._bucket_for = TokenBucket(rate.interval, rate.burst), rate
         return not self._bucket.take()
 
-    def respond(self, conn: _Connection, req: Request) -> None:
+    def respond(self, conn: Connection, req: Request) -> None:
         """Answer `req` on `conn`, now or (authorization, snapshot) from a worker."""
         if req.method not in ("GET", "HEAD"):
-            conn.send(405, b"GET and HEAD only\n", _TEXT, extra=(("Allow", "GET, HEAD"),))
+            conn.send(405, b"GET and HEAD only\n", TEXT, extra=(("Allow", "GET, HEAD"),))
             return
         cfg = self.settings()
         if self.rate_limited(cfg):
             self.refusals.refuse(COMPONENT, "rate_limited", "rate_limit of --web.config.file exceeded")
-            conn.send(429, b"too many requests\n", _TEXT)
+            conn.send(429, b"too many requests\n", TEXT)
             return
         if req.path in PROTECTED:
             if cfg is not None and cfg.users:
@@ -435,12 +302,12 @@ class WebServer:
                 return
         self.serve(conn, req)
 
-    def serve(self, conn: _Connection, req: Request) -> None:
+    def serve(self, conn: Connection, req: Request) -> None:
         path, sampler = req.path, self.sampler
         if path == "/metrics":
             rendered = sampler.current if sampler is not None else None
             if rendered is None:
-                return conn.send(503, b"no tick completed yet\n", _TEXT)
+                return conn.send(503, b"no tick completed yet\n", TEXT)
             gzip = accepts_gzip(req.headers.get("accept-encoding", ""))
             if wants_openmetrics(req.headers.get("accept", "")):
                 body = rendered.openmetrics_gzip if gzip else rendered.openmetrics
@@ -450,24 +317,24 @@ class WebServer:
             return conn.send(200, rendered.text, TEXT_CONTENT_TYPE)
         if path == "/livez" or path == "/readyz":
             if sampler is None:
-                return conn.send(503, b"not started\n", _TEXT)
+                return conn.send(503, b"not started\n", TEXT)
             ok, reason = sampler.liveness() if path == "/livez" else sampler.readiness()
             if ok:
-                return conn.send(200, b"ok\n" if path == "/livez" else b"ready\n", _TEXT)
+                return conn.send(200, b"ok\n" if path == "/livez" else b"ready\n", TEXT)
             word = "alive" if path == "/livez" else "ready"
-            return conn.send(503, f"not {word}: {reason}\n".encode(), _TEXT)
+            return conn.send(503, f"not {word}: {reason}\n".encode(), TEXT)
         if path == "/identity":
             return self._json(conn, "identity", _identity_json)
         if path == "/debug/snapshot":
             if not self.debug_snapshot:
                 return conn.send(404, b"not found (/debug/snapshot is off; start with --web.debug-snapshot)\n",
-                                 _TEXT)
+                                 TEXT)
             return self._json(conn, "snapshot", _snapshot_json)
         if path == "/":
             return conn.send(200, INDEX, "text/html; charset=utf-8")
-        return conn.send(404, b"not found\n", _TEXT)
+        return conn.send(404, b"not found\n", TEXT)
 
-    def _json(self, conn: _Connection, name: str, render: Callable[[Optional[Rendered]], tuple[int, bytes]]) -> None:
+    def _json(self, conn: Connection, name: str, render: Callable[[Optional[Rendered]], tuple[int, bytes]]) -> None:
         """A JSON view of the last tick, rendered once per tick on a worker; requests in the
         same tick share the rendering."""
         rendered = self.sampler.current if self.sampler is not None else None
@@ -501,17 +368,17 @@ class WebServer:
         future.add_done_callback(finished)
         return future
 
-    def _busy(self, conn: _Connection) -> None:
+    def _busy(self, conn: Connection) -> None:
         self.refusals.refuse(COMPONENT, "busy", f"more than {MAX_PENDING_WORK} checks or renders queued")
-        conn.send(503, b"busy, retry\n", _TEXT, extra=(("Retry-After", "1"),))
+        conn.send(503, b"busy, retry\n", TEXT, extra=(("Retry-After", "1"),))
 
-    def _basic_auth(self, conn: _Connection, req: Request, cfg: WebConfig) -> None:
+    def _basic_auth(self, conn: Connection, req: Request, cfg: WebConfig) -> None:
         challenge = (("WWW-Authenticate", 'Basic realm="gpulse"'),)
-        user, password = _basic_credentials(req.headers.get("authorization", ""))
+        user, password = basic_credentials(req.headers.get("authorization", ""))
         if user is None:
             self.refusals.refuse(COMPONENT, "unauthorized", f"{conn.client}: no basic auth credentials")
-            return conn.send(401, b"unauthorized\n", _TEXT, extra=challenge)
-        hashed = cfg.users.get(user, _DUMMY_HASH)
+            return conn.send(401, b"unauthorized\n", TEXT, extra=challenge)
+        hashed = cfg.users.get(user, DUMMY_HASH)
         key = hashlib.sha256(b"\0".join((user.encode(), password, hashed))).digest()
         known = self._auth_cache.get(key)
 
@@ -520,13 +387,13 @@ class WebServer:
                 self.serve(conn, req)
             else:
                 self.refusals.refuse(COMPONENT, "unauthorized", f"{conn.client}: wrong user or password")
-                conn.send(401, b"unauthorized\n", _TEXT, extra=challenge)
+                conn.send(401, b"unauthorized\n", TEXT, extra=challenge)
 
         if known is not None:
             return finish(known)
 
         def check() -> bool:
-            ok = _check_password(password, hashed)
+            ok = check_password(password, hashed)
             self._auth_cache.put(key, ok)
             return ok
         future = self._submit(check, self._bcrypt)
@@ -534,7 +401,7 @@ class WebServer:
             return self._busy(conn)
         conn.wait(future, lambda f: finish(not f.cancelled() and f.exception() is None and bool(f.result())))
 
-    def _kube_auth(self, conn: _Connection, req: Request, authorizer: Authorizer) -> None:
+    def _kube_auth(self, conn: Connection, req: Request, authorizer: Authorizer) -> None:
         header = req.headers.get("authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else ""
 
@@ -544,7 +411,7 @@ class WebServer:
                 return
             self.refusals.refuse(COMPONENT, "unauthorized" if status == 401 else "forbidden",
                                  f"{conn.client}: {reason}")
-            conn.send(status, (reason + "\n").encode(), _TEXT,
+            conn.send(status, (reason + "\n").encode(), TEXT,
                       extra=(("WWW-Authenticate", "Bearer"),) if status == 401 else ())
 
         if not token:
@@ -564,19 +431,6 @@ class WebServer:
         conn.wait(future, done)
 
 
-def _basic_credentials(header: str) -> tuple[Optional[str], bytes]:
-    if header[:6].lower() != "basic ":
-        return None, b""
-    try:
-        raw = base64.b64decode(header[6:].strip(), validate=True)
-    except (binascii.Error, ValueError):
-        return None, b""
-    user, sep, password = raw.partition(b":")
-    if not sep:
-        return None, b""
-    return user.decode("utf-8", "replace"), password
-
-
 def _encode(result: tuple[int, bytes]) -> bytes:
     status, body = result
     return b"%03d" % status + body
@@ -594,272 +448,6 @@ def _snapshot_json(rendered: Optional[Rendered]) -> tuple[int, bytes]:
     if rendered is None:
         return 503, b'{"error": "no tick completed yet"}\n'
     return 200, json.dumps(to_jsonable(rendered.snapshot)).encode() + b"\n"
-
-
-class _Connection(asyncio.Protocol):
-    """One client connection: states "head" (reading a request head), "busy" (answering),
-    "idle" (kept alive, waiting for the next request)."""
-
-    def __init__(self, server: WebServer) -> None:
-        self.server = server
-        self.transport: Optional[asyncio.Transport] = None
-        self.client = ""
-        self.state = "head"
-        self.buffer = bytearray()
-        self.timer: Optional[asyncio.TimerHandle] = None
-        self.keep_alive = False
-        self.closed = False
-        self.admitted = False
-        self.handshaking = False
-        self._out: collections.deque[memoryview] = collections.deque()
-        self._paused = False
-        self._head_only = False
-        self._discarded = 0
-        self._extra_headers: tuple[tuple[str, str], ...] = ()
-
-    # --- asyncio.Protocol ---------------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        self.client = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
-        cfg = self.server.settings()
-        tls = cfg.tls if cfg is not None else None
-        if not self.server.admit(self):
-            if tls is None:
-                transport.write(_BUSY)
-                transport.close()
-            else:
-                transport.abort()
-            self.closed = True
-            return
-        self.admitted = True
-        self._extra_headers = cfg.headers if cfg is not None else ()
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:  # headers and body go out as separate writes: no Nagle delay on kept-alive connections
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        transport.set_write_buffer_limits(high=WRITE_CHUNK)
-        self._arm(self.server.limits.header_timeout, "header_timeout")
-        if tls is not None and cfg is not None:
-            transport.pause_reading()  # the ClientHello is for the TLS layer, not for us
-            self.handshaking = True
-            self.server.loop.create_task(self._start_tls(tls, cfg))
-
-    async def _start_tls(self, ctx: ssl.SSLContext, cfg: WebConfig) -> None:
-        transport = self.transport
-        assert transport is not None
-        try:
-            tls = await self.server.loop.start_tls(transport, self, ctx, server_side=True,
-                                                   ssl_handshake_timeout=self.server.limits.header_timeout)
-        except Exception as exc:  # noqa: BLE001 - whatever a peer's handshake does, it is refused in one line
-            self.server.refusals.refuse(COMPONENT, "tls_handshake", f"{self.client}: {_short(exc)}")
-            self.abort()
-            return
-        if tls is None or self.closed:
-            self.abort()
-            return
-        self.transport = tls
-        tls.set_write_buffer_limits(high=WRITE_CHUNK)
-        if not cfg.san_allowed(tls.get_extra_info("peercert")):
-            self.server.refusals.refuse(COMPONENT, "forbidden", f"{self.client}: client certificate SAN not allowed")
-            self.abort()
-            return
-        self.handshaking = False
-        if self.buffer:  # a request that came with the handshake's last flight
-            self._try_request()
-
-    def data_received(self, data: bytes) -> None:
-        if self.closed:
-            return
-        if self.state == "closing":  # answered and closing: drain what the client still sends, for a while
-            self._discarded += len(data)
-            if self._discarded > LINGER_BYTES:
-                self.abort()
-            return
-        self.buffer += data
-        if self.state == "busy" and len(self.buffer) > MAX_BUFFERED_BYTES:  # pipelined far ahead of the answers
-            self.server.refusals.refuse(COMPONENT, "headers_too_large", f"{self.client}: {len(self.buffer)} bytes "
-                                                                        "of requests waiting")
-            self.abort()
-            return
-        if self.handshaking:  # decrypted before start_tls returned: held until the peer is checked
-            if len(self.buffer) > MAX_HEAD_BYTES:
-                self.abort()
-            return
-        if self.state == "idle":
-            self.state = "head"
-            self._arm(self.server.limits.header_timeout, "header_timeout")
-        if self.state == "head":
-            self._try_request()
-
-    def eof_received(self) -> Optional[bool]:
-        if self.state == "closing":
-            self._finish()
-            return None
-        if self.state != "busy":
-            self.abort()
-            return None
-        self.keep_alive = False
-        return True  # half-closed after its request: still answer it, then close
-
-    def connection_lost(self, exc: Optional[Exception]) -> None:
-        self.closed = True
-        self._disarm()
-        self._out.clear()
-        if self.admitted:
-            self.admitted = False
-            self.server.release(self)
-
-    def pause_writing(self) -> None:
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        self._paused = False
-        self._pump()
-
-    # --- requests -----------------------------------------------------------------------------
-    def _try_request(self) -> None:
-        end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buffer) > MAX_HEAD_BYTES:
-                self._refuse(431, "headers_too_large", f"request head over {MAX_HEAD_BYTES} bytes")
-            return
-        if end > MAX_HEAD_BYTES:
-            self._refuse(431, "headers_too_large", f"request head over {MAX_HEAD_BYTES} bytes")
-            return
-        head = bytes(self.buffer[:end])
-        del self.buffer[:end + 4]
-        try:
-            req = parse_head(head)
-        except BadRequestError as exc:
-            self._refuse(exc.status, "bad_request" if exc.status != 431 else "headers_too_large", exc.reason)
-            return
-        self.state = "busy"
-        self.keep_alive = req.keep_alive
-        self._head_only = req.method == "HEAD"
-        self._disarm()
-        self._arm(self.server.limits.write_timeout, "write_timeout")
-        self.server.respond(self, req)
-
-    def _next_request(self) -> None:
-        if not self.closed and self.state == "head":
-            self._try_request()
-
-    def _refuse(self, status: int, reason: str, detail: str) -> None:
-        self.server.refusals.refuse(COMPONENT, reason, f"{self.client}: {detail}")
-        self.state = "busy"
-        self.keep_alive = False
-        self._head_only = False
-        self._disarm()
-        self._arm(self.server.limits.write_timeout, "write_timeout")
-        self.send(status, (detail + "\n").encode(), _TEXT)
-
-    def wait(self, future: asyncio.Future[Any], then: Callable[[asyncio.Future[Any]], None]) -> None:
-        """Answer when `future` is done (the write deadline still applies)."""
-        def done(f: asyncio.Future[Any]) -> None:
-            if not self.closed:
-                then(f)
-        future.add_done_callback(done)
-
-    def send(self, status: int, body: bytes, content_type: str, encoding: str = "",
-             extra: tuple[tuple[str, str], ...] = ()) -> None:
-        if self.closed or self.transport is None:
-            return
-        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, '')}", f"Content-Type: {content_type}",
-                 f"Content-Length: {len(body)}", "Vary: Accept, Accept-Encoding",
-                 f"Server: gpulse/{__version__}"]
-        if encoding:
-            lines.append(f"Content-Encoding: {encoding}")
-        lines += [f"{k}: {v}" for k, v in self._extra_headers + extra]
-        if not self.keep_alive:
-            lines.append("Connection: close")
-        self._out.append(memoryview(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")))
-        if not self._head_only:
-            view = memoryview(body)
-            for i in range(0, len(view), WRITE_CHUNK):
-                self._out.append(view[i:i + WRITE_CHUNK])
-        self._pump()
-
-    def _pump(self) -> None:
-        transport = self.transport
-        if transport is None or self.closed:
-            return
-        while self._out and not self._paused:
-            transport.write(self._out.popleft())
-        if self._out or self._paused or self.state != "busy":
-            return
-        # the whole response is in the transport's buffer (at most WRITE_CHUNK more than sent)
-        if not self.keep_alive:
-            self.state = "closing"
-            self.buffer.clear()
-            if transport.can_write_eof():
-                # a lingering close: closing with unread input would reset the connection and
-                # could lose the answer (a 431 to an oversized head), so the write side is shut
-                # and input is drained until the client closes, LINGER_SECONDS at most
-                transport.write_eof()
-                self._arm(LINGER_SECONDS, "")
-            else:
-                self._finish()
-            return
-        self.state = "idle"
-        self._disarm()
-        if self.buffer:  # a pipelined request: next loop turn, not deeper in this stack
-            self.state = "head"
-            self._arm(self.server.limits.header_timeout, "header_timeout")
-            self.server.loop.call_soon(self._next_request)
-        else:
-            self._arm(self.server.limits.idle_timeout, "")
-
-    # --- deadlines ----------------------------------------------------------------------------
-    def _arm(self, seconds: float, reason: str) -> None:
-        self._disarm()
-        self.timer = self.server.loop.call_later(seconds, self._expired, reason)
-
-    def _disarm(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-
-    def _expired(self, reason: str) -> None:
-        self.timer = None
-        if reason:
-            self.server.refusals.refuse(COMPONENT, reason, f"{self.client}: deadline passed in state {self.state}")
-        self.abort()
-
-    def _finish(self) -> None:
-        """Close after what is buffered is sent (the write deadline still applies)."""
-        self._disarm()
-        self._arm(self.server.limits.write_timeout, "write_timeout")
-        if self.transport is not None:
-            self.transport.close()
-
-    def abort(self) -> None:
-        self._disarm()
-        self.closed = True
-        if self.admitted:  # its slot is free now, not when the loop reports the close
-            self.admitted = False
-            self.server.release(self)
-        if self.transport is not None:
-            self.transport.abort()
-
-
-def _loop_exception(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
-    """asyncio reports a peer's broken TLS record or reset connection with a traceback by
-    default: one line here (debug for what peers cause, warning for anything else)."""
-    exc = context.get("exception")
-    message = context.get("message", "")
-    if isinstance(exc, (OSError, ssl.SSLError, ConnectionError, asyncio.TimeoutError)):
-        log.debug("http: %s: %s", message, _short(exc))
-    else:
-        log.warning("http: %s%s", message, f": {type(exc).__name__}: {_short(exc)}" if exc is not None else "")
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:160]
 
 
 def make_server(listen_address: str, sampler: Optional[ScrapeSource], **options: Any) -> WebServer:

@@ -10,9 +10,10 @@ import ssl
 import time
 
 import pytest
+from gpulse.httpconn import MAX_HEAD_BYTES, Limits
 from gpulse.refusals import Refusals
 from gpulse.sampler import Rendered
-from gpulse.server import MAX_HEAD_BYTES, MAX_MEDIA_RANGES, Limits, _qualities, make_server
+from gpulse.server import MAX_MEDIA_RANGES, _qualities, make_server
 from gpulse.snapshot import Snapshot
 
 from tests.conftest import wait_for
