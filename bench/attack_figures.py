@@ -36,8 +36,44 @@ CASES = {
 }
 
 
+def soak(agent: Agent, seconds: float = 300.0) -> dict:
+    """Every attack at once, in rounds, for `seconds`: hostile endpoints (tricklers, a huge and
+    big bodies) stay on while HTTP floods, slow clients, Accept bombs and push floods take
+    turns; RSS sampled throughout."""
+    import threading
+
+    for i, mode in enumerate(["trickle"] * 4 + ["huge", "big", "big-chunked", "trickle"]):
+        agent.endpoints.modes[f"slot-{i}"] = mode
+    rss: list[float] = []
+    stale: list[float] = []
+    stop = time.monotonic() + seconds
+
+    def sample() -> None:
+        while time.monotonic() < stop:
+            rss.append(agent.rss_mib()[0])
+            stale.append(max(agent.staleness().values()))
+            time.sleep(2.0)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    rounds = 0
+    attacks = [lambda: cases.header_flood(agent, seconds=5), lambda: cases.slowloris(agent, seconds=5),
+               lambda: cases.accept_bomb(agent, seconds=5), lambda: cases.push_flood(agent, 2, 1000),
+               lambda: cases.malformed_pushes(agent, n=5), lambda: cases.disconnects(agent, n=20)]
+    while time.monotonic() < stop:
+        attacks[rounds % len(attacks)]()
+        rounds += 1
+    sampler.join(10)
+    cases.set_slots(agent, "good")
+    return {"seconds": seconds, "attack_rounds": rounds, "rss_first_mib": round(rss[0], 1),
+            "rss_max_mib": round(max(rss), 1), "rss_last_mib": round(rss[-1], 1),
+            "good_stale_max_s": round(max(stale), 1)}
+
+
+CASES["soak"] = lambda a: soak(a, float(__import__("os").environ.get("GPULSE_SOAK_SECONDS", "300")))
+
+
 def main(names: list[str]) -> int:
-    for name in names or list(CASES):
+    for name in names or [c for c in CASES if c != "soak"]:
         agent = Agent(tmpdir())
         try:
             start_rss = agent.rss_mib()[0]

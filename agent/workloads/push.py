@@ -171,6 +171,11 @@ class _Undecodable:
 _UNDECODABLE = _Undecodable()
 
 
+def _printable(text: str) -> str:
+    """A peer's text for a one-line message and log: no control characters."""
+    return "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _decode(data: bytes) -> push_pb2.ReportRequest | _Undecodable:
     """grpcio logs a traceback when a deserializer raises (and treats None as a failure too):
     an undecodable request becomes a marker here and is refused by the handler instead."""
@@ -199,7 +204,7 @@ class _Service:
                 if (request.namespace or request.pod) and (request.namespace, request.pod) != caller:
                     raise RefusedError(grpc.StatusCode.PERMISSION_DENIED, "other_pod",
                                        f"the caller runs in pod {ns}/{pod} and may push only for it, not for "
-                                       f"{request.namespace[:63]}/{request.pod[:253]}")
+                                       f"{_printable(request.namespace[:63])}/{_printable(request.pod[:253])}")
                 request.namespace, request.pod = ns, pod
             try:
                 ns, pod, server, model, queue, running = validate(request)
