@@ -218,6 +218,9 @@ def _kube_authorizer(cfg: Config) -> Any:
     from .kube.apiserver import KubeClient, KubeConfig, KubeError
     from .kube.authz import KubeAuthorizer
 
+    if not cfg.kube_apiserver and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise _BadInputError("--web.kubernetes-auth needs the Kubernetes API: run in a cluster or set "
+                             "--kube.apiserver")
     try:
         return KubeAuthorizer(KubeClient(KubeConfig.load(cfg)))
     except KubeError as exc:

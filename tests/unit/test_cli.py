@@ -10,6 +10,9 @@ from tests.conftest import gpulse_cmd
 @pytest.mark.parametrize("argv,needle", [
     (["serve", "--collect.interval=soon"], "gpulse: --collect.interval: invalid duration 'soon'"),
     (["check", "--nvml.backend=fake", "--scenario=nope"], "gpulse: scenario 'nope': not a built-in"),
+    (["serve", "--web.config.file=/nonexistent/web.yml"], "gpulse: web.config.file: cannot read /nonexistent/web.yml"),
+    (["serve", "--kube.enabled=false", "--web.kubernetes-auth"], "--web.kubernetes-auth needs the Kubernetes API"),
+    (["serve", "--sources.dcgm-exporter-url=file:///etc/passwd"], "is not an http(s) URL"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(argv, needle):
     r = subprocess.run(gpulse_cmd(*argv), capture_output=True, text=True, timeout=60)
