@@ -1,13 +1,13 @@
 # gpulse: `make run` serves a simulated node, `make test` runs the whole suite.
 # Both install what they need: a local virtualenv, the Cython build and, for the tests,
-# Debian's prometheus and prometheus-alertmanager when missing.
+# Debian's prometheus, prometheus-alertmanager and pci.ids when missing.
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test e2e bench lint setup build deb-deps docs generate proto clean
+.PHONY: run test e2e bench lint setup build deb-deps docs generate proto pciids clean
 
 $(VENV)/.stamp-deps: pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,6 +27,7 @@ deb-deps:
 	@need=""; \
 	command -v promtool >/dev/null || need="$$need prometheus"; \
 	command -v alertmanager >/dev/null || command -v prometheus-alertmanager >/dev/null || need="$$need prometheus-alertmanager"; \
+	test -f /usr/share/misc/pci.ids || need="$$need pci.ids"; \
 	if [ -n "$$need" ]; then \
 	  echo "installing Debian packages:$$need"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
@@ -57,13 +58,17 @@ docs: setup
 	$(PY) tools/gen_docs.py --write README.md
 
 # Generated artifacts checked by tests: PrometheusRule from the rule files, dashboards, scenarios.
-generate: setup docs
+generate: setup docs pciids
 	$(PY) deploy/generate.py
 	$(PY) dashboards/generate.py
 	$(PY) tools/gen_scenarios.py
 
 proto: setup
 	$(PY) tools/gen_proto.py
+
+# The PCI device-id table of the identity resolver, from Debian's pci.ids (tests check it is current).
+pciids: setup deb-deps
+	$(PY) tools/gen_pci_ids.py
 
 clean:
 	rm -rf $(VENV) build agent/*.so ext/*.c

@@ -20,6 +20,7 @@ from .health import Health
 from .identity.publisher import IdentityPublisher, NodeObject
 from .identity.resolver import IdentityResolver
 from .kube.apiserver import KubeClient, KubeConfig, KubeError, PodWatcher
+from .kube.resourceslices import ResourceSliceWatcher
 from .kube.source import PodSource
 from .nvml import lib as nvml_lib
 from .nvml.supervisor import NvmlSupervisor
@@ -70,12 +71,17 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
     refusals = Refusals()
     client: Optional[KubeClient] = None
     watcher: Optional[PodWatcher] = None
+    slices: Optional[ResourceSliceWatcher] = None
     if config.kube_enabled and config.node_name:
         try:
             client = KubeClient(KubeConfig.load(config))
             watcher = PodWatcher(client, config.node_name)
             background.append(watcher)
             sources["apiserver"] = watcher
+            if config.kube_resource_slices:
+                slices = ResourceSliceWatcher(client, config.node_name)  # what DRA devices are
+                background.append(slices)
+                sources["resourceslices"] = slices
         except KubeError as exc:
             log.warning("Kubernetes API unavailable (node labels and workload discovery off): %s", exc)
     elif config.kube_enabled:
@@ -83,7 +89,8 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
 
     nvml = NvmlSupervisor(nvml_loader, clock=clock)
     sources["nvml"] = nvml
-    pods = PodSource(config, pod_directory=watcher.index.by_uid if watcher is not None else None, clock=clock)
+    pods = PodSource(config, pod_directory=watcher.index.by_uid if watcher is not None else None, clock=clock,
+                     slices=slices.index if slices is not None else None)
     background.append(pods)
     sources["kubelet"] = pods
 

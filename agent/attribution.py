@@ -16,6 +16,12 @@ Contract: Attributor(window_seconds).update(reading, view, now, unit_util)
   per tick, so over the window sum(pods) + unattributed == GPU utilization: one GPU's
   value is never copied onto several pods.
 - allocated is 1 per whole unit and 1/replicas per shared slot.
+- DRA allocations (gpulse.kube.source.ClaimDevice) are units too, once this node's
+  ResourceSlices say which GPU or MIG instance the (driver, pool, device) is
+  (gpulse.claims). A device held by one container is exclusive; held by several (one
+  shared claim, or several claims) it is split like a time-sliced GPU, and `allocated` is
+  1/holders. Allocations that name no GPU NVML shows are counted in
+  `unresolved_allocations[(allocation, driver, reason)]`.
 
 A process's pod UID (cgroup) is joined to the kubelet's namespace/name through the
 view's pod directory (the node's pod list). Without an answer from it, pods are paired
@@ -31,11 +37,13 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Optional, Protocol, Union
 
-from .snapshot import PodShare
+from .claims import DRA, UNKNOWN_DEVICE, count, resolve_claims
+from .snapshot import PodClaim, PodShare
 
 if TYPE_CHECKING:
     from .kube.cgroup import PidOwner
     from .kube.devices import DeviceId
+    from .kube.resourceslices import SliceLookup
     from .kube.source import Allocation, PodIdentity
     from .nvml.reading import DeviceReading, MigReading, NvmlReading, ProcessInfo
     from .windowing import UnitKey
@@ -49,6 +57,10 @@ NOT_IN_POD = "not_in_pod"  # host process, or its cgroup could not be read
 UNKNOWN_POD = "unknown_pod_uid"  # no directory answer and elimination could not pair it
 NO_SLOT = "pod_holds_no_slot"  # the pod holds no device on this GPU
 AMBIGUOUS_CONTAINER = "ambiguous_container"  # several containers of the pod share the GPU
+
+# how an allocation reached the container (the pod series' `allocation` label); DRA and the
+# reasons an allocation names no GPU (unresolved_allocations) are in gpulse.claims
+DEVICE_PLUGIN = "device-plugin"
 
 HolderKey = tuple[str, str, str]  # (namespace, pod, container) holding slots of a unit
 PodKey = tuple[str, str]  # (namespace, pod)
@@ -71,6 +83,9 @@ class AllocationView(Protocol):
     def retain_pids(self, pids: set[int]) -> None: ...
 
     def pod_for_uid(self, uid: str) -> Optional[PodIdentity]: ...
+
+    @property
+    def slices(self) -> Optional[SliceLookup]: ...
 
 
 class _ShareWindow:
@@ -116,7 +131,7 @@ class _ShareWindow:
 class _Unit:
     """One GPU or MIG instance as this tick sees it."""
 
-    __slots__ = ("key", "gpu", "uuid", "device", "mig", "holders", "replicas", "shared")
+    __slots__ = ("key", "gpu", "uuid", "device", "mig", "holders", "dra", "replicas", "shared")
 
     def __init__(self, key: UnitKey, device: DeviceReading, mig: Optional[MigReading]) -> None:
         self.key = key
@@ -125,6 +140,7 @@ class _Unit:
         self.gpu = device.index
         self.uuid = device.uuid
         self.holders: dict[HolderKey, int] = {}  # (namespace, pod, container) -> slots held
+        self.dra: set[HolderKey] = set()  # holders through a DRA claim
         self.replicas = 1
         self.shared = False
 
@@ -140,6 +156,9 @@ class Attributor:
         self.unresolved: dict[tuple[int, str], int] = {}  # (gpu index, reason) -> processes this tick
         self.uid_pairs: dict[str, PodKey] = {}  # pod uid -> (namespace, pod), this tick's join
         self._identities: dict[str, PodIdentity] = {}  # pod uid -> its identity from the directory, this tick
+        self.claims: tuple[PodClaim, ...] = ()  # DRA holders' claims, this tick
+        # (allocation, driver, reason) -> allocations that named no GPU this tick
+        self.unresolved_allocations: dict[tuple[str, str, str], int] = {}
 
     # --- the tick ---------------------------------------------------------------------
     def update(self, reading: NvmlReading, view: AllocationView, now: float,
@@ -198,15 +217,36 @@ class Attributor:
                 unit = units[key] = _Unit(key, device, mig)
             return unit
 
+        unresolved: dict[tuple[str, str, str], int] = {}
+        dra: list[Allocation] = []
         for a in view.allocations:
-            unit = unit_for(a.device)
+            if a.claim is not None:
+                dra.append(a)
+                continue
+            unit = unit_for(a.device)  # a device-plugin id
             if unit is None:
-                continue  # a device this node's NVML does not show (yet)
+                count(unresolved, DEVICE_PLUGIN, "", UNKNOWN_DEVICE)  # a device this node's NVML does not show (yet)
+                continue
             holder = (a.namespace, a.pod, a.container)
             unit.holders[holder] = unit.holders.get(holder, 0) + 1
             if a.device.replica is not None:
                 unit.shared = True
                 unit.replicas = max(unit.replicas, a.device.replica + 1)
+        claims: dict[PodClaim, None] = {}
+        for a, dev_id in resolve_claims(dra, reading, view.slices, unresolved) if dra else ():
+            unit = unit_for(dev_id)
+            claim = a.claim
+            assert claim is not None
+            if unit is None:
+                count(unresolved, DRA, claim.driver, UNKNOWN_DEVICE)
+                continue
+            holder = (a.namespace, a.pod, a.container)
+            unit.holders[holder] = unit.holders.get(holder, 0) + 1
+            unit.dra.add(holder)
+            claims[PodClaim(a.namespace, a.pod, a.container, claim.claim_namespace, claim.claim,
+                            claim.driver, claim.pool, claim.device, unit.uuid)] = None
+        self.unresolved_allocations = unresolved
+        self.claims = tuple(claims)
         replicas: dict[UnitKey, int] = {}
         for dev_id in view.allocatable:
             if dev_id.replica is None:
@@ -284,10 +324,12 @@ class Attributor:
     def _share(self, unit: _Unit, holder: HolderKey, sharing: str, allocated: float, util: Optional[float],
                memory: float) -> PodShare:
         mig = unit.mig
+        allocation = DRA if holder in unit.dra else DEVICE_PLUGIN
         if mig is None:
-            return PodShare(holder[0], holder[1], holder[2], unit.gpu, unit.uuid, sharing, allocated, util, memory)
+            return PodShare(holder[0], holder[1], holder[2], unit.gpu, unit.uuid, sharing, allocated, util, memory,
+                            allocation=allocation)
         return PodShare(holder[0], holder[1], holder[2], unit.gpu, unit.uuid, sharing, allocated, util, memory,
-                        str(mig.gpu_instance), str(mig.compute_instance), mig.profile, mig.mig_uuid)
+                        str(mig.gpu_instance), str(mig.compute_instance), mig.profile, mig.mig_uuid, allocation)
 
     def _exclusive_unit(self, unit: _Unit, owners: Owners, unit_util: Mapping[UnitKey, float]) -> list[PodShare]:
         if not unit.holders:
@@ -355,7 +397,9 @@ class Attributor:
         out: list[PodShare] = []
         for holder, slots in unit.holders.items():
             util = window.mean(holder) if unit.mig is None else None
-            out.append(self._share(unit, holder, sharing, slots / unit.replicas, util, memory[holder]))
+            # a DRA holder's part is its fraction of the holders; a device-plugin slot's, 1/replicas
+            allocated = 1.0 / len(unit.holders) if holder in unit.dra else slots / unit.replicas
+            out.append(self._share(unit, holder, sharing, allocated, util, memory[holder]))
         if unit.mig is None:
             rest_mean = window.unattributed_mean()
             if rest_mean is not None:

@@ -18,7 +18,8 @@ from .nvml.metrics import ALL_METRICS, GPU_LABELS, MIG_LABELS
 GPU = GPU_LABELS
 MIG = MIG_LABELS
 POD = ("namespace", "pod", "container", "gpu", "uuid", "sharing",
-       "gpu_instance", "compute_instance", "mig_profile", "mig_uuid")
+       "gpu_instance", "compute_instance", "mig_profile", "mig_uuid", "allocation")
+CLAIM = ("namespace", "pod", "container", "claim_namespace", "claim", "driver", "pool", "device", "uuid")
 WORKLOAD = ("namespace", "pod", "server", "model")
 
 # Collectors that can be switched: name -> (on by default, what it renders). "self" (the
@@ -138,11 +139,13 @@ CATALOG: tuple[MetricSpec, ...] = (
     _m("gpulse_gpu_up", "gauge", "", "1 when the GPU answers NVML, 0 when it is lost or fell off the bus.", GPU, "gpu", "nvmlDeviceGetHandleByIndex / GPU_IS_LOST"),
     *_rows(),
     # --- pods (collector "pods") ---
-    _m("gpulse_pod_gpu_allocated", "gauge", "", "GPUs allocated to a container: 1 per whole GPU or MIG instance, 1/replicas per time-sliced share.", POD, "pods", "kubelet PodResources List"),
+    _m("gpulse_pod_gpu_allocated", "gauge", "", "GPUs allocated to a container: 1 per whole GPU or MIG instance, 1/replicas per time-sliced share, 1/holders of a DRA device several containers hold.", POD, "pods", "kubelet PodResources List"),
     _m("gpulse_pod_gpu_utilization_ratio", "gauge", "ratio", "The container's share of the GPU's (or MIG instance's) utilization, mean over the window.", POD, "pods", "nvmlDeviceGetProcessUtilization + /proc/<pid>/cgroup"),
     _m("gpulse_pod_gpu_memory_used_bytes", "gauge", "bytes", "Device memory used by the container's processes.", POD, "pods", "nvmlDeviceGetComputeRunningProcesses + /proc/<pid>/cgroup"),
     _m("gpulse_gpu_unattributed_utilization_ratio", "gauge", "ratio", "Utilization of a shared GPU that no pod could be tied to.", GPU, "pods", "attribution"),
     _m("gpulse_attribution_unresolved_processes", "gauge", "", "GPU processes whose usage could not be tied to a pod, by reason (not_in_pod, unknown_pod_uid, pod_holds_no_slot, ambiguous_container).", GPU + ("reason",), "pods", "/proc/<pid>/cgroup + kubelet + API"),
+    _m("gpulse_pod_gpu_claim_info", "info", "", "A container's DRA claim on a device and the GPU it resolved to; join with * on (namespace, pod, container, uuid) group_left(claim).", CLAIM, "pods", "kubelet PodResources List (dynamic_resources) + ResourceSlices"),
+    _m("gpulse_attribution_unresolved_allocations", "gauge", "", "Allocations the kubelet reports that could not be tied to a GPU, by how they were made (device-plugin, dra) and reason (unknown_device, slice_not_seen, ambiguous_device).", ("allocation", "driver", "reason"), "pods", "kubelet PodResources List + ResourceSlices + NVML"),
     # --- workloads (collector "workloads") ---
     _m("gpulse_workload_queue_depth", "gauge", "", "Requests waiting in the inference server's queue.", WORKLOAD, "workloads", "server adapters / push"),
     _m("gpulse_workload_running_requests", "gauge", "", "Requests being processed by the inference server.", WORKLOAD, "workloads", "server adapters / push"),
@@ -152,7 +155,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     # --- identity (collector "identity") ---
     _m("gpulse_gpu_info", "info", "", "Canonical identity of a GPU; join with * on (uuid) group_left(model).", GPU + ("vendor", "family", "chip", "model", "sku", "form_factor", "memory_gb", "compute_capability", "pci_device_id", "virtualization", "vgpu_profile", "mig_capable", "mig_enabled", "raw_name", "source"), "identity", "NVML + identity tables"),
     _m("gpulse_node_info", "info", "", "Identity of the node: cloud, instance type, driver and GPU inventory.", ("node", "cloud", "region", "zone", "instance_type", "gpu_model", "gpu_count", "driver_version", "cuda_version"), "identity", "providerID, DMI, node labels, NVML"),
-    _m("gpulse_identity_conflict", "gauge", "", "1 for each node label whose GPU identity disagrees with NVML.", ("node", "label", "label_value", "nvml_value", "field"), "identity", "node labels vs NVML"),
+    _m("gpulse_identity_conflict", "gauge", "", "1 for each identity disagreement: a node label or instance type against NVML, or a GPU's own NVML fact (label nvml:name, nvml:pci_device_id, nvml:memory_total, nvml:compute_capability) outvoted by the others; field names what disagrees.", ("node", "label", "label_value", "nvml_value", "field", "gpu", "uuid"), "identity", "node labels vs NVML; NVML name vs PCI id vs memory vs CC"),
     _m("gpulse_identity_unknown_gpus", "gauge", "", "GPUs whose identity fell back to the raw name (unknown part).", ("node",), "identity", "identity tables"),
     # --- self (collector "self") ---
     _m("gpulse_build_info", "info", "", "Build of the agent.", ("version", "python", "extensions", "nvml_backend"), SELF, "agent"),

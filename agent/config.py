@@ -156,6 +156,7 @@ class Config:
     kubelet_resource_names: tuple[str, ...] = ()
     kube_apiserver: str = ""
     kube_enabled: bool = True
+    kube_resource_slices: bool = True
     workloads_enabled: bool = True
     workloads_scrape_interval: float = 1.0
     workloads_scrape_timeout: float = 0.5
@@ -249,6 +250,9 @@ SETTINGS: tuple[Setting, ...] = (
             "nvidia.com/mig-*.", "LIST"),
     Setting("kube.apiserver", _url, "Kubernetes API URL; empty means in-cluster service-account config.", "URL"),
     Setting("kube.enabled", parse_bool, "Use the Kubernetes API for node labels and workload discovery."),
+    Setting("kube.resource-slices", parse_bool,
+            "Watch this node's DRA ResourceSlices to attribute GPUs handed out by claims (needs get/list/watch "
+            "on resource.k8s.io resourceslices)."),
     Setting("workloads.enabled", parse_bool, "Collect queue depth from annotated inference-server pods on this node."),
     Setting("workloads.scrape-interval", _Duration(0.1, 600),
             "How often workload endpoints are scraped (off the tick).", "DURATION"),

@@ -96,7 +96,7 @@ class Refresher:
         if self._interrupt is not None:
             try:
                 self._interrupt()
-            except Exception:  # noqa: BLE001 - stopping must not fail
+            except Exception:
                 log.debug("%s: interrupt failed", self.name, exc_info=True)
         if self._thread is not None:
             self._thread.join(timeout=timeout)

@@ -30,7 +30,7 @@ from .kube.source import PodSource
 from .nvml.supervisor import NvmlSupervisor
 from .refresh import Source
 from .refusals import Refusals
-from .snapshot import GpuState, MigState, PodShare, Snapshot, TickStats, WorkloadState
+from .snapshot import GpuState, MigState, PodClaim, PodShare, Snapshot, TickStats, WorkloadState
 from .windowing import DeviceWindows, MigActivity, unit_utilization
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class Sampler:
         while not self._stop.is_set():
             try:
                 self.tick(self.clock())
-            except Exception:  # noqa: BLE001 - a tick must never kill the loop
+            except Exception:
                 log.exception("tick failed")
             n += 1
             next_at = start + n * interval
@@ -144,6 +144,8 @@ class Sampler:
         pods: tuple[PodShare, ...] = ()
         unattributed: Mapping[int, float] = {}
         unresolved: Mapping[tuple[int, str], int] = {}
+        claims: tuple[PodClaim, ...] = ()
+        unresolved_allocations: Mapping[tuple[str, str, str], int] = {}
         errors: Mapping[tuple[str, str], int] = {}
         calls: Mapping[str, int] = {}
         reader = inp.nvml.ready_reader(now)
@@ -155,6 +157,7 @@ class Sampler:
                 shares, unattributed = inp.attributor.update(reading, inp.pods.current(), now,
                                                              unit_utilization(gpus, migs))
                 pods, unresolved = tuple(shares), dict(inp.attributor.unresolved)
+                claims, unresolved_allocations = inp.attributor.claims, dict(inp.attributor.unresolved_allocations)
             if inp.identity is not None:
                 self._identity = inp.identity.update(reading, now)
             errors, calls = dict(reader.errors), dict(reader.calls)
@@ -162,6 +165,7 @@ class Sampler:
         return Snapshot(
             timestamp=self.wallclock(), node_name=self.node_name, gpus=gpus, migs=migs, pods=pods,
             unattributed=MappingProxyType(dict(unattributed)), unresolved=MappingProxyType(dict(unresolved)),
+            claims=claims, unresolved_allocations=MappingProxyType(dict(unresolved_allocations)),
             workloads=tuple(workloads), identity=self._identity,
             sources=MappingProxyType({name: src.status() for name, src in inp.sources.items()}),
             nvml_errors=MappingProxyType(dict(errors)), nvml_calls=MappingProxyType(dict(calls)),

@@ -18,8 +18,8 @@ from .refresh import SourceStatus
 if TYPE_CHECKING:
     from .identity.resolver import IdentityView
 
-__all__ = ["CollectorStat", "GpuState", "MigState", "PodShare", "Snapshot", "SourceStatus", "TickStats",
-           "WorkloadState"]
+__all__ = ["CollectorStat", "GpuState", "MigState", "PodClaim", "PodShare", "Snapshot", "SourceStatus",
+           "TickStats", "WorkloadState"]
 
 
 _K = TypeVar("_K")
@@ -71,6 +71,21 @@ class PodShare:
     compute_instance: str = ""
     mig_profile: str = ""
     mig_uuid: str = ""
+    allocation: str = "device-plugin"  # how the kubelet handed it out: device-plugin | dra
+
+
+@dataclass(frozen=True, slots=True)
+class PodClaim:
+    """A container's DRA claim on one device, resolved to the GPU it is on (gpulse_pod_gpu_claim_info)."""
+    namespace: str
+    pod: str
+    container: str
+    claim_namespace: str
+    claim: str
+    driver: str
+    pool: str
+    device: str
+    uuid: str  # the physical GPU's uuid, as on the pod series
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +123,9 @@ class Snapshot:
     pods: tuple[PodShare, ...] = ()
     unattributed: Mapping[int, float] = field(default_factory=_empty)  # gpu index -> ratio (shared GPUs)
     unresolved: Mapping[tuple[int, str], int] = field(default_factory=_empty)  # (gpu, reason) -> processes
+    claims: tuple[PodClaim, ...] = ()
+    # (allocation, driver, reason) -> allocations no GPU could be found for
+    unresolved_allocations: Mapping[tuple[str, str, str], int] = field(default_factory=_empty)
     workloads: tuple[WorkloadState, ...] = ()
     identity: Optional[IdentityView] = None
     sources: Mapping[str, SourceStatus] = field(default_factory=_empty)  # "nvml", "kubelet", ...

@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.attack import cases  # noqa: E402
-from tests.attack.harness import Agent, Window, tmpdir  # noqa: E402
+from tests.attack import cases
+from tests.attack.harness import Agent, Window, tmpdir
 
 CASES = {
     "header_flood": lambda a: cases.header_flood(a, seconds=8),

@@ -63,7 +63,7 @@ def serve(kind: str, port: int) -> int:
             disable_nagle_algorithm = True
             timeout = 30
 
-            def do_GET(self):  # noqa: N802
+            def do_GET(self):
                 body = sampler.current.text_gzip
                 self.send_response(200)
                 self.send_header("Content-Type", kernels.TEXT_CONTENT_TYPE)

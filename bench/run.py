@@ -227,7 +227,7 @@ SECTIONS = {
 }
 
 try:  # sections that run the whole agent (gpulse serve); absent until that exists
-    from agent_bench import AGENT_SECTIONS  # noqa: E402
+    from agent_bench import AGENT_SECTIONS
 
     SECTIONS.update(AGENT_SECTIONS)
 except ImportError:

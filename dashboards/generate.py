@@ -131,7 +131,8 @@ SHARING_DASH = dashboard(
         panel("Pod GPU memory", "timeseries",
               [target(f"sum by (namespace, pod) (gpulse_pod_gpu_memory_used_bytes{{{NODE}, {NS}}})", "{{namespace}}/{{pod}}")], "bytes"),
         panel("Allocations", "table",
-              [target(f"sum by (node, namespace, pod, container, gpu, sharing, mig_profile) (gpulse_pod_gpu_allocated{{{NODE}, {NS}}})", instant=True)], "short"),
+              [target(f"sum by (node, namespace, pod, container, gpu, sharing, mig_profile, allocation) (gpulse_pod_gpu_allocated{{{NODE}, {NS}}})", instant=True)], "short",
+              description="allocation: device-plugin, or dra for a ResourceClaim's device."),
         row("Time-sliced GPUs"),
         panel("Shares of each GPU", "timeseries",
               [target(f'gpulse_pod_gpu_utilization_ratio{{sharing=~"time-slicing|mps", {NODE}, {NS}}}', "{{node}} GPU {{gpu}} {{namespace}}/{{pod}}"),
@@ -146,6 +147,14 @@ SHARING_DASH = dashboard(
         panel("MIG instances by pod", "table",
               [target(f'sum by (node, namespace, pod, gpu, mig_profile, gpu_instance) (gpulse_pod_gpu_utilization_ratio{{sharing="mig", {NODE}, {NS}}})', instant=True)],
               "percentunit", w=24),
+        row("DRA claims"),
+        panel("Claims by container", "table",
+              [target(f"max by (node, namespace, pod, container, claim_namespace, claim, driver, device, uuid) (gpulse_pod_gpu_claim_info{{{NODE}, {NS}}})", instant=True)],
+              w=12, description="Each container's ResourceClaim devices and the GPU each resolved to."),
+        panel("GPU utilization by claim", "timeseries",
+              [target(f"sum by (claim_namespace, claim) (gpulse_pod_gpu_utilization_ratio{{allocation=\"dra\", {NODE}, {NS}}} * on (namespace, pod, container, uuid) group_left (claim_namespace, claim) gpulse_pod_gpu_claim_info{{{NODE}, {NS}}})",
+                      "{{claim_namespace}}/{{claim}}")], "short", w=12,
+              description="GPU-equivalents each claim's holders keep busy; a claim several pods share is the sum of their shares."),
     ])
 
 AUTOSCALING_DASH = dashboard(
@@ -180,7 +189,7 @@ FLEET_DASH = dashboard(
         panel("GPUs", "stat", [target('count(gpulse_gpu_info * on (node) group_left (cloud) gpulse_node_info{cloud=~"$cloud"})', instant=True)], w=6, h=4),
         panel("Nodes", "stat", [target('count(gpulse_node_info{cloud=~"$cloud"})', instant=True)], w=6, h=4),
         panel("Unknown GPUs", "stat", [target("sum(gpulse_identity_unknown_gpus)", instant=True)], w=6, h=4),
-        panel("Label conflicts", "stat", [target("count(gpulse_identity_conflict == 1) or vector(0)", instant=True)], w=6, h=4),
+        panel("Identity conflicts", "stat", [target("count(gpulse_identity_conflict == 1) or vector(0)", instant=True)], w=6, h=4),
         panel("GPUs by model and cloud", "barchart",
               [target('count by (model, cloud) (gpulse_gpu_info * on (node) group_left (cloud) gpulse_node_info{cloud=~"$cloud"})', "{{cloud}} {{model}}", instant=True)], "short"),
         panel("Nodes by instance type", "barchart",

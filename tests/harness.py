@@ -62,6 +62,8 @@ class Run:
             pods_ok = inputs.pods is None or inputs.pods.current().up
             node = inputs.identity.node if inputs.identity is not None else None
             pods_ok = pods_ok and (node is None or node.version > 0)
+            slices = inputs.sources.get("resourceslices")  # DRA devices: listed before the first tick
+            pods_ok = pods_ok and (slices is None or slices.status().up)
             wl = inputs.workloads
             wl_ok = wl is None or len({(w.namespace, w.pod) for w in wl.current()}) >= expected
             if pods_ok and wl_ok:

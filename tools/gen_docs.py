@@ -25,8 +25,9 @@ def _cell(text: str) -> str:
 def config_reference() -> str:
     rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
     for s in config.SETTINGS:
-        env = f"`{s.env}`" + (f" or `{s.env_alias}`" if s.env_alias else "")
-        rows.append(f"| `--{s.flag}` | {env} | `{config.describe_default(s)}` | {_cell(s.help)} |")
+        flags = " or ".join(f"`--{f}`" for f in (s.flag, *s.aliases))
+        env = " or ".join(f"`{e}`" for e in s.envs)
+        rows.append(f"| {flags} | {env} | `{config.describe_default(s)}` | {_cell(s.help)} |")
     return "\n".join(rows)
 
 

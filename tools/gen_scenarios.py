@@ -147,7 +147,69 @@ def t4_legacy():
     }
 
 
-for scen in (reference(), g5_timeslice(), a100_mig_mixed(), t4_legacy()):
+def dra():
+    """Kubernetes 1.36 with NVIDIA's DRA driver (gpu.nvidia.com) beside the device plugin on one
+    node: claims hand out whole GPUs, one GPU time-sliced under a claim four pods share,
+    static MIG instances, a DRA-served nvidia.com/gpu request and a two-container pod on one
+    claim; the device plugin keeps two GPUs."""
+    def proc(mem, util):
+        return {"memory_mib": mem, "utilization": util}
+
+    pods = []
+    for i in range(2):  # whole GPUs from a ResourceClaimTemplate (claim <pod>-<request>-<suffix>)
+        pods.append({"namespace": "training", "name": f"train-llama-{i}", "labels": {"app": "train-llama"},
+                     "containers": [{"name": "trainer", "devices": [{"gpu": i, "claim": f"train-llama-{i}-gpu-q7x4{'bc'[i]}"}],
+                                     "processes": [proc(61000 + 2000 * i, sine(0.82 - 0.1 * i, 0.08, 37 + 6 * i, i))]}]})
+    for r in range(4):  # one ResourceClaim, four pods, time-slicing (opaque TimeSlicing config)
+        pods.append({"namespace": "inference", "name": f"vllm-small-{r}", "labels": {"app": "vllm-small"},
+                     "containers": [{"name": "vllm", "devices": [{"gpu": 2, "claim": "shared-h100"}],
+                                     "processes": [proc(12000 + 1500 * r, sine(0.06 + 0.05 * r, 0.03, 30 + 4 * r, r))]}],
+                     "workload": vllm("Qwen/Qwen2.5-1.5B-Instruct", r)})
+    for m, (name, ns) in enumerate([("jupyter-ana", "notebooks"), ("jupyter-ben", "notebooks"),
+                                    ("embed-svc", "inference"), ("eval-job", "research")]):  # static MIG through DRA
+        pods.append({"namespace": ns, "name": name,
+                     "containers": [{"name": "main", "devices": [{"gpu": 3, "mig": m, "claim": f"{name}-mig"}],
+                                     "processes": [proc(5000 + 3000 * (3 - m), sine(0.35 + 0.1 * m, 0.1, 25 + 5 * m, m))]}]})
+    # nvidia.com/gpu: 1 served by DRA (DRAExtendedResource): the scheduler's claim holds GPU 4
+    pods.append({"namespace": "batch", "name": "legacy-render-0",
+                 "containers": [{"name": "render", "devices": [{"gpu": 4, "resource": "nvidia.com/gpu"}],
+                                 "processes": [proc(30000, sine(0.6, 0.2, 45))]}]})
+    # two containers of one pod on one claim: split per container by their processes
+    pods.append({"namespace": "inference", "name": "rag-pipeline-0", "labels": {"app": "rag-pipeline"},
+                 "containers": [{"name": "embedder", "devices": [{"gpu": 5, "claim": "rag-pipeline-0-gpu-m2k8d"}],
+                                 "processes": [proc(9000, sine(0.3, 0.1, 28))]},
+                                {"name": "reranker", "devices": [{"gpu": 5, "claim": "rag-pipeline-0-gpu-m2k8d"}],
+                                 "processes": [proc(7000, sine(0.12, 0.05, 41, 3))]}]})
+    # the device plugin's GPUs: one whole, one time-sliced in two replicas
+    pods.append({"namespace": "batch", "name": "etl-nightly-0",
+                 "containers": [{"name": "etl", "devices": [{"gpu": 6}], "processes": [proc(20000, sine(0.5, 0.2, 50))]}]})
+    for r, name in enumerate(("notebook-a", "notebook-b")):
+        pods.append({"namespace": "notebooks", "name": name,
+                     "containers": [{"name": "jupyter", "devices": [{"gpu": 7, "replica": r}],
+                                     "processes": [proc(6000 + 2000 * r, sine(0.1 + 0.15 * r, 0.05, 33 + 8 * r, r))]}]})
+    return {
+        "name": "dra",
+        "description": "GKE a3-highgpu-8g on Kubernetes 1.36: 8 x H100 80GB; NVIDIA's DRA driver (gpu.nvidia.com) hands out GPUs 0-5 through claims (two whole GPUs, one claim shared by four vLLM pods with time-slicing, four static MIG instances, a DRA-served nvidia.com/gpu request, a two-container pod on one claim); the device plugin keeps GPUs 6-7 (one whole, one time-sliced); a host process on the shared GPU.",
+        "node": {"name": "gke-ml-a3-dra-pool-5c1e7a2b-h9zt", "provider_id": "gce://ml-prod/us-east5-a/gke-ml-a3-dra-pool-5c1e7a2b-h9zt",
+                 "dmi": {"sys_vendor": "Google", "product_name": "Google Compute Engine"},
+                 "labels": {"node.kubernetes.io/instance-type": "a3-highgpu-8g", "topology.kubernetes.io/region": "us-east5",
+                            "topology.kubernetes.io/zone": "us-east5-a", "cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}},
+        "driver": {"version": "570.133.20", "cuda_version": 12080, "nvml_version": "12.570.133.20"},
+        "cgroup": {"version": 2, "driver": "systemd", "runtime": "containerd"},
+        "gpus": [{"model": "H100-SXM5-80GB", "count": 2, "dra": {"driver": "gpu.nvidia.com"}},
+                 {"model": "H100-SXM5-80GB", "dra": {"driver": "gpu.nvidia.com"}, "sharing": {"mode": "time-slicing"}},
+                 {"model": "H100-SXM5-80GB", "dra": {"driver": "gpu.nvidia.com"},
+                  "mig": {"instances": [{"profile": "3g.40gb"}, {"profile": "2g.20gb"}, {"profile": "1g.10gb", "count": 2}]}},
+                 {"model": "H100-SXM5-80GB", "dra": {"driver": "gpu.nvidia.com"}},
+                 {"model": "H100-SXM5-80GB", "dra": {"driver": "gpu.nvidia.com"}, "sharing": {"mode": "time-slicing"}},
+                 {"model": "H100-SXM5-80GB"},
+                 {"model": "H100-SXM5-80GB", "sharing": {"mode": "time-slicing", "replicas": 2}}],
+        "pods": pods,
+        "host_processes": [{"pid": 5151, "gpu": 2, "memory_mib": 768, "utilization": 0.04}],
+    }
+
+
+for scen in (reference(), g5_timeslice(), a100_mig_mixed(), t4_legacy(), dra()):
     path = os.path.join(OUT, scen["name"] + ".yaml")
     with open(path, "w") as fh:
         fh.write("# Built-in scenario; generated by tools/gen_scenarios.py. Edit there and regenerate.\n")

@@ -1,5 +1,6 @@
 """Pod families: each container's allocation, utilization share and memory per GPU or
-MIG instance; the unattributed rest of each shared GPU; processes no pod could be tied to.
+MIG instance (device-plugin or DRA); the unattributed rest of each shared GPU; processes
+no pod could be tied to; DRA claims by holder and allocations no GPU could be found for.
 
 Families are built fresh every tick, so a pod that left has no series at the next one.
 Non-MIG shares leave the MIG labels "" and the renderer omits them.
@@ -21,7 +22,7 @@ def collect(snapshot: Snapshot) -> Iterator[Family]:
     memory = catalog.family("gpulse_pod_gpu_memory_used_bytes")
     for s in snapshot.pods:
         labels = (s.namespace, s.pod, s.container, str(s.gpu), s.uuid, s.sharing,
-                  s.gpu_instance, s.compute_instance, s.mig_profile, s.mig_uuid)
+                  s.gpu_instance, s.compute_instance, s.mig_profile, s.mig_uuid, s.allocation)
         allocated.add(labels, s.allocated)
         utilization.add(labels, s.utilization)
         memory.add(labels, s.memory_used_bytes)
@@ -42,7 +43,18 @@ def collect(snapshot: Snapshot) -> Iterator[Family]:
             unresolved.add((str(gpu), uuids[gpu], reason), count)
     yield unresolved
 
+    claims = catalog.family("gpulse_pod_gpu_claim_info")
+    for c in snapshot.claims:
+        claims.add((c.namespace, c.pod, c.container, c.claim_namespace, c.claim, c.driver, c.pool, c.device, c.uuid), 1)
+    yield claims
+
+    allocations = catalog.family("gpulse_attribution_unresolved_allocations")
+    for key, count in sorted(snapshot.unresolved_allocations.items()):
+        allocations.add(key, count)
+    yield allocations
+
 
 COLLECTOR = FunctionCollector("pods", (
     "gpulse_pod_gpu_allocated", "gpulse_pod_gpu_utilization_ratio", "gpulse_pod_gpu_memory_used_bytes",
-    "gpulse_gpu_unattributed_utilization_ratio", "gpulse_attribution_unresolved_processes"), collect)
+    "gpulse_gpu_unattributed_utilization_ratio", "gpulse_attribution_unresolved_processes",
+    "gpulse_pod_gpu_claim_info", "gpulse_attribution_unresolved_allocations"), collect)

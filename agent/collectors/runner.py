@@ -40,7 +40,7 @@ class CollectorRunner:
                 if undeclared:
                     raise ValueError(f"rendered undeclared families {undeclared}")
                 ok = True
-            except Exception:  # noqa: BLE001 - one collector must not break the scrape
+            except Exception:
                 if c.name not in self._warned:
                     self._warned.add(c.name)
                     log.exception("collector %s failed", c.name)

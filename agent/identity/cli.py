@@ -76,6 +76,9 @@ _COLUMNS = ("index", "uuid", "model", "sku", "form_factor", "memory_gb", "comput
             "family", "virtualization", "mig_enabled", "source")
 
 
+_MIG_COLUMNS = ("gpu", "uuid", "mig_profile", "model", "sku", "form_factor", "memory_gb", "source")
+
+
 def _table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] = _COLUMNS) -> str:
     cells = [[str(c).upper() for c in columns]]
     for row in rows:
@@ -93,8 +96,12 @@ def _print_view(view: IdentityView, out: TextIO) -> None:
           f"zone {node['zone'] or '-'}, driver {node['driver_version'] or '-'}, "
           f"CUDA {node['cuda_version'] or '-'}", file=out)
     print(_table(data["gpus"]) if data["gpus"] else "no GPUs", file=out)
+    if data["migs"]:
+        print("MIG devices:", file=out)
+        print(_table(data["migs"], _MIG_COLUMNS), file=out)
     for c in data["conflicts"]:
-        print(f"conflict: {c['label']}={c['label_value']} implies {c['field']} {c['expected']}, "
+        where = f"GPU {c['gpu']}: " if c.get("gpu") else ""
+        print(f"conflict: {where}{c['label']}={c['label_value']} implies {c['field']} {c['expected']}, "
               f"NVML shows {c['nvml_value']}", file=out)
     if data["unknown_count"]:
         print(f"unknown GPUs: {data['unknown_count']} (source fallback; raw names kept)", file=out)

@@ -63,7 +63,7 @@ class IdentityPublisher:
         if key != self._key or now - self._resolved_at >= IDENTITY_REFRESH_SECONDS:
             try:
                 self.current = self.resolver.resolve(reading, node)
-            except Exception:  # noqa: BLE001 - keep the last good identity
+            except Exception:
                 log.exception("identity resolution failed")
                 return self.current
             self._key, self._resolved_at, self._written_at = key, now, -1e18

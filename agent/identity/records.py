@@ -29,6 +29,8 @@ class GpuRecord:
     mig_profiles: tuple[tuple[str, int], ...]  # ((canonical profile, count), ...) present on the GPU, sorted
     source: str  # pciid | name | fallback: what decided
     raw_name: str  # as NVML said it
+    mig_profile: str = ""  # a MIG device's own GPU-instance profile, as its name gives it ("3g.40gb")
+    conflicts: tuple[Conflict, ...] = ()  # NVML facts the majority outvoted (name, PCI id, memory, CC)
 
     @property
     def unknown(self) -> bool:
@@ -37,17 +39,24 @@ class GpuRecord:
     def as_json(self) -> JsonObject:
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
         d["mig_profiles"] = dict(self.mig_profiles)
+        d["conflicts"] = [c.as_json() for c in self.conflicts]
         return d
 
 
 @dataclass(frozen=True)
 class Conflict:
-    """A node label (or the instance type) whose GPU identity disagrees with NVML."""
-    label: str  # label key, or "dmi:product_name" for an instance type read from DMI
+    """An identity disagreement. Either a node label (or the instance type) whose GPU identity
+    disagrees with NVML, or one of a GPU's own NVML facts that the others outvote (a PCI id of
+    one part under the name, memory and compute capability of another)."""
+    label: str  # label key; "dmi:product_name" for an instance type read from DMI; "nvml:<fact>"
+    #             (nvml:name, nvml:pci_device_id, nvml:memory_total, nvml:compute_capability) for a GPU's own fact
     label_value: str
-    field: str  # model | memory_gb | form_factor | vendor | count
-    expected: str  # what the label implies for that field
-    nvml_value: str  # what NVML shows (the GPU's sku, or the count)
+    field: str  # model | memory_gb | form_factor | compute_capability | vendor | count
+    expected: str  # what the label (or the outvoted fact) implies for that field
+    nvml_value: str  # what NVML shows: the GPU's sku or the count; for a GPU's own fact, what its
+    #                  consistent majority (the part published) says for that field
+    gpu: str = ""  # NVML index of the GPU whose own facts disagree; "" for a node label
+    uuid: str = ""
 
     def as_json(self) -> JsonObject:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}

@@ -29,7 +29,7 @@ class Sku:
     model: str
     chip: str
     form_factor: str  # sxm | pcie | nvl | superchip | "" (not stated)
-    memory_gb: int
+    memory_gb: Optional[int]  # None: the variants of this id differ; NVML's memory tells
     compute_capability: str
     mig_table: str  # key into mig tables, "" when the part has no MIG
 
@@ -39,8 +39,8 @@ class PciRow:
     device_id: int
     subsystem_id: Optional[int]  # subsystem device id (high 16 bits of NVML's value)
     sku: str
-    nvml_name: str
-    pciids_name: str
+    name: str  # the driver's name (hand rows) or the PCI ID Repository's (generated rows)
+    generated: bool  # True: from pciids.csv (tools/gen_pci_ids.py); False: pci_ids.csv
 
 
 @dataclass(frozen=True)
@@ -142,16 +142,30 @@ class MemoryTolerance(TypedDict):
     max_ratio: float
 
 
+class GeForceGrammar(TypedDict):
+    pattern: re.Pattern[str]  # groups series, rest
+    drop_words: frozenset[str]  # upper-case
+    laptop_words: frozenset[str]  # upper-case
+    laptop_phrases: tuple[re.Pattern[str], ...]
+
+
+class ModelPattern(TypedDict):
+    pattern: re.Pattern[str]  # group n fills the model; a matched laptop group marks a laptop part
+    model: str  # str.format template over the pattern's groups
+
+
 class Grammar(TypedDict):
     """names.yaml, regexes compiled."""
     brand_words: tuple[str, ...]  # upper-case
     truncation_marks: list[str]
-    meaningless_names: set[str]  # upper-case
-    form_factor_words: dict[str, str]  # upper-case word -> form factor
+    meaningless_names: set[str]  # name keys
+    form_factor_patterns: dict[str, re.Pattern[str]]  # form factor -> pattern for one upper-case word
     memory_pattern: re.Pattern[str]
     vgpu_patterns: list[re.Pattern[str]]  # groups board, slices, fb, cls
-    vgpu_boards: dict[str, PartSpec]
-    mig_device_pattern: re.Pattern[str]  # group profile
+    vgpu_boards: dict[str, PartSpec]  # name key of the board -> part
+    mig_device_pattern: re.Pattern[str]  # groups parent, ci, profile
+    geforce: GeForceGrammar
+    model_patterns: list[ModelPattern]
     virtualization_modes: dict[str, str]  # NVML mode (lower-case) -> record value
     families: list[FamilyRule]
     memory_tolerance: MemoryTolerance
@@ -161,7 +175,7 @@ class Grammar(TypedDict):
 @dataclass(frozen=True)
 class Tables:
     skus: dict[str, Sku]  # sku -> Sku
-    pci: dict[int, tuple[PciRow, ...]]  # device id -> rows
+    pci: dict[int, tuple[PciRow, ...]]  # device id -> its hand rows where it has any, else its generated rows
     names: dict[str, tuple[str, ...]]  # name key -> skus
     model_keys: tuple[tuple[str, str], ...]  # (name key of a model, model), longest key first
     mig: dict[str, MigTable]  # table key -> MigTable
@@ -182,11 +196,14 @@ class Tables:
     def name_key(self, name: str) -> str:
         """Upper-case words without punctuation or leading brand words:
         'Tesla-T4' and 'NVIDIA T4' both give 'T4'."""
-        words = re.sub(r"[^A-Z0-9]+", " ", name.upper()).split()
-        brands = self.grammar["brand_words"]
-        while len(words) > 1 and words[0] in brands:
-            words.pop(0)
-        return " ".join(words)
+        return _words(name, self.grammar["brand_words"])
+
+
+def _words(name: str, brands: tuple[str, ...]) -> str:
+    words = re.sub(r"[^A-Z0-9]+", " ", name.upper()).split()
+    while len(words) > 1 and words[0] in brands:
+        words.pop(0)
+    return " ".join(words)
 
 
 _DATA = "data"
@@ -250,7 +267,8 @@ def _load_skus() -> dict[str, Sku]:
         where = f"identity/data/skus.csv:{n}"
         try:
             sku = Sku(row["sku"], row["model"], row["chip"], row["form_factor"],
-                      int(row["memory_gb"]), row["compute_capability"], row["mig_table"])
+                      int(row["memory_gb"]) if row["memory_gb"] else None, row["compute_capability"],
+                      row["mig_table"])
         except (KeyError, ValueError) as exc:
             raise TableError(f"{where}: bad row ({exc})") from None
         if sku.sku in skus:
@@ -333,13 +351,20 @@ def _load_grammar(skus: dict[str, Sku]) -> Grammar:
     return Grammar(
         brand_words=tuple(w.upper() for w in g["brand_words"]),
         truncation_marks=g["truncation_marks"],
-        meaningless_names={str(n).strip().upper() for n in g["meaningless_names"]},
-        form_factor_words=g["form_factor_words"],
+        meaningless_names={_words(str(n), ()) for n in g["meaningless_names"]},
+        form_factor_patterns={ff: re.compile(p) for ff, p in g["form_factor_patterns"].items()},
         memory_pattern=re.compile(g["memory_pattern"]),
         vgpu_patterns=[re.compile(p) for p in g["vgpu_patterns"]],
-        vgpu_boards={k: _part(v, skus, f"identity/data/names.yaml: vgpu_boards.{k}")
+        vgpu_boards={_words(str(k), ()): _part(v, skus, f"identity/data/names.yaml: vgpu_boards.{k}")
                      for k, v in g["vgpu_boards"].items()},
-        mig_device_pattern=re.compile(g["mig_device_pattern"]),
+        mig_device_pattern=re.compile(g["mig_device_pattern"], re.IGNORECASE),
+        geforce=GeForceGrammar(pattern=re.compile(g["geforce"]["pattern"], re.IGNORECASE),
+                               drop_words=frozenset(w.upper() for w in g["geforce"]["drop_words"]),
+                               laptop_words=frozenset(w.upper() for w in g["geforce"]["laptop_words"]),
+                               laptop_phrases=tuple(re.compile(rf"\b{re.escape(p)}\b", re.IGNORECASE)
+                                                    for p in g["geforce"].get("laptop_phrases", ()))),
+        model_patterns=[ModelPattern(pattern=re.compile(p["pattern"], re.IGNORECASE), model=str(p["model"]))
+                        for p in g.get("model_patterns") or ()],
         virtualization_modes=g["virtualization_modes"],
         families=g["families"],
         memory_tolerance=g["memory_tolerance"],
@@ -347,8 +372,19 @@ def _load_grammar(skus: dict[str, Sku]) -> Grammar:
     )
 
 
-@lru_cache(maxsize=1)
-def tables() -> Tables:
+def _pci_rows(name: str, generated: bool, skus: dict[str, Sku]) -> Iterator[PciRow]:
+    for n, row in _csv_rows(name):
+        where = f"identity/data/{name}:{n}"
+        if row["sku"] not in skus:
+            raise TableError(f"{where}: unknown sku {row['sku']!r}")
+        sub = _hex(row["subsystem_id"], where) if row["subsystem_id"] else None
+        label = row["pciids_name"] if generated else row["nvml_name"]
+        yield PciRow(_hex(row["device_id"], where), sub, row["sku"], label, generated)
+
+
+def load_tables(generated: bool = True) -> Tables:
+    """Read and check every table. generated=False leaves out pciids.csv, the table
+    tools/gen_pci_ids.py derives from the PCI ID Repository with the help of the others."""
     skus = _load_skus()
     mig = _load_mig()
     for s in skus.values():
@@ -357,7 +393,6 @@ def tables() -> Tables:
     grammar = _load_grammar(skus)
     t = Tables(skus, {}, {}, (), mig, _load_instance_types(skus), _load_labels(skus),
                _load_clouds(), grammar)
-    pci: dict[int, tuple[PciRow, ...]] = {}
     names: dict[str, tuple[str, ...]] = {}
 
     def add_name(name: str, sku: str) -> None:
@@ -366,16 +401,14 @@ def tables() -> Tables:
             if sku not in names.setdefault(key, ()):
                 names[key] += (sku,)
 
-    for n, row in _csv_rows("pci_ids.csv"):
-        where = f"identity/data/pci_ids.csv:{n}"
-        if row["sku"] not in skus:
-            raise TableError(f"{where}: unknown sku {row['sku']!r}")
-        sub = _hex(row["subsystem_id"], where) if row["subsystem_id"] else None
-        r = PciRow(_hex(row["device_id"], where), sub, row["sku"], row["nvml_name"], row["pciids_name"])
-        pci.setdefault(r.device_id, ())
-        pci[r.device_id] += (r,)
-        add_name(r.nvml_name, r.sku)
-        add_name(r.pciids_name, r.sku)
+    hand: dict[int, tuple[PciRow, ...]] = {}
+    for r in _pci_rows("pci_ids.csv", False, skus):
+        hand[r.device_id] = hand.get(r.device_id, ()) + (r,)
+    pci: dict[int, tuple[PciRow, ...]] = {}
+    if generated:
+        for r in _pci_rows("pciids.csv", True, skus):
+            pci[r.device_id] = pci.get(r.device_id, ()) + (r,)
+    pci.update(hand)  # a hand row says what pci.ids cannot: it replaces the id's generated rows
     for n, row in _csv_rows("names.csv"):
         if row["sku"] not in skus:
             raise TableError(f"identity/data/names.csv:{n}: unknown sku {row['sku']!r}")
@@ -383,3 +416,8 @@ def tables() -> Tables:
     models = {t.name_key(s.model.replace("-", " ")): s.model for s in skus.values()}
     model_keys = tuple(sorted(models.items(), key=lambda kv: (-len(kv[0]), kv[0])))
     return Tables(skus, pci, names, model_keys, mig, t.instance_types, t.labels, t.clouds, grammar)
+
+
+@lru_cache(maxsize=1)
+def tables() -> Tables:
+    return load_tables()

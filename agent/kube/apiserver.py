@@ -24,7 +24,7 @@ Shared interface (used by workload discovery and by pod attribution):
     .synced -> bool                      True once the first list has completed
     .version -> int                      bumps on every change (cheap change detection)
     .subscribe(fn)                       fn(index) after every change, on the watch thread
-  PodInfo   - frozen: uid, namespace, name, node, phase, ip, annotations, labels
+  PodInfo   - frozen: uid, namespace, name, node, phase, ip, annotations, labels, container_ids
   PodWatcher(client, node_name, index=None).start()/.stop(); .index; .status() -> (up, error)
   KubeClient(KubeConfig).list_pods(node) / .watch_pods(node, rv) / .get_node(name)
 
@@ -114,6 +114,9 @@ class PodInfo:
     resource_version: str = ""
     annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    # containerID ("containerd://<id>") -> container name, from the statuses of containers,
+    # init containers and ephemeral containers: how a process's cgroup names its container.
+    container_ids: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
 
     @classmethod
     def from_object(cls, obj: Mapping[str, Any]) -> PodInfo:
@@ -125,7 +128,24 @@ class PodInfo:
                    node=spec.get("nodeName", "") or "", phase=status.get("phase", "") or "",
                    ip=status.get("podIP", "") or "", resource_version=meta.get("resourceVersion", ""),
                    annotations=MappingProxyType(dict(meta.get("annotations") or {})),
-                   labels=MappingProxyType(dict(meta.get("labels") or {})))
+                   labels=MappingProxyType(dict(meta.get("labels") or {})),
+                   container_ids=_container_ids(status))
+
+
+_CONTAINER_STATUSES = ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses")
+
+
+def _container_ids(status: Mapping[str, Any]) -> Mapping[str, str]:
+    """{containerID: name} of every container status that has both (a container not yet
+    started has no containerID)."""
+    ids: dict[str, str] = {}
+    for key in _CONTAINER_STATUSES:
+        for cs in status.get(key) or ():
+            if isinstance(cs, Mapping):
+                cid, name = cs.get("containerID"), cs.get("name")
+                if isinstance(cid, str) and cid and isinstance(name, str) and name:
+                    ids[cid] = name
+    return MappingProxyType(ids) if ids else _EMPTY
 
 
 class KubeClient:
@@ -236,8 +256,26 @@ class KubeClient:
                    on_connection: Optional[Callable[[http.client.HTTPConnection], object]] = None,
                    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yields (event type, object dict) until the server ends the watch."""
-        path = self._pods_path(node, f"&watch=1&allowWatchBookmarks=true&timeoutSeconds={WATCH_TIMEOUT_SECONDS}"
-                                     f"&resourceVersion={quote(resource_version, safe='')}")
+        return self.watch(self._pods_path(node, self.watch_query(resource_version)), "pods", on_connection)
+
+    @staticmethod
+    def watch_query(resource_version: str) -> str:
+        """The query suffix of a watch from `resource_version`, with bookmarks and the server-side timeout."""
+        return (f"&watch=1&allowWatchBookmarks=true&timeoutSeconds={WATCH_TIMEOUT_SECONDS}"
+                f"&resourceVersion={quote(resource_version, safe='')}")
+
+    def list_objects(self, path: str) -> tuple[list[dict[str, Any]], str]:
+        """A list call: (items as decoded JSON, the list's resourceVersion)."""
+        data = self._get_json(path)
+        items = data.get("items") or []
+        rv: str = (data.get("metadata") or {}).get("resourceVersion", "")
+        return list(items) if isinstance(items, list) else [], rv
+
+    def watch(self, path: str, what: str,
+              on_connection: Optional[Callable[[http.client.HTTPConnection], object]] = None,
+              ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Yields (event type, object dict) of the watch at `path` until the server ends it;
+        `what` names the resource in errors."""
         conn, resp = self._open(path, WATCH_TIMEOUT_SECONDS + 30.0)
         if on_connection:
             on_connection(conn)
@@ -246,7 +284,7 @@ class KubeClient:
                 try:
                     line = resp.readline()
                 except (OSError, http.client.HTTPException, ValueError) as exc:
-                    raise KubeError(f"watch pods: stream broke: {exc}") from None
+                    raise KubeError(f"watch {what}: stream broke: {exc}") from None
                 if not line:
                     return
                 if not line.strip():
@@ -254,11 +292,11 @@ class KubeClient:
                 try:
                     event = json.loads(line)
                 except ValueError:
-                    raise KubeError(f"watch pods: undecodable event {line[:80]!r}") from None
+                    raise KubeError(f"watch {what}: undecodable event {line[:80]!r}") from None
                 kind, obj = event.get("type", ""), event.get("object") or {}
                 if kind == "ERROR":
                     code = obj.get("code", 0)
-                    msg = f"watch pods: {obj.get('message', 'error event')} (code {code})"
+                    msg = f"watch {what}: {obj.get('message', 'error event')} (code {code})"
                     raise (Gone if code == 410 else KubeError)(msg, code)
                 yield kind, obj
         finally:

@@ -1,5 +1,13 @@
 """Which container holds which GPU (kubelet PodResources) and which pod a PID is in.
 
+Allocations come two ways, read from the same List answer: device-plugin ids under
+`devices` (GPU-<uuid>, MIG-<uuid>, ...: gpulse.kube.devices) and DRA claims under
+`dynamic_resources` (claim name and namespace, then driver, pool and device per allocated
+device, plus its CDI device names). A DRA allocation names no GPU by itself: attribution
+resolves it through this node's ResourceSlices (gpulse.kube.resourceslices), which the
+view carries as `slices`. Every DRA device is kept whatever the driver, since only its
+slice says whether it is a GPU.
+
 PodSource(config) refreshes allocations on its own thread every
 `kubelet.refresh-interval`, off the tick (a gpulse.refresh.Refresher); current() hands the
 sampler an immutable PodView. A failed refresh keeps the last good allocations and shows
@@ -31,6 +39,7 @@ from . import podresources_pb2 as pb
 from .cgroup import PidOwner, PidResolver
 from .devices import DeviceId, is_gpu_resource, parse_device_id
 from .podresources import PodResourcesClient, PodResourcesError
+from .resourceslices import SliceLookup
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +47,27 @@ _MAX_LOGGED_IDS = 1000
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimDevice:
+    """One device of a DRA claim, as the kubelet reports it."""
+    claim_namespace: str
+    claim: str
+    driver: str
+    pool: str
+    device: str
+    cdi_devices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Allocation:
-    """One device the kubelet assigned to one container."""
+    """One device the kubelet assigned to one container: a device-plugin id (`device`), or a
+    DRA claim's device (`claim`; then `resource` is the driver and `device` names the
+    triplet only)."""
     namespace: str
     pod: str
     container: str
     resource: str
     device: DeviceId
+    claim: Optional[ClaimDevice] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +123,30 @@ def as_identity(found: object) -> Optional[PodIdentity]:
                     "expected (namespace, name[, containers]), a pod or None")
 
 
+class IdentityCache:
+    """A pod directory whose answers are normalized once per answer object: the node's pod
+    list hands back the same PodInfo until the pod changes, so its PodIdentity (container IDs
+    stripped of their runtime prefix) is built once, not every tick. Used on the tick thread
+    only; at most MAX_ENTRIES UIDs are remembered."""
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self, directory: PodDirectory) -> None:
+        self.directory = directory
+        self._cache: dict[str, tuple[object, Optional[PodIdentity]]] = {}
+
+    def __call__(self, uid: str, /) -> Optional[PodIdentity]:
+        found = self.directory(uid)
+        hit = self._cache.get(uid)
+        if hit is not None and hit[0] is found:
+            return hit[1]
+        ident = as_identity(found)
+        if len(self._cache) >= self.MAX_ENTRIES:
+            self._cache.clear()
+        self._cache[uid] = (found, ident)
+        return ident
+
+
 # Called with (raw device id, where it was seen) for each device id of no known form.
 OnMalformed = Callable[[str, str], None]
 
@@ -113,6 +160,7 @@ class PodView:
     error: str = "kubelet not yet refreshed"
     resolver: Optional[PidResolver] = field(default=None, compare=False, repr=False)
     directory: Optional[PodDirectory] = field(default=None, compare=False, repr=False)
+    slices: Optional[SliceLookup] = field(default=None, compare=False, repr=False)  # DRA devices
 
     def resolve_pid(self, pid: int) -> Optional[PidOwner]:
         return self.resolver.resolve(pid) if self.resolver is not None else None
@@ -146,13 +194,31 @@ def _gpu_devices(device_lists: Iterable[pb.ContainerDevices], extra_resources: C
             yield devices.resource_name, dev
 
 
+def _claim_devices(dynamic: Iterable[pb.DynamicResource], namespace: str) -> Iterator[ClaimDevice]:
+    """Every device of every DRA claim a container references (a claim's namespace is its
+    pod's when the kubelet leaves it empty)."""
+    for claim in dynamic:
+        claim_ns = claim.claim_namespace or namespace
+        for res in claim.claim_resources:
+            if res.driver_name and res.device_name:
+                yield ClaimDevice(claim_ns, claim.claim_name, res.driver_name, res.pool_name, res.device_name,
+                                  tuple(c.name for c in res.cdi_devices))
+
+
 def parse_allocations(response: pb.ListPodResourcesResponse, extra_resources: Container[str] = (),
                       on_malformed: Optional[OnMalformed] = None) -> tuple[Allocation, ...]:
-    """ListPodResourcesResponse -> tuple[Allocation] for GPU resources."""
-    return tuple(Allocation(pod.namespace, pod.name, container.name, resource, dev)
-                 for pod in response.pod_resources for container in pod.containers
-                 for resource, dev in _gpu_devices(container.devices, extra_resources, on_malformed,
-                                                   f"{pod.namespace}/{pod.name}/{container.name}"))
+    """ListPodResourcesResponse -> tuple[Allocation]: device-plugin GPU resources, then DRA
+    claim devices."""
+    out: list[Allocation] = []
+    for pod in response.pod_resources:
+        for container in pod.containers:
+            out += (Allocation(pod.namespace, pod.name, container.name, resource, dev)
+                    for resource, dev in _gpu_devices(container.devices, extra_resources, on_malformed,
+                                                      f"{pod.namespace}/{pod.name}/{container.name}"))
+            out += (Allocation(pod.namespace, pod.name, container.name, c.driver,
+                               DeviceId(f"{c.driver}/{c.pool}/{c.device}"), c)
+                    for c in _claim_devices(container.dynamic_resources, pod.namespace))
+    return tuple(out)
 
 
 def parse_allocatable(response: pb.AllocatableResourcesResponse, extra_resources: Container[str] = (),
@@ -167,12 +233,13 @@ class PodSource:
 
     def __init__(self, config: Config, pod_directory: Optional[PodDirectory] = None,
                  client: Optional[PodResourcesClient] = None, clock: Callable[[], float] = time.monotonic,
-                 timeout_seconds: float = 2.0) -> None:
+                 timeout_seconds: float = 2.0, slices: Optional[SliceLookup] = None) -> None:
         self.interval = float(config.kubelet_refresh_interval)
         self.extra_resources = tuple(config.kubelet_resource_names)
         self.client = client or PodResourcesClient(config.kubelet_pod_resources_socket, timeout_seconds)
         self.resolver = PidResolver(config.path_procfs, revalidate_seconds=self.interval, clock=clock)
-        self.directory = pod_directory
+        self.directory: Optional[PodDirectory] = IdentityCache(pod_directory) if pod_directory is not None else None
+        self.slices = slices
         self._lock = threading.Lock()
         self._allocations: tuple[Allocation, ...] = ()
         self._allocatable: tuple[DeviceId, ...] = ()
@@ -229,4 +296,4 @@ class PodSource:
         status = self.refresher.status()
         with self._lock:
             return PodView(self._allocations, self._allocatable, status.up, status.age_seconds,
-                           status.error, self.resolver, self.directory)
+                           status.error, self.resolver, self.directory, self.slices)

@@ -13,6 +13,7 @@ read it anywhere; the reader resolves the names against the library it was given
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal, Union
 
 from .reading import MIG_UTILIZATION, UTILIZATION
@@ -37,7 +38,11 @@ class Call:
     scale: float = 1.0
     sim: str = ""  # scenario knob that makes the fake answer NOT_SUPPORTED
 
-    @property
+    @cached_property
+    def factor(self) -> tuple[bool, float]:
+        return _factor(self.scale)
+
+    @cached_property
     def key(self) -> str:
         """What `unsupported` is remembered by: the function and its arguments."""
         return f"{self.function}({', '.join(self.args)})" if self.args else self.function
@@ -58,14 +63,18 @@ class Field:
     scope: Literal["device", "links"] = "device"
     sim: str = ""
 
-    @property
+    @cached_property
+    def factor(self) -> tuple[bool, float]:
+        return _factor(self.scale)
+
+    @cached_property
     def key(self) -> str:
         return f"field {self.const}" + (" (all links)" if self.scope == "links" else "")
 
     def describe(self) -> str:
         return self.const + (" summed over NVLinks" if self.scope == "links" else "")
 
-    @property
+    @cached_property
     def short(self) -> str:
         """The name errors are counted under: nvmlDeviceGetFieldValues:<short>."""
         return self.const.removeprefix("NVML_FI_DEV_").lower()
@@ -76,7 +85,7 @@ class LabeledFields:
     """Several fields into one family, one label value each (ECC by type)."""
     fields: tuple[tuple[str, Field], ...]  # (label value, field)
 
-    @property
+    @cached_property
     def key(self) -> str:
         return " / ".join(f.key for _, f in self.fields)
 
@@ -90,7 +99,7 @@ class Gpm:
     metric: str  # NVML_GPM_METRIC_*
     sim: str = "gpm"
 
-    @property
+    @cached_property
     def key(self) -> str:
         return f"gpm {self.metric}"
 
@@ -105,7 +114,7 @@ class Flags:
     bits: tuple[tuple[str, str], ...]  # (label value, NVML constant)
     sim: str = ""
 
-    @property
+    @cached_property
     def key(self) -> str:
         return self.function
 
@@ -120,7 +129,7 @@ class Parts:
     labels: tuple[str, ...]
     sim: str = ""
 
-    @property
+    @cached_property
     def key(self) -> str:
         return self.function
 
@@ -133,7 +142,7 @@ class Events:
     """Counted from NVML events on the reader's own thread, not read per tick."""
     what: str
 
-    @property
+    @cached_property
     def key(self) -> str:
         return self.what
 
@@ -144,14 +153,20 @@ class Events:
 Read = Union[Call, Field, LabeledFields, Gpm, Flags, Parts, Events]
 
 
-def scaled(value: float, scale: float) -> float:
-    """value * scale, dividing by the integer 1/scale where there is one, so 70 percent is
-    0.7 and 36800 mW is 36.8 W (not 0.7000000000000001)."""
+def _factor(scale: float) -> tuple[bool, float]:
+    """(divide, amount): dividing by the integer 1/scale where there is one, so 70 percent
+    is 0.7 and 36800 mW is 36.8 W (not 0.7000000000000001)."""
     if 0 < scale < 1:
         inverse = round(1 / scale)
         if abs(inverse * scale - 1) < 1e-12:
-            return value / inverse
-    return value * scale
+            return True, float(inverse)
+    return False, scale
+
+
+def scaled(value: float, scale: float) -> float:
+    """value * scale, exactly where scale is 1/integer (see _factor)."""
+    divide, amount = _factor(scale)
+    return value / amount if divide else value * amount
 
 
 @dataclass(frozen=True)
@@ -226,6 +241,9 @@ DEVICE_METRICS: tuple[DeviceMetric, ...] = (
                  (Field("NVML_FI_DEV_MEMORY_TEMP", sim="memory_temperature"),)),
     DeviceMetric("gpulse_gpu_sm_clock_hertz", "gauge", "hertz", "Current SM clock.",
                  (Call("nvmlDeviceGetClockInfo", ("NVML_CLOCK_SM",), scale=1e6, sim="clocks"),)),
+    DeviceMetric("gpulse_gpu_sm_clock_max_hertz", "gauge", "hertz",
+                 "Highest SM clock the GPU supports; a busy GPU below it is held back (see clock_event_active).",
+                 (Call("nvmlDeviceGetMaxClockInfo", ("NVML_CLOCK_SM",), scale=1e6, sim="clocks"),)),
     DeviceMetric("gpulse_gpu_memory_clock_hertz", "gauge", "hertz", "Current memory clock.",
                  (Call("nvmlDeviceGetClockInfo", ("NVML_CLOCK_MEM",), scale=1e6, sim="clocks"),)),
     DeviceMetric("gpulse_gpu_fan_speed_ratio", "gauge", "ratio", "Fan speed as a fraction of its maximum.",

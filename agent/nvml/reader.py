@@ -52,6 +52,9 @@ _VIRT_MODES = ("NONE", "PASSTHROUGH", "VGPU", "HOST_VGPU", "HOST_VSGA")
 
 LabeledValues = dict[tuple[str, ...], float]  # extra label values -> value
 Value = Union[float, LabeledValues, None]
+FieldValues = list[Optional[float]]  # this tick's value per field, by position in the plan
+# One read of one row, made once per reader: (device, handle, this tick's call results, fields, GPM, scope).
+_Getter = Callable[["_Device", Any, dict[str, Any], FieldValues, dict[str, float], str], Value]
 
 
 def _text(value: Any) -> str:
@@ -59,11 +62,12 @@ def _text(value: Any) -> str:
 
 
 class _Mig:
-    __slots__ = ("handle", "gpu_instance", "compute_instance", "profile", "uuid")
+    __slots__ = ("handle", "gpu_instance", "compute_instance", "profile", "uuid", "name")
 
-    def __init__(self, handle: Any, gpu_instance: int, compute_instance: int, profile: str, uuid: str):
+    def __init__(self, handle: Any, gpu_instance: int, compute_instance: int, profile: str, uuid: str,
+                 name: str = ""):
         self.handle, self.gpu_instance, self.compute_instance = handle, gpu_instance, compute_instance
-        self.profile, self.uuid = profile, uuid
+        self.profile, self.uuid, self.name = profile, uuid, name
 
     def layout(self) -> tuple[int, int, str, str]:
         return self.gpu_instance, self.compute_instance, self.profile, self.uuid
@@ -90,6 +94,9 @@ class _Device:
         self.mig_scan_at = 0.0
         self.links: tuple[int, ...] = ()  # NVLink scopes to ask for links-scoped fields
         self.links_probed = False
+        self.outcomes: dict[str, str] = {}  # call key -> last outcome (what `gpulse check` prints)
+        # (len(unsupported) it was worked out for, (field id, scope) pairs, their fields)
+        self.field_batch: Optional[tuple[int, list[tuple[int, int]], list[int]]] = None
 
 
 class NvmlReader:
@@ -99,7 +106,7 @@ class NvmlReader:
         self.devices: list[_Device] = []
         self.calls: Counter[str] = Counter()
         self.errors: Counter[tuple[str, str]] = Counter()
-        self.outcomes: dict[tuple[Optional[int], str], str] = {}  # (gpu index, call key) -> last outcome
+        self.system_outcomes: dict[str, str] = {}  # call key -> last outcome, for calls on no device
         self.driver_version = self.cuda_version = self.nvml_version = ""
         self.xids: Counter[tuple[Optional[int], int]] = Counter()  # (gpu index, xid) -> count
         self._xid_lock = threading.Lock()
@@ -108,6 +115,17 @@ class NvmlReader:
         self._warned: set[tuple[Optional[int], str, str]] = set()
         self.functions: dict[str, str] = {}  # versioned family -> the symbol this driver has
         self.needs_restart = ""  # set when NVML must be initialised again (driver reload)
+        self._consts: dict[str, Any] = {}  # NVML constant name -> value (None: this library lacks it)
+        self._compiled: dict[int, list[tuple[str, tuple[_Getter, ...]]]] = {}  # id(plan) -> row getters
+        self._gpm_metrics: dict[int, tuple[tuple[str, Any, str], ...]] = {}  # id(plan) -> (name, id, key)
+
+    def _const(self, name: str) -> Any:
+        """An NVML constant by name, looked up once (None when this library lacks it)."""
+        try:
+            return self._consts[name]
+        except KeyError:
+            value = self._consts[name] = getattr(self.lib, name, None)
+            return value
 
     # --- the chokepoint ------------------------------------------------------------
     def _call(self, dev: Optional[_Device], function: str, *args: Any, key: str = "", scope: str = "") -> Any:
@@ -117,7 +135,9 @@ class NvmlReader:
         `scope` tells handles apart where the driver answers differently: "@mig" for calls
         on a MIG device handle, so a function refused on the parent is still asked per
         instance."""
-        key = (key or function) + scope
+        key = key or function
+        if scope:
+            key += scope
         if dev is not None and (dev.lost or key in dev.unsupported):
             return None
         self.calls[function] += 1
@@ -126,11 +146,22 @@ class NvmlReader:
         except self.lib.NVMLError as exc:
             self._classify(dev, function, exc, key)
             return None
-        self._outcome(dev, key, OK)
+        if dev is not None:
+            dev.outcomes[key] = OK
+        else:
+            self.system_outcomes[key] = OK
         return result
 
     def _outcome(self, dev: Optional[_Device], key: str, outcome: str) -> None:
-        self.outcomes[(dev.index if dev is not None else None, key)] = outcome
+        (dev.outcomes if dev is not None else self.system_outcomes)[key] = outcome
+
+    @property
+    def outcomes(self) -> dict[tuple[Optional[int], str], str]:
+        """(gpu index or None, call key) -> the last outcome of that call."""
+        out: dict[tuple[Optional[int], str], str] = {(None, k): v for k, v in self.system_outcomes.items()}
+        for dev in self.devices:
+            out.update(((dev.index, k), v) for k, v in dev.outcomes.items())
+        return out
 
     def _classify(self, dev: Optional[_Device], function: str, exc: Any, key: str = "") -> str:
         lib = self.lib
@@ -261,7 +292,7 @@ class NvmlReader:
             profile = name.rsplit(" MIG ", 1)[1].strip() if " MIG " in name else ""
             uuid = _text(self._call(dev, "nvmlDeviceGetUUID", mh, scope="@mig") or "")
             if gi is not None:
-                migs.append(_Mig(mh, int(gi), int(ci or 0), profile, uuid))
+                migs.append(_Mig(mh, int(gi), int(ci or 0), profile, uuid, name))
         return migs
 
     def _probe_links(self, dev: _Device) -> None:
@@ -318,7 +349,7 @@ class NvmlReader:
         registered = 0
         for dev in self.devices:
             if self._call(dev, XID_EVENTS, dev.handle, lib.nvmlEventTypeXidCriticalError, event_set) is not None \
-                    or self.outcomes.get((dev.index, XID_EVENTS)) == OK:
+                    or dev.outcomes.get(XID_EVENTS) == OK:
                 registered += 1
         if not registered:
             return
@@ -336,7 +367,7 @@ class NvmlReader:
                     self.errors[("nvmlEventSetWait_v2", BROKEN)] += 1
                     self._stop.wait(1.0)
                 continue
-            except Exception:  # noqa: BLE001 - the XID watch must outlive any surprise
+            except Exception:
                 log.exception("XID event wait failed")
                 self.errors[("nvmlEventSetWait_v2", BROKEN)] += 1
                 self._stop.wait(1.0)
@@ -398,7 +429,7 @@ class NvmlReader:
         plan = _PLANS[dev.mig_enabled]
         fields = self._read_fields(dev, plan)
         gpm = self._read_gpm(dev, "device", now, "nvmlGpmSampleGet", (dev.handle,), plan) if dev.gpm else {}
-        values, labeled = self._apply_rows(dev, dev.handle, plan.rows, fields, gpm, "")
+        values, labeled = self._apply_rows(dev, dev.handle, plan, fields, gpm, "")
         labeled.update(self._xid_labels(dev))
         if dev.mig_enabled:
             # Per instance: the parent's list needs privileges the DaemonSet does not have.
@@ -415,99 +446,141 @@ class NvmlReader:
                                 processes=processes, process_utilization=proc_util)
         return reading, mig_readings
 
-    def _apply_rows(self, dev: _Device, handle: Any, rows: tuple[m.DeviceMetric, ...], fields: dict[m.Field, float],
+    def _apply_rows(self, dev: _Device, handle: Any, plan: _Plan, fields: FieldValues,
                     gpm: dict[str, float], scope: str) -> tuple[dict[str, float], dict[str, LabeledValues]]:
         """Each row's value from its first read that answers: calls (once per tick even
         when several rows share them), this tick's batched fields and GPM metrics."""
         values: dict[str, float] = {}
         labeled: dict[str, LabeledValues] = {}
         memo: dict[str, Any] = {}
-        for row in rows:
-            for read in row.reads:
-                got = self._value(dev, handle, read, memo, fields, gpm, scope)
+        for family, getters in self._getters(plan):
+            for get in getters:
+                got = get(dev, handle, memo, fields, gpm, scope)
                 if got is None:
                     continue
                 if isinstance(got, dict):
-                    labeled[row.family] = got
+                    labeled[family] = got
                 else:
-                    values[row.family] = got
+                    values[family] = got
                 break
         return values, labeled
 
-    def _value(self, dev: _Device, handle: Any, read: m.Read, memo: dict[str, Any], fields: dict[m.Field, float],
-               gpm: dict[str, float], scope: str) -> Value:
-        lib = self.lib
+    def _getters(self, plan: _Plan) -> list[tuple[str, tuple[_Getter, ...]]]:
+        """Per row, one small function per read, made once per reader: the tick runs them
+        without looking at the rows again."""
+        compiled = self._compiled.get(id(plan))
+        if compiled is None:
+            compiled = self._compiled[id(plan)] = [
+                (row.family, tuple(g for r in row.reads if (g := self._getter(r, plan)) is not None))
+                for row in plan.rows]
+        return compiled
+
+    def _getter(self, read: m.Read, plan: _Plan) -> Optional[_Getter]:
         if isinstance(read, m.Field):
-            return fields.get(read)
+            index = plan.fields.index(read)
+            return lambda dev, handle, memo, fields, gpm, scope: fields[index]
         if isinstance(read, m.LabeledFields):
-            got: LabeledValues = {(label,): fields[f] for label, f in read.fields if f in fields}
-            return got or None
+            pairs = tuple((label, plan.fields.index(f)) for label, f in read.fields)
+
+            def labeled_fields(dev: _Device, handle: Any, memo: dict[str, Any], fields: FieldValues,
+                               gpm: dict[str, float], scope: str) -> Value:
+                got: LabeledValues = {(label,): v for label, i in pairs if (v := fields[i]) is not None}
+                return got or None
+            return labeled_fields
         if isinstance(read, m.Gpm):
-            v = gpm.get(read.metric)
-            return None if v is None else max(0.0, min(1.0, v / 100.0))
+            metric = read.metric
+
+            def gpm_metric(dev: _Device, handle: Any, memo: dict[str, Any], fields: FieldValues,
+                           gpm: dict[str, float], scope: str) -> Value:
+                v = gpm.get(metric)
+                return None if v is None else max(0.0, min(1.0, v / 100.0))
+            return gpm_metric
         if isinstance(read, m.Events):
             return None
-        if read.key not in memo:
-            args = tuple(getattr(lib, a) for a in read.args) if isinstance(read, m.Call) else ()
-            memo[read.key] = self._call(dev, read.function, handle, *args, key=read.key, scope=scope)
-        result = memo[read.key]
-        if result is None:
-            return None
+        key, function, call = read.key, read.function, self._call
+        args = tuple(self._const(a) for a in read.args) if isinstance(read, m.Call) else ()
+
+        def result_of(dev: _Device, handle: Any, memo: dict[str, Any], scope: str) -> Any:
+            if key in memo:
+                return memo[key]
+            result = memo[key] = call(dev, function, handle, *args, key=key, scope=scope)
+            return result
         if isinstance(read, m.Flags):
-            return {(name,): 1.0 if int(result) & int(getattr(lib, const)) else 0.0
-                    for name, const in read.bits if hasattr(lib, const)}
+            bits = tuple((name, int(bit)) for name, const in read.bits if (bit := self._const(const)) is not None)
+
+            def flags(dev: _Device, handle: Any, memo: dict[str, Any], fields: FieldValues,
+                      gpm: dict[str, float], scope: str) -> Value:
+                result = result_of(dev, handle, memo, scope)
+                if result is None:
+                    return None
+                mask = int(result)
+                return {(name,): 1.0 if mask & bit else 0.0 for name, bit in bits}
+            return flags
         if isinstance(read, m.Parts):
-            return {(label,): float(v) for label, v in zip(read.labels, result, strict=True)}
-        if isinstance(read.pick, str):
-            result = getattr(result, read.pick)
-        elif read.pick is not None:
-            result = result[read.pick]
-        return m.scaled(float(result), read.scale)
+            labels = read.labels
+
+            def parts(dev: _Device, handle: Any, memo: dict[str, Any], fields: FieldValues,
+                      gpm: dict[str, float], scope: str) -> Value:
+                result = result_of(dev, handle, memo, scope)
+                if result is None:
+                    return None
+                return {(label,): float(v) for label, v in zip(labels, result, strict=True)}
+            return parts
+        pick, (divide, amount) = read.pick, read.factor
+
+        def value(dev: _Device, handle: Any, memo: dict[str, Any], fields: FieldValues,
+                  gpm: dict[str, float], scope: str) -> Value:
+            result = memo.get(key, memo)  # the memo itself marks "not asked yet"
+            if result is memo:
+                result = memo[key] = call(dev, function, handle, *args, key=key, scope=scope)
+            if result is None:
+                return None
+            if isinstance(pick, str):
+                result = getattr(result, pick)
+            elif pick is not None:
+                result = result[pick]
+            return float(result) / amount if divide else float(result) * amount
+        return value
 
     def _xid_labels(self, dev: _Device) -> dict[str, LabeledValues]:
         with self._xid_lock:
             xids: LabeledValues = {(str(x),): float(n) for (i, x), n in self.xids.items() if i == dev.index}
         return {"gpulse_gpu_xid_errors_total": xids} if xids else {}
 
-    def _read_fields(self, dev: _Device, plan: _Plan) -> dict[m.Field, float]:
-        """One nvmlDeviceGetFieldValues call for every field the rows still ask; links-scoped
-        fields are asked per NVLink scope and summed."""
+    def _read_fields(self, dev: _Device, plan: _Plan) -> FieldValues:
+        """One nvmlDeviceGetFieldValues call for every field the rows still ask, as a list by
+        the field's position in plan.fields (None: no value); links-scoped fields are asked
+        per NVLink scope and summed."""
         lib = self.lib
-        wanted = [f for f in plan.fields if f.key not in dev.unsupported and hasattr(lib, f.const)]
-        if any(f.scope == "links" for f in wanted) and not dev.links_probed:
+        out: FieldValues = [None] * len(plan.fields)
+        if not plan.fields:
+            return out
+        if not dev.links_probed and any(f.scope == "links" for f in plan.fields):
             self._probe_links(dev)
-        asked: list[tuple[int, int]] = []
-        owners: list[m.Field] = []
-        for f in wanted:
-            if f.scope == "links":
-                if not dev.links:
-                    dev.unsupported.add(f.key)
-                    self._outcome(dev, f.key, UNSUPPORTED)
-                    continue
-                scopes: tuple[int, ...] = dev.links
-            else:
-                scopes = (0,)
-            for s in scopes:
-                asked.append((getattr(lib, f.const), s))
-                owners.append(f)
-        if not asked or "nvmlDeviceGetFieldValues" in dev.unsupported:
-            return {}
+        if dev.field_batch is None or dev.field_batch[0] != len(dev.unsupported):
+            asked_now, owners_now = self._field_batch(dev, plan)  # may mark fields unsupported
+            dev.field_batch = (len(dev.unsupported), asked_now, owners_now)
+        _, asked, owners = dev.field_batch
+        if not asked:
+            return out
         result = self._call(dev, "nvmlDeviceGetFieldValues", dev.handle, asked)
         if result is None:
-            return {}
-        sums: dict[m.Field, float] = {}
-        failed: dict[m.Field, int] = {}
-        for f, fv in zip(owners, result, strict=True):
-            if fv.nvmlReturn == lib.NVML_SUCCESS:
-                sums[f] = sums.get(f, 0.0) + _field_value(lib, fv)
-            elif f not in failed:
-                failed[f] = int(fv.nvmlReturn)
-        out: dict[m.Field, float] = {}
-        for f in dict.fromkeys(owners):
-            code = failed.get(f)
+            return out
+        success = lib.NVML_SUCCESS
+        sums = [0.0] * len(plan.fields)
+        failed: dict[int, int] = {}
+        for i, fv in zip(owners, result, strict=True):
+            if fv.nvmlReturn == success:
+                sums[i] += _field_value(lib, fv)
+            elif i not in failed:
+                failed[i] = int(fv.nvmlReturn)
+        for i in dict.fromkeys(owners):
+            f = plan.fields[i]
+            code = failed.get(i)
             if code is None:
-                out[f] = m.scaled(sums[f], f.scale)
-                self._outcome(dev, f.key, OK)
+                divide, amount = f.factor
+                out[i] = sums[i] / amount if divide else sums[i] * amount
+                dev.outcomes[f.key] = OK
                 continue
             name = f"nvmlDeviceGetFieldValues:{f.short}"
             if code in (lib.NVML_ERROR_NOT_SUPPORTED, lib.NVML_ERROR_NO_PERMISSION):
@@ -521,6 +594,28 @@ class NvmlReader:
                 self.errors[(name, BROKEN)] += 1
                 self._outcome(dev, f.key, BROKEN)
         return out
+
+    def _field_batch(self, dev: _Device, plan: _Plan) -> tuple[list[tuple[int, int]], list[int]]:
+        """The (field id, scope) pairs to ask and the position (in plan.fields) of the field
+        each answers for; worked out again only when a field turns out unsupported."""
+        asked: list[tuple[int, int]] = []
+        owners: list[int] = []
+        for i, f in enumerate(plan.fields):
+            fid = self._const(f.const)
+            if fid is None or f.key in dev.unsupported:
+                continue
+            if f.scope == "links":
+                if not dev.links:
+                    dev.unsupported.add(f.key)
+                    self._outcome(dev, f.key, UNSUPPORTED)
+                    continue
+                scopes: tuple[int, ...] = dev.links
+            else:
+                scopes = (0,)
+            for scope in scopes:
+                asked.append((fid, scope))
+                owners.append(i)
+        return asked, owners
 
     def _processes(self, dev: _Device, handle: Any, scope: str = "") -> tuple[ProcessInfo, ...]:
         function = self.functions.get(PROCESSES, PROCESSES)
@@ -558,10 +653,10 @@ class NvmlReader:
         for mg in dev.migs:
             gpm = self._read_gpm(dev, ("mig", mg.gpu_instance), now, "nvmlGpmMigSampleGet",
                                  (dev.handle, mg.gpu_instance), _MIG_PLAN) if dev.gpm else {}
-            values, _ = self._apply_rows(dev, mg.handle, m.MIG_METRICS, {}, gpm, "@mig")
+            values, _ = self._apply_rows(dev, mg.handle, _MIG_PLAN, [], gpm, "@mig")
             procs = self._processes(dev, mg.handle, scope="@mig")
             out.append(MigReading(dev.index, dev.uuid, mg.gpu_instance, mg.compute_instance, mg.profile, mg.uuid,
-                                  values, procs))
+                                  values, procs, mg.name))
         return tuple(out)
 
     def _read_gpm(self, dev: _Device, key: Any, now: float, sample_fn: str, args: tuple[Any, ...],
@@ -571,7 +666,10 @@ class NvmlReader:
         Two sample buffers per key alternate, so a tick costs one sample call and one
         metrics call whatever the number of metrics asked."""
         lib = self.lib
-        metrics = tuple(name for name in plan.gpm if hasattr(lib, name))
+        metrics = self._gpm_metrics.get(id(plan))
+        if metrics is None:
+            metrics = self._gpm_metrics[id(plan)] = tuple(
+                (name, mid, f"gpm {name}") for name in plan.gpm if (mid := self._const(name)) is not None)
         if not metrics:
             return {}
         prev = dev.gpm_samples.get(key)
@@ -587,17 +685,20 @@ class NvmlReader:
         request.version = lib.NVML_GPM_METRICS_GET_VERSION
         request.numMetrics = len(metrics)
         request.sample1, request.sample2 = prev[0], sample
-        for i, name in enumerate(metrics):
-            request.metrics[i].metricId = getattr(lib, name)
+        for i, (_, mid, _) in enumerate(metrics):
+            request.metrics[i].metricId = mid
         dev.gpm_samples[key] = (sample, now, prev[0])  # the older buffer takes the next sample
         if self._call(dev, "nvmlGpmMetricsGet", request) is None:
             return {}
         out = {}
-        for i, name in enumerate(metrics):
-            ok = request.metrics[i].nvmlReturn == lib.NVML_SUCCESS
-            self._outcome(dev, f"gpm {name}", OK if ok else UNSUPPORTED)
-            if ok:
-                out[name] = float(request.metrics[i].value)
+        success, outcomes, answers = lib.NVML_SUCCESS, dev.outcomes, request.metrics
+        for i, (name, _, key) in enumerate(metrics):
+            answer = answers[i]
+            if answer.nvmlReturn == success:
+                outcomes[key] = OK
+                out[name] = float(answer.value)
+            else:
+                outcomes[key] = UNSUPPORTED
         return out
 
 

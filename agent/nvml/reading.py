@@ -65,6 +65,7 @@ class MigReading:
     mig_uuid: str
     values: Mapping[str, float] = field(default_factory=_empty)  # MIG row family -> this tick's value
     processes: tuple[ProcessInfo, ...] = ()
+    name: str = ""  # nvmlDeviceGetName on the MIG handle: "<parent name> MIG <profile>"
 
     @property
     def utilization(self) -> Optional[float]:

@@ -57,7 +57,7 @@ class NvmlSupervisor:
         if reader is not None:
             try:
                 reader.stop()
-            except Exception:  # noqa: BLE001 - the old reader is gone either way
+            except Exception:
                 log.debug("stopping the NVML reader failed", exc_info=True)
 
     def stop(self) -> None:

@@ -4,8 +4,12 @@ Serves
   GET /api/v1/pods?fieldSelector=spec.nodeName=<node>            list, with resourceVersion
   GET /api/v1/pods?...&watch=1&resourceVersion=<rv>               chunked watch stream
   GET /api/v1/nodes/<name>                                        the scenario's node
+  GET /apis/resource.k8s.io/v1/resourceslices?fieldSelector=spec.nodeName=<node>[&watch=1]
+                                                                  the node's DRA ResourceSlices
 Watches behave like the real server's: events after <rv>, a BOOKMARK when the watch times
 out, and a 200 stream holding one ERROR event with a 410 Status when <rv> was compacted.
+Pods and slices share one resourceVersion sequence, as in etcd. Pods carry
+status.containerStatuses with each container's runtime containerID.
 
 `start_fake_apiserver(scenario, endpoints)` holds the scenario's pods on its node; a pod
 with an inference endpoint (`endpoints[(namespace, pod)] = (host, port, path)`) carries the
@@ -14,7 +18,8 @@ win over the generated ones (that is how a scenario names gpulse.dev/server or b
 annotation on purpose). Pods that push get no scrape annotations.
 
 Test hooks on the handle: add_pod(obj), update_pod(namespace, name, fn), delete_pod(namespace,
-name), expire() (compacts history: watchers get 410 and must re-list), requests (paths seen).
+name), add_slice(obj), update_slice(name, fn), delete_slice(name), expire() (compacts history:
+watchers get 410 and must re-list), requests (paths seen).
 
 Delegated authentication and authorization, as the agent's --web.kubernetes-auth calls them:
   POST /apis/authentication.k8s.io/v1/tokenreviews          tokens added with add_token()
@@ -31,13 +36,22 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from . import dra
+
 if TYPE_CHECKING:
-    from .scenario import Scenario
+    from .scenario import PodSpec, Scenario
 
 # A Kubernetes API object as JSON (Pod, Node, Status, PodList, watch event).
 _Obj = dict[str, Any]
 # (namespace, pod) -> (host, port, path) of its inference endpoint.
 _Endpoints = Mapping[tuple[str, str], tuple[str, int, str]]
+# The collections served, by URL path, and the field selectors each accepts.
+PODS, SLICES = "pods", "resourceslices"
+_PATHS = {"/api/v1/pods": PODS, "/apis/resource.k8s.io/v1/resourceslices": SLICES}
+_LIST_KINDS = {PODS: ("PodList", "v1"), SLICES: ("ResourceSliceList", "resource.k8s.io/v1")}
+_SELECTORS = {PODS: ("spec.nodeName",), SLICES: ("spec.nodeName", "spec.driver")}
+# containerID prefixes by container runtime, as the kubelet reports them
+RUNTIME_PREFIX = {"containerd": "containerd://", "crio": "cri-o://", "docker": "docker://"}
 
 
 class _Server(ThreadingHTTPServer):
@@ -47,13 +61,17 @@ class _Server(ThreadingHTTPServer):
 
 def pod_object(namespace: str, name: str, uid: str, node: str, annotations: Optional[Mapping[str, str]] = None,
                labels: Optional[Mapping[str, str]] = None, ip: str = "127.0.0.1", phase: str = "Running",
-               containers: tuple[str, ...] = ("main",)) -> _Obj:
+               containers: tuple[str, ...] = ("main",), container_ids: Optional[Mapping[str, str]] = None) -> _Obj:
+    """container_ids: container name -> containerID ("containerd://<64 hex>") of a started container."""
+    ids = container_ids or {}
     return {
         "kind": "Pod", "apiVersion": "v1",
         "metadata": {"name": name, "namespace": namespace, "uid": uid,
                      "annotations": dict(annotations or {}), "labels": dict(labels or {})},
         "spec": {"nodeName": node, "containers": [{"name": c} for c in containers]},
-        "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}] if ip else []},
+        "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}] if ip else [],
+                   "containerStatuses": [{"name": c, "ready": True, "restartCount": 0, "started": True,
+                                          **({"containerID": ids[c]} if c in ids else {})} for c in containers]},
     }
 
 
@@ -66,13 +84,28 @@ def scenario_pods(scenario: Scenario, endpoints: _Endpoints) -> list[_Obj]:
             _host, port, path = ep
             ann = {"gpulse.dev/scrape": "true", "gpulse.dev/port": str(port), "gpulse.dev/path": path}
         ann.update(pod.annotations)
-        out.append(pod_object(pod.namespace, pod.name, pod.uid, scenario.node.name, ann, pod.labels,
-                              ip=ep[0] if ep else "127.0.0.1", containers=tuple(c.name for c in pod.containers)))
+        prefix = RUNTIME_PREFIX[scenario.cgroup.runtime]
+        obj = pod_object(pod.namespace, pod.name, pod.uid, scenario.node.name, ann, pod.labels,
+                         ip=ep[0] if ep else "127.0.0.1", containers=tuple(c.name for c in pod.containers),
+                         container_ids={c.name: prefix + c.container_id for c in pod.containers})
+        _extended_resource_claim(obj, pod)
+        out.append(obj)
     return out
 
 
+def _extended_resource_claim(obj: _Obj, pod: PodSpec) -> None:
+    """The status the scheduler writes when DRA serves a pod's extended resource (KEP-5004)."""
+    mappings = [{"containerName": c.name, "resourceName": ref.resource, "requestName": f"container-{ci}-request-{ri}"}
+                for ci, c in enumerate(pod.containers) for ri, ref in enumerate(r for r in c.devices if r.claim)
+                if ref.resource and ref.claim == dra.extended_resource_claim(pod.name)]
+    if mappings:
+        obj["status"]["extendedResourceClaimStatus"] = {"resourceClaimName": dra.extended_resource_claim(pod.name),
+                                                        "requestMappings": mappings}
+
+
 class FakeApiServer:
-    def __init__(self, node: _Obj, pods: Iterable[_Obj], token: str = "", watch_timeout_cap: float = 30.0) -> None:
+    def __init__(self, node: _Obj, pods: Iterable[_Obj], token: str = "", watch_timeout_cap: float = 30.0,
+                 slices: Iterable[_Obj] = ()) -> None:
         self.node = node
         self.token = token
         self.watch_timeout_cap = watch_timeout_cap
@@ -81,14 +114,16 @@ class FakeApiServer:
         self._rv = 1
         self._compacted = 0  # a watch from a resourceVersion below this gets 410
         self._generation = 0  # bumped by expire(): open watches end
-        self._pods: dict[tuple[str, str], _Obj] = {}  # (namespace, name) -> object
+        self._objects: dict[tuple[str, str, str], _Obj] = {}  # (collection, namespace, name) -> object
+        self._events: list[tuple[int, str, str, _Obj]] = []  # (rv, collection, type, object)
         self._tokens: dict[str, tuple[str, tuple[str, ...]]] = {}  # bearer token -> (user, groups)
         self._grants: set[tuple[str, str, str]] = set()  # (user or group, verb, non-resource path)
         self.reviews = 0  # TokenReviews and SubjectAccessReviews answered
-        self._events: list[tuple[int, str, _Obj]] = []  # (rv, type, object)
         self._stopping = False
         for p in pods:
-            self._store(p)
+            self._store(PODS, p)
+        for sl in slices:
+            self._store(SLICES, sl)
         self._events.clear()
         self._server = _Server(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
@@ -102,18 +137,32 @@ class FakeApiServer:
     # --- test hooks ---
 
     def add_pod(self, obj: _Obj) -> None:
-        self._change("ADDED", obj)
+        self._change(PODS, "ADDED", obj)
 
     def update_pod(self, namespace: str, name: str, fn: Callable[[_Obj], None]) -> None:
         with self._cond:
-            obj = copy.deepcopy(self._pods[(namespace, name)])
+            obj = copy.deepcopy(self._objects[(PODS, namespace, name)])
         fn(obj)
-        self._change("MODIFIED", obj)
+        self._change(PODS, "MODIFIED", obj)
 
     def delete_pod(self, namespace: str, name: str) -> None:
         with self._cond:
-            obj = copy.deepcopy(self._pods[(namespace, name)])
-        self._change("DELETED", obj)
+            obj = copy.deepcopy(self._objects[(PODS, namespace, name)])
+        self._change(PODS, "DELETED", obj)
+
+    def add_slice(self, obj: _Obj) -> None:
+        self._change(SLICES, "ADDED", obj)
+
+    def update_slice(self, name: str, fn: Callable[[_Obj], None]) -> None:
+        with self._cond:
+            obj = copy.deepcopy(self._objects[(SLICES, "", name)])
+        fn(obj)
+        self._change(SLICES, "MODIFIED", obj)
+
+    def delete_slice(self, name: str) -> None:
+        with self._cond:
+            obj = copy.deepcopy(self._objects[(SLICES, "", name)])
+        self._change(SLICES, "DELETED", obj)
 
     def expire(self) -> None:
         """Compact all history (as etcd does) and end open watches: clients must re-list."""
@@ -132,8 +181,11 @@ class FakeApiServer:
         self._grants.add((subject, verb, path))
 
     def pods(self) -> list[_Obj]:
+        return self.objects(PODS)
+
+    def objects(self, collection: str) -> list[_Obj]:
         with self._cond:
-            return [copy.deepcopy(p) for p in self._pods.values()]
+            return [copy.deepcopy(o) for (c, _, _), o in self._objects.items() if c == collection]
 
     def stop(self) -> None:
         with self._cond:
@@ -145,23 +197,28 @@ class FakeApiServer:
 
     # --- state ---
 
-    def _store(self, obj: _Obj) -> _Obj:
+    @staticmethod
+    def _key(collection: str, obj: _Obj) -> tuple[str, str, str]:
+        meta = obj["metadata"]
+        return collection, meta.get("namespace", ""), meta["name"]
+
+    def _store(self, collection: str, obj: _Obj) -> _Obj:
         self._rv += 1
         obj = copy.deepcopy(obj)
         obj["metadata"]["resourceVersion"] = str(self._rv)
-        self._pods[(obj["metadata"]["namespace"], obj["metadata"]["name"])] = obj
+        self._objects[self._key(collection, obj)] = obj
         return obj
 
-    def _change(self, kind: str, obj: _Obj) -> None:
+    def _change(self, collection: str, kind: str, obj: _Obj) -> None:
         with self._cond:
             if kind == "DELETED":
                 self._rv += 1
                 obj = copy.deepcopy(obj)
                 obj["metadata"]["resourceVersion"] = str(self._rv)
-                self._pods.pop((obj["metadata"]["namespace"], obj["metadata"]["name"]), None)
+                self._objects.pop(self._key(collection, obj), None)
             else:
-                obj = self._store(obj)
-            self._events.append((self._rv, kind, obj))
+                obj = self._store(collection, obj)
+            self._events.append((self._rv, collection, kind, obj))
             self._cond.notify_all()
 
     # --- HTTP ---
@@ -172,26 +229,28 @@ class FakeApiServer:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 api.requests.append(self.path)
                 if api.token and self.headers.get("Authorization") != f"Bearer {api.token}":
                     return self._json(401, _status(401, "Unauthorized", "Unauthorized"))
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-                if parts.path == "/api/v1/pods":
-                    node = ""
+                collection = _PATHS.get(parts.path)
+                if collection is not None:
                     selector = query.get("fieldSelector", "")
-                    if selector:
-                        key, _, node = selector.partition("=")
-                        if key != "spec.nodeName":
-                            msg = f"unsupported field selector {selector!r}"
-                            return self._json(400, _status(400, "BadRequest", msg))
+                    field, _, value = selector.partition("=")
+                    if selector and field not in _SELECTORS[collection]:
+                        msg = f"unsupported field selector {selector!r}"
+                        return self._json(400, _status(400, "BadRequest", msg))
+                    match = (field, value) if selector else ("", "")
                     if query.get("watch") in ("1", "true"):
-                        return self._watch(node, query)
+                        return self._watch(collection, match, query)
                     with api._cond:
-                        items = [copy.deepcopy(p) for p in api._pods.values() if _on(p, node)]
+                        items = [copy.deepcopy(o) for (c, _, _), o in api._objects.items()
+                                 if c == collection and _on(o, match)]
                         rv = api._rv
-                    return self._json(200, {"kind": "PodList", "apiVersion": "v1",
+                    kind, version = _LIST_KINDS[collection]
+                    return self._json(200, {"kind": kind, "apiVersion": version,
                                             "metadata": {"resourceVersion": str(rv)}, "items": items})
                 if parts.path.startswith("/api/v1/nodes/"):
                     name = unquote(parts.path[len("/api/v1/nodes/"):])
@@ -200,7 +259,7 @@ class FakeApiServer:
                     return self._json(200, api.node)
                 return self._json(404, _status(404, "NotFound", "the server could not find the requested resource"))
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 api.requests.append(self.path)
                 if api.token and self.headers.get("Authorization") != f"Bearer {api.token}":
                     return self._json(401, _status(401, "Unauthorized", "Unauthorized"))
@@ -228,7 +287,7 @@ class FakeApiServer:
                     return self._json(201, {**review, "status": status})
                 return self._json(404, _status(404, "NotFound", "the server could not find the requested resource"))
 
-            def _watch(self, node: str, query: Mapping[str, str]) -> None:
+            def _watch(self, collection: str, match: tuple[str, str], query: Mapping[str, str]) -> None:
                 try:
                     since = int(query.get("resourceVersion") or 0)
                 except ValueError:
@@ -247,14 +306,16 @@ class FakeApiServer:
                         generation = api._generation
                         deadline_wait = timeout
                         while not api._stopping and generation == api._generation:
-                            pending = [(rv, k, o) for rv, k, o in api._events if rv > since and _on(o, node)]
+                            pending = [(rv, k, o) for rv, c, k, o in api._events
+                                       if rv > since and c == collection and _on(o, match)]
                             for _rv, kind, obj in pending:
                                 self._event(kind, obj)
                             if api._events:
                                 since = max(since, api._events[-1][0])
                             if not api._cond.wait(timeout=deadline_wait):
                                 if query.get("allowWatchBookmarks") in ("1", "true"):
-                                    self._event("BOOKMARK", {"kind": "Pod", "apiVersion": "v1",
+                                    kind, version = _LIST_KINDS[collection]
+                                    self._event("BOOKMARK", {"kind": kind.removesuffix("List"), "apiVersion": version,
                                                              "metadata": {"resourceVersion": str(api._rv)}})
                                 break
                     self._end()
@@ -285,8 +346,12 @@ class FakeApiServer:
         return Handler
 
 
-def _on(obj: _Obj, node: str) -> bool:
-    return not node or obj.get("spec", {}).get("nodeName") == node
+def _on(obj: _Obj, match: tuple[str, str]) -> bool:
+    """Whether obj passes the field selector `field=value` ("" selects everything)."""
+    field, value = match
+    if not field:
+        return True
+    return bool(obj.get("spec", {}).get(field.removeprefix("spec.")) == value)
 
 
 def _status(code: int, reason: str, message: str) -> _Obj:
@@ -304,4 +369,5 @@ def node_object(scenario: Scenario) -> _Obj:
 
 def start_fake_apiserver(scenario: Scenario, endpoints: _Endpoints, token: str = "") -> FakeApiServer:
     """-> handle with .url, .stop() and the test hooks above."""
-    return FakeApiServer(node_object(scenario), scenario_pods(scenario, endpoints), token=token)
+    return FakeApiServer(node_object(scenario), scenario_pods(scenario, endpoints), token=token,
+                         slices=dra.resource_slices(scenario))

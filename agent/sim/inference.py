@@ -253,7 +253,7 @@ def start_inference_servers(scenario: Scenario, clock: Callable[[], float], push
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             entry = pods.get(self.path.split("?", 1)[0])
             if entry is None:
                 self.send_error(404)

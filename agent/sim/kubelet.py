@@ -2,7 +2,11 @@
 
 It serves the scenario's pods the way the NVIDIA device plugin names devices:
 `GPU-<uuid>` for a whole GPU, `GPU-<uuid>::<replica>` for a time-sliced or MPS share,
-`MIG-<uuid>` for a MIG instance. Tests change what it serves mid-run with
+`MIG-<uuid>` for a MIG instance. Devices on a scenario's DRA GPUs are served the way the
+kubelet reports DRA claims (KubeletPodResourcesDynamicResources, on by default since
+1.34): only under `dynamic_resources`, per claim the container references, with the
+driver, the pool (the node's name), the device name and CDI device names of
+gpulse.sim.dra; GetAllocatableResources lists device-plugin devices only. Tests change what it serves mid-run with
 set_pods(), add raw entries with set_extra(), slow it with set_delay(), and stop or
 restart it; the agent's real client talks to it unchanged.
 """
@@ -20,6 +24,7 @@ import grpc
 
 from ..kube import podresources_pb2 as pb
 from ..kube import podresources_pb2_grpc as pb_grpc
+from . import dra
 
 if TYPE_CHECKING:
     from .scenario import DeviceRef, GpuSpec, PodSpec, Scenario
@@ -38,18 +43,30 @@ def device_id(gpus: Sequence[GpuSpec], ref: DeviceRef) -> str:
 
 
 def list_response(gpus: Sequence[GpuSpec], pods: Iterable[PodSpec],
-                  extra: Iterable[_Extra] = ()) -> pb.ListPodResourcesResponse:
-    """extra: (namespace, pod, container, resource, [device ids]) served verbatim."""
+                  extra: Iterable[_Extra] = (), pool: str = "") -> pb.ListPodResourcesResponse:
+    """extra: (namespace, pod, container, resource, [device ids]) served verbatim; `pool`:
+    the DRA driver's pool (the node's name)."""
     resp = pb.ListPodResourcesResponse()
     for pod in pods:
         pr = resp.pod_resources.add(name=pod.name, namespace=pod.namespace)
         for c in pod.containers:
             cr = pr.containers.add(name=c.name)
             by_resource: dict[str, list[str]] = {}
+            by_claim: dict[tuple[str, str], list[DeviceRef]] = {}
             for ref in c.devices:
-                by_resource.setdefault(ref.resource, []).append(device_id(gpus, ref))
+                if ref.claim:
+                    by_claim.setdefault((ref.claim_namespace, ref.claim), []).append(ref)
+                else:
+                    by_resource.setdefault(ref.resource, []).append(device_id(gpus, ref))
             for resource, ids in by_resource.items():
                 cr.devices.add(resource_name=resource, device_ids=ids)
+            for (claim_ns, claim), refs in by_claim.items():
+                dr = cr.dynamic_resources.add(claim_name=claim, claim_namespace=claim_ns)
+                for ref in refs:
+                    gpu = gpus[ref.gpu]
+                    name = dra.device_name(gpu, ref.mig)
+                    res = dr.claim_resources.add(driver_name=gpu.dra_driver, pool_name=pool, device_name=name)
+                    res.cdi_devices.add(name=dra.cdi_device(gpu.dra_driver, claim_ns, claim, name))
     for ns, name, container, resource, given_ids in extra:
         pr = resp.pod_resources.add(name=name, namespace=ns)
         pr.containers.add(name=container).devices.add(resource_name=resource, device_ids=list(given_ids))
@@ -59,6 +76,8 @@ def list_response(gpus: Sequence[GpuSpec], pods: Iterable[PodSpec],
 def allocatable_response(gpus: Iterable[GpuSpec]) -> pb.AllocatableResourcesResponse:
     resp = pb.AllocatableResourcesResponse()
     for gpu in gpus:
+        if gpu.dra_driver:
+            continue  # the DRA driver's devices are in its ResourceSlices, not the device plugin's list
         if gpu.mig_enabled:
             for inst in gpu.mig_instances:
                 resp.devices.add(resource_name="nvidia.com/mig-" + inst.profile, device_ids=[inst.uuid])
@@ -92,7 +111,7 @@ class FakeKubelet:
         self._pods = tuple(scenario.pods)
         self._extra: tuple[_Extra, ...] = ()
         self._delay = 0.0
-        self._list = list_response(scenario.gpus, self._pods)
+        self._list = list_response(scenario.gpus, self._pods, pool=scenario.node.name)
         self._allocatable = allocatable_response(scenario.gpus)
         self._server: Optional[grpc.Server] = None
         self.calls = 0
@@ -132,11 +151,11 @@ class FakeKubelet:
 
     def set_pods(self, pods: Iterable[PodSpec]) -> None:
         self._pods = tuple(pods)
-        self._list = list_response(self.scenario.gpus, self._pods, self._extra)
+        self._list = list_response(self.scenario.gpus, self._pods, self._extra, self.scenario.node.name)
 
     def set_extra(self, extra: Iterable[_Extra]) -> None:
         self._extra = tuple(extra)
-        self._list = list_response(self.scenario.gpus, self._pods, self._extra)
+        self._list = list_response(self.scenario.gpus, self._pods, self._extra, self.scenario.node.name)
 
     def set_delay(self, seconds: float) -> None:
         self._delay = float(seconds)

@@ -23,13 +23,13 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, ClassVar, NoReturn, Optional
+from typing import Any, ClassVar, NoReturn, Optional
 
 from ..nvml.lib import load_real
-from ..nvml.metrics import ALL_LINKS_SCOPE, CLOCK_EVENT_REASONS, sim_knobs
-
-if TYPE_CHECKING:  # scenario imports this module (KNOBS): types only
-    from .scenario import FaultSpec, GpuSpec, MigInstanceSpec, ProcessSpec, Scenario
+from ..nvml.metrics import ALL_LINKS_SCOPE, CLOCK_EVENT_REASONS
+from .knobs import ROW_KNOBS as _ROW_KNOBS
+from .knobs import STRUCTURAL_KNOBS
+from .scenario import FaultSpec, GpuSpec, MigInstanceSpec, ProcessSpec, Scenario
 
 _nvml = load_real()
 
@@ -37,18 +37,6 @@ MIB = 1024 * 1024
 _EPOCH_US = 1_750_000_000_000_000  # fake driver timestamps: µs since a fixed epoch
 _NA_ID = 0xFFFFFFFF  # gpuInstanceId / computeInstanceId off MIG
 
-# Calls that are not metric rows, by the scenario knob that switches them off.
-STRUCTURAL_KNOBS: dict[str, tuple[str, ...]] = {
-    "processes": ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetComputeRunningProcesses_v3",
-                  "nvmlDeviceGetComputeRunningProcesses_v2"),
-    "process_utilization": ("nvmlDeviceGetProcessUtilization",),
-    "gpm": ("nvmlGpmQueryDeviceSupport", "nvmlGpmMigSampleGet", "nvmlGpmSampleGet"),
-    "nvlink": ("nvmlDeviceGetNvLinkState",),
-    "clocks": ("nvmlDeviceGetMaxClockInfo",),
-    "ecc": ("nvmlDeviceGetTotalEccErrors",),
-}
-_ROW_KNOBS = sim_knobs()
-KNOBS = tuple(sorted(set(_ROW_KNOBS.values()) | set(STRUCTURAL_KNOBS)))
 _FUNCTION_KNOB = {**{fn: k for fn, k in _ROW_KNOBS.items() if fn.startswith("nvml")},
                   **{fn: k for k, fns in STRUCTURAL_KNOBS.items() for fn in fns}}
 _FIELD_KNOB: dict[int, str] = {getattr(_nvml, const): k for const, k in _ROW_KNOBS.items()

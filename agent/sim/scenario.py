@@ -4,7 +4,8 @@ A scenario names GPU models from hardware.yaml, the node's cloud hints, pods wit
 containers, device assignments and processes, inference workloads and their queue
 traces, and faults at given times. `load(name_or_path)` validates strictly: an unknown
 key, a wrong type or an impossible MIG layout raises ScenarioError with one line naming
-file, line and key.
+file, line and key. A GPU with `dra:` is handed out by a DRA driver (gpulse.sim.dra)
+instead of the device plugin: its devices are named by claim.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from .. import safeyaml
 from ..config import parse_duration
 from ..nvml.metrics import CLOCK_EVENT_REASONS
 from ..workloads import adapters
-from .nvml import KNOBS
+from . import dra
+from .knobs import KNOBS
 from .traces import Trace, TraceError, parse_trace
 
 BUILTIN_DIR = os.path.join(os.path.dirname(__file__), "scenarios")
@@ -186,6 +188,7 @@ class GpuSpec:
     mig_instances: tuple[MigInstanceSpec, ...] = ()
     utilization: Optional[Trace] = None  # overrides the sum of its processes
     temperature_celsius: float = 40.0
+    dra_driver: str = ""  # the DRA driver that publishes it; "" for the device plugin
 
     @property
     def mig_enabled(self) -> bool:
@@ -198,6 +201,8 @@ class DeviceRef:
     mig: Optional[int] = None  # MIG instance index on that GPU
     replica: Optional[int] = None  # time-slicing replica number
     resource: str = ""  # extended resource name; derived when empty
+    claim: str = ""  # DRA: the ResourceClaim that holds the device
+    claim_namespace: str = ""
 
 
 @dataclass(frozen=True)
@@ -413,7 +418,8 @@ def _cgroup(ctx: _Ctx, n: Any, parent: Mapping[Any, Any]) -> CgroupSpec:
 
 _GPU_KEYS = {"model": True, "count": False, "name": False, "pci_device_id": False, "pci_subsystem_id": False,
              "memory_mib": False, "compute_capability": False, "sharing": False, "mig": False,
-             "utilization": False, "unsupported": False, "temperature_celsius": False, "power_limit_watts": False}
+             "utilization": False, "unsupported": False, "temperature_celsius": False, "power_limit_watts": False,
+             "dra": False}
 
 
 def _gpus(ctx: _Ctx, scen_name: str, data: Mapping[Any, Any]) -> tuple[GpuSpec, ...]:
@@ -480,6 +486,15 @@ def _gpus(ctx: _Ctx, scen_name: str, data: Mapping[Any, Any]) -> tuple[GpuSpec, 
                 raise ctx.fail(m, "instances",
                                f"impossible MIG layout: {slices} compute slices requested, the GPU has 7",
                                f"{path}.mig.instances")
+        dra_driver = ""
+        if "dra" in g:
+            dm = ctx.mapping(g["dra"], f"{path}.dra", {"driver": False}, g, "dra")
+            dra_driver = ctx.typed(dm, "driver", str, f"{path}.dra.driver", "gpu.nvidia.com")
+            if not dra_driver:
+                raise ctx.fail(dm, "driver", "must not be empty", f"{path}.dra.driver")
+            if replicas != 1:
+                raise ctx.fail(g, "sharing", "a DRA GPU is shared through claims, not replicas",
+                               f"{path}.sharing.replicas")
         util = ctx.trace(g, "utilization", f"{path}.utilization")
         temp = float(ctx.typed(g, "temperature_celsius", (int, float), f"{path}.temperature_celsius", 40.0))
         for _ in range(count):
@@ -498,7 +513,7 @@ def _gpus(ctx: _Ctx, scen_name: str, data: Mapping[Any, Any]) -> tuple[GpuSpec, 
                 max_sm_clock_mhz=hw["max_sm_clock_mhz"], memory_clock_mhz=hw["memory_clock_mhz"],
                 nvlinks=hw["nvlinks"], gpm=hw["gpm"], fan=hw["fan"], mig_profiles=hw.get("mig_profiles") or {},
                 unsupported=frozenset(unsupported), sharing=sharing, replicas=replicas,
-                mig_instances=migs, utilization=util, temperature_celsius=temp))
+                mig_instances=migs, utilization=util, temperature_celsius=temp, dra_driver=dra_driver))
     if not out:
         line = getattr(data, "lines", {}).get("gpus", "?")
         raise ScenarioError(f"{ctx.path}:{line}: gpus: at least one GPU is needed")
@@ -507,7 +522,8 @@ def _gpus(ctx: _Ctx, scen_name: str, data: Mapping[Any, Any]) -> tuple[GpuSpec, 
 
 def _pods(ctx: _Ctx, data: Mapping[Any, Any], gpus: tuple[GpuSpec, ...], cgroup: CgroupSpec) -> tuple[PodSpec, ...]:
     pods: list[PodSpec] = []
-    used: dict[tuple[int, Optional[int], Optional[int]], str] = {}  # device -> owner pod
+    used: dict[tuple[int, Optional[int], Optional[int]], str] = {}  # device -> owner pod (or claim)
+    claims: dict[tuple[str, str], tuple[tuple[int, Optional[int]], ...]] = {}  # DRA claim -> its devices
     for pi, p in enumerate(_list(ctx, data, "pods")):
         path = f"pods[{pi}]"
         ctx.mapping(p, path, {"namespace": True, "name": True, "uid": False, "annotations": False, "labels": False,
@@ -529,6 +545,7 @@ def _pods(ctx: _Ctx, data: Mapping[Any, Any], gpus: tuple[GpuSpec, ...], cgroup:
             cid = stable_uuid(uid, cname).replace("-", "") + stable_uuid(cname, uid).replace("-", "")
             devices = tuple(_device(ctx, d, f"{cpath}.devices[{di}]", c, gpus, used, f"{ns}/{name}")
                             for di, d in enumerate(_list(ctx, c, "devices")))
+            _check_claims(ctx, c, cpath, devices, claims)
             default = devices[0] if devices else None
             procs = tuple(_process(ctx, pr, f"{cpath}.processes[{xi}]", c, gpus, default, uid, cid, cname)
                           for xi, pr in enumerate(_list(ctx, c, "processes")))
@@ -539,9 +556,49 @@ def _pods(ctx: _Ctx, data: Mapping[Any, Any], gpus: tuple[GpuSpec, ...], cgroup:
     return tuple(pods)
 
 
+def _check_claims(ctx: _Ctx, c: Mapping[Any, Any], path: str, devices: tuple[DeviceRef, ...],
+                  claims: dict[tuple[str, str], tuple[tuple[int, Optional[int]], ...]]) -> None:
+    """A claim is allocated once: every container that references it holds the same devices."""
+    mine: dict[tuple[str, str], list[tuple[int, Optional[int]]]] = {}
+    for ref in devices:
+        if ref.claim:
+            mine.setdefault((ref.claim_namespace, ref.claim), []).append((ref.gpu, ref.mig))
+    for key, devs in mine.items():
+        known = claims.setdefault(key, tuple(devs))
+        if known != tuple(devs):
+            raise ctx.fail(c, "devices", f"claim {key[0]}/{key[1]} holds {list(known)} elsewhere, here {devs}",
+                           f"{path}.devices")
+
+
+def _dra_device(ctx: _Ctx, d: Mapping[Any, Any], path: str, g: GpuSpec, mig: Optional[int],
+                used: dict[tuple[int, Optional[int], Optional[int]], str], owner: str) -> DeviceRef:
+    """A device on a DRA GPU: named by its claim, or by the extended resource the pod asked
+    for (then the scheduler's claim `<pod>-extended-resources-<suffix>` holds it)."""
+    if "replica" in d:
+        raise ctx.fail(d, "replica", f"GPU {g.index} is handed out through DRA: claims share it, not replicas",
+                       f"{path}.replica")
+    ns = owner.partition("/")[0]
+    claim = ctx.typed(d, "claim", str, f"{path}.claim", "")
+    resource = ctx.typed(d, "resource", str, f"{path}.resource", "")
+    if not claim and not resource:
+        raise ctx.fail(d, "gpu", f"GPU {g.index} is handed out through DRA: name the claim with claim: "
+                                 "(or resource: for an extended resource DRA serves)", path)
+    if not claim:
+        claim = dra.extended_resource_claim(owner.partition("/")[2])
+    claim_ns = ctx.typed(d, "claim_namespace", str, f"{path}.claim_namespace", ns)
+    key = (g.index, mig, None)
+    holder = f"claim {claim_ns}/{claim}"
+    if key in used and used[key] != holder and g.sharing == "exclusive":
+        raise ctx.fail(d, "gpu", f"device already allocated to {used[key]} (a GPU shared by several claims "
+                                 "needs sharing: mode:)", path)
+    used.setdefault(key, holder)
+    return DeviceRef(g.index, mig, None, resource, claim, claim_ns)
+
+
 def _device(ctx: _Ctx, d: Any, path: str, parent: Mapping[Any, Any], gpus: tuple[GpuSpec, ...],
             used: dict[tuple[int, Optional[int], Optional[int]], str], owner: str) -> DeviceRef:
-    ctx.mapping(d, path, {"gpu": True, "mig": False, "replica": False, "resource": False}, parent, "devices")
+    ctx.mapping(d, path, {"gpu": True, "mig": False, "replica": False, "resource": False, "claim": False,
+                          "claim_namespace": False}, parent, "devices")
     gi = ctx.required(d, "gpu", int, f"{path}.gpu")
     if not 0 <= gi < len(gpus):
         raise ctx.fail(d, "gpu", f"no GPU {gi} (the scenario has {len(gpus)})", f"{path}.gpu")
@@ -552,6 +609,10 @@ def _device(ctx: _Ctx, d: Any, path: str, parent: Mapping[Any, Any], gpus: tuple
         raise ctx.fail(d, "gpu", f"GPU {gi} is in MIG mode: name the instance with mig:", path)
     if mig is not None and not 0 <= mig < len(g.mig_instances):
         raise ctx.fail(d, "mig", f"GPU {gi} has {len(g.mig_instances)} MIG instances", f"{path}.mig")
+    if g.dra_driver:
+        return _dra_device(ctx, d, path, g, mig, used, owner)
+    if "claim" in d or "claim_namespace" in d:
+        raise ctx.fail(d, "claim", f"GPU {gi} is not handed out through DRA (give it dra:)", f"{path}.claim")
     if g.sharing != "exclusive" and replica is None:
         raise ctx.fail(d, "gpu", f"GPU {gi} is shared ({g.sharing}): name the replica with replica:", path)
     if replica is not None and not 0 <= replica < g.replicas:

@@ -92,7 +92,7 @@ class World:
             if piece is not None:
                 try:
                     piece.stop()
-                except Exception:  # noqa: BLE001 - best effort on the way out
+                except Exception:
                     log.debug("stopping %r failed", piece, exc_info=True)
         if self._own_dir:
             shutil.rmtree(self.workdir, ignore_errors=True)

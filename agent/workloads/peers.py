@@ -197,7 +197,7 @@ class PeerGateway:
                         self._wakeup_r.recv(64)
                     else:
                         self._io(key.fileobj, mask)  # type: ignore[arg-type]
-                except Exception:  # noqa: BLE001 - one connection's surprise must not stop the gateway
+                except Exception:
                     log.warning("push: relay failure", exc_info=True)
             self._housekeeping()
 

@@ -79,7 +79,7 @@ def scrape(target: ScrapeTarget, timeout: float, max_body: int,
         duration = time.monotonic() - started
         states = adapters.extract(adapter, samples, target.namespace, target.pod, duration)
         return EndpointResult(target, True, adapter.server, states, duration, finished_at=time.monotonic())
-    except Exception as exc:  # noqa: BLE001 - one endpoint's surprise must not kill a worker
+    except Exception as exc:
         if not isinstance(exc, ScrapeError):
             exc = ScrapeError(one_line(exc))
             log.debug("workloads: unexpected scrape failure", exc_info=True)

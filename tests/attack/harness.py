@@ -93,7 +93,7 @@ class Endpoints:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 name = self.path.strip("/").split("/")[0]
                 mode = endpoints.modes.get(name, "good")
                 try:

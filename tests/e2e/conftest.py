@@ -53,6 +53,7 @@ AGENTS = {
     "e2e-node-a": ("node-a.yaml", ["--compat.dcgm=true"]),
     "e2e-node-b": ("node-b.yaml", ["--compat.dcgm=true"]),
     "e2e-fault-node": ("fault-node.yaml", []),
+    "e2e-dra-node": ("dra-node.yaml", []),
 }
 
 START_TIMEOUT = 60.0  # per server; generous for a loaded 2-core machine

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -87,12 +88,15 @@ def _expected_pods(stack):
     pods = {}
     for agent in stack.agents.values():
         scen = agent.spec
+        # a DRA device's holders (containers) each get 1/holders of it
+        holders = Counter((d.gpu, d.mig) for p in scen.pods for c in p.containers for d in c.devices if d.claim)
         for pod in scen.pods:
             devices = [d for c in pod.containers for d in c.devices]
             if not devices:
                 continue
             procs = [p for c in pod.containers for p in c.processes]
-            allocated = sum(1.0 / scen.gpus[d.gpu].replicas if scen.gpus[d.gpu].sharing != "exclusive" else 1.0
+            allocated = sum(1.0 / holders[(d.gpu, d.mig)] if d.claim else
+                            1.0 / scen.gpus[d.gpu].replicas if scen.gpus[d.gpu].sharing != "exclusive" else 1.0
                             for d in devices)
             utilization = sum(p.utilization.at(0) for p in procs)
             pods[(pod.namespace, pod.name)] = {
@@ -164,10 +168,11 @@ def test_per_workload_recording_rules_join_pods_to_their_owners(stack):
 def test_node_and_namespace_recording_rules(stack):
     prom = stack.prometheus
     allocated = by_label(prom.query("namespace:gpulse_pod_gpu_allocated:sum"), "namespace")
-    assert allocated == {"llm": 3.0, "ml": 1.0, "research": 1.0}, "two half GPUs make one"
+    # dra (tests/fixtures/e2e/dra-node.yaml): 1 whole + 4 quarters of a shared claim + 1 MIG + 1 extended
+    assert allocated == {"llm": 3.0, "ml": 1.0, "research": 1.0, "dra": 4.0}, "two half GPUs make one"
     used = by_label(prom.query("namespace:gpulse_pod_gpu_utilization_ratio:sum"), "namespace")
     assert used == {"llm": pytest.approx(3 * 0.76, abs=0.02), "ml": pytest.approx(0.9, abs=0.01),
-                    "research": pytest.approx(0.5, abs=0.01)}
+                    "research": pytest.approx(0.5, abs=0.01), "dra": pytest.approx(2.15, abs=0.02)}
     unattributed = by_label(prom.query("node:gpulse_gpu_unattributed_utilization_ratio:sum"), "node")
     assert unattributed["e2e-node-a"] == pytest.approx(0.1, abs=0.01), "node A's host process belongs to no pod"
     nodes = by_label(prom.query("node:gpulse_gpu_utilization_ratio:avg"), "node")

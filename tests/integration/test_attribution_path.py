@@ -10,8 +10,10 @@ import pytest
 from gpulse import config as cfgmod
 from gpulse.attribution import Attributor
 from gpulse.collectors import pods as pods_collector
+from gpulse.kube.resourceslices import SliceIndex, parse_slice
 from gpulse.kube.source import PodSource
 from gpulse.nvml.reader import NvmlReader
+from gpulse.sim import dra
 from gpulse.sim import scenario as scen
 from gpulse.sim.kubelet import start_fake_kubelet
 from gpulse.sim.nvml import FakeNvml
@@ -41,9 +43,14 @@ class Node:
         self.kubelet = start_fake_kubelet(self.scenario, f"{self.dir}/kubelet.sock")
         cfg = dataclasses.replace(cfgmod.load(None, environ={}), path_procfs=f"{self.dir}/proc",
                                   kubelet_pod_resources_socket=f"{self.dir}/kubelet.sock", kubelet_refresh_interval=5.0)
-        self.uids = {p.uid: (p.namespace, p.name) for p in self.scenario.pods}
-        # Stands in for the Kubernetes API's node pod list (owned by agent/kube/apiserver.py).
-        self.pods = PodSource(cfg, pod_directory=self.uids.get if with_directory else None, clock=self.clock)
+        self.uids = {p.uid: (p.namespace, p.name, {c.container_id: c.name for c in p.containers})
+                     for p in self.scenario.pods}
+        # Stand in for the Kubernetes API's node pod list and ResourceSlices (agent/kube/apiserver.py,
+        # agent/kube/resourceslices.py): the same objects the fake API server serves, parsed by the agent.
+        self.slices = SliceIndex()
+        self.slices.replace(parse_slice(o) for o in dra.resource_slices(self.scenario))
+        self.pods = PodSource(cfg, pod_directory=self.uids.get if with_directory else None, clock=self.clock,
+                              slices=self.slices)
         self.reader = NvmlReader(FakeNvml(self.scenario, clock=self.clock), clock=self.clock)
         self.reader.start()
         self.attributor = Attributor(WINDOW)
@@ -124,14 +131,14 @@ def test_shares_follow_each_process_load(node_factory, name):
     for _ in range(12):
         shares, _ = node.tick()
     now = node.clock.t
-    by_pod = {(s.namespace, s.pod): s for s in shares}
+    by_container = {(s.namespace, s.pod, s.container): s for s in shares}
     for pod in node.scenario.pods:
-        procs = [p for c in pod.containers for p in c.processes]
-        gpu = node.scenario.gpus[procs[0].gpu]
-        if gpu.sharing == "exclusive":
-            continue
-        expected = _window_mean(procs, now)
-        assert by_pod[(pod.namespace, pod.name)].utilization == pytest.approx(expected, abs=0.02)
+        for c in pod.containers:
+            gpu = node.scenario.gpus[c.processes[0].gpu]
+            if gpu.sharing == "exclusive":
+                continue
+            expected = _window_mean(c.processes, now)
+            assert by_container[(pod.namespace, pod.name, c.name)].utilization == pytest.approx(expected, abs=0.02)
     values_per_gpu = {}
     for s in shares:
         values_per_gpu.setdefault(s.gpu, []).append(s.utilization)

@@ -207,7 +207,10 @@ def test_base_objects_and_rbac_are_minimal():
                             "DaemonSet", "Service", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"])
     (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
     grants = {(r["resources"][0], v) for r in role["rules"] for v in r["verbs"]}
-    assert grants == {("nodes", "get"), ("pods", "list"), ("pods", "watch")}
+    assert grants == {("nodes", "get"), ("pods", "list"), ("pods", "watch"), ("resourceslices", "get"),
+                      ("resourceslices", "list"), ("resourceslices", "watch")}
+    (dra,) = [r for r in role["rules"] if r["resources"] == ["resourceslices"]]
+    assert dra["apiGroups"] == ["resource.k8s.io"]
     (svc,) = [d for d in docs if d["kind"] == "Service"]
     assert svc["spec"]["clusterIP"] == "None"
     (sm,) = [d for d in docs if d["kind"] == "ServiceMonitor"]

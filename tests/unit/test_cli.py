@@ -56,3 +56,18 @@ def test_check_on_the_simulated_node_prints_the_table_and_exits_0():
     assert row.split()[1:3] == ["ok", "ok"], row  # the fallback behind the unsupported power field
     row = next(line for line in r.stdout.splitlines() if line.startswith("nvmlGpmMetricsGet ANY_TENSOR_UTIL"))
     assert "not called" in row  # a T4 has no GPM: never asked
+
+
+def test_check_reports_what_each_call_did_on_nvidias_mock_gb200():
+    import os
+
+    from tests.conftest import ROOT
+    path = os.path.join(ROOT, "tests", "fixtures", "scenarios", "mock-nvml-gb200.yaml")
+    r = subprocess.run(gpulse_cmd("check", "--nvml.backend=fake", f"--scenario={path}"), capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split("  ")[0]: line for line in r.stdout.splitlines()}
+    assert rows["per-process utilization"].split()[2:6] == ["no", "data", "no", "data"]  # idle: SUCCESS size query
+    assert "ok" in rows["NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX summed over NVLinks"]
+    assert rows["nvmlDeviceGetFanSpeed"].split()[1:5] == ["unsupported"] * 4
+    assert rows["compute processes (MIG)"].count("not called") == 4

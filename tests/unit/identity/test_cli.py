@@ -12,7 +12,7 @@ from gpulse.collectors import identity as identity_collector
 from gpulse.config import Config
 from gpulse.identity import IdentityResolver
 from gpulse.identity.cli import add_identify_arguments, add_labels_arguments, identify_main, labels_main
-from gpulse.nvml.reading import DeviceFacts, DeviceReading, NvmlReading
+from gpulse.nvml.reading import DeviceFacts, DeviceReading, MigReading, NvmlReading
 from gpulse.snapshot import Snapshot
 
 
@@ -114,5 +114,70 @@ def test_collector_families_follow_the_catalog():
     (conflict, value), = fams["gpulse_identity_conflict"].samples
     assert dict(zip(fams["gpulse_identity_conflict"].labelnames, conflict)) == {
         "node": "n1", "label": "cloud.google.com/gke-accelerator", "label_value": "nvidia-tesla-t4",
-        "nvml_value": "A10G-24GB", "field": "model"} and value == 1
+        "nvml_value": "A10G-24GB", "field": "model", "gpu": "", "uuid": ""} and value == 1
     assert fams["gpulse_identity_unknown_gpus"].samples == [(("n1",), 0.0)]
+
+
+def test_identify_offline_mig_device_name_resolves_to_its_parent():
+    code, out = run(identify_main, ["--name", "NVIDIA H100 80GB HBM3 MIG 3g.40gb", "--json"])
+    rec = json.loads(out)
+    assert code == 0
+    assert (rec["model"], rec["memory_gb"], rec["form_factor"], rec["sku"]) == ("H100", 80, "sxm", "H100-SXM5-80GB")
+    assert rec["mig_profile"] == "3g.40gb" and rec["mig_enabled"] and rec["conflicts"] == []
+    code, out = run(identify_main, ["--name", "NVIDIA A100-SXM4-40GB MIG 1g.5gb"])
+    assert code == 0 and "mig_profile" in out and "1g.5gb" in out and "A100-SXM4-40GB" in out
+
+
+def test_identify_offline_vgpu_name_resolves_its_board():
+    code, out = run(identify_main, ["--name", "GRID V100D-8C", "--memory-mib", "8192", "--json"])
+    rec = json.loads(out)
+    assert (rec["model"], rec["memory_gb"], rec["virtualization"], rec["vgpu_profile"]) == ("V100", 32, "vgpu", "V100D-8C")
+
+
+def test_identify_offline_flags_a_contradictory_identity():
+    # NVIDIA's mock NVML: a GB200 by name, memory and compute capability on the H100's PCI id
+    args = ["--name", "NVIDIA GB200", "--pci-device-id", "0x233010DE", "--memory-mib", "196608",
+            "--compute-capability", "10.0"]
+    code, out = run(identify_main, args + ["--json"])
+    rec = json.loads(out)
+    assert code == 0 and rec["model"] == "GB200" and rec["sku"] == "GB200-186GB"
+    assert [(c["label"], c["label_value"], c["field"]) for c in rec["conflicts"]] == [
+        ("nvml:pci_device_id", "0x2330", "model")]
+    code, out = run(identify_main, args)
+    assert "nvml:pci_device_id" in out
+
+
+def gb200_mock_view() -> object:
+    mock = DeviceFacts(name="NVIDIA GB200", pci_device_id=0x2330, pci_subsystem_id=0x1817, memory_mib=196608,
+                       compute_capability="10.0", virtualization_mode="none")
+    devices = tuple(DeviceReading(i, f"GPU-{i}", "NVIDIA GB200", facts=mock) for i in range(2))
+    return IdentityResolver(sysfs_root="/nonexistent").resolve(NvmlReading(timestamp=0, devices=devices),
+                                                               {"metadata": {"name": "n1"}})
+
+
+def test_a_gpus_own_disagreement_is_published_per_gpu():
+    view = gb200_mock_view()
+    assert {g.model for g in view.gpus.values()} == {"GB200"}
+    fams = {f.name: f for f in identity_collector.collect(Snapshot(timestamp=0, node_name="n1", identity=view))}
+    rows = [dict(zip(fams["gpulse_identity_conflict"].labelnames, v)) for v, _ in fams["gpulse_identity_conflict"].samples]
+    assert [(r["gpu"], r["uuid"], r["label"], r["label_value"], r["field"], r["nvml_value"]) for r in rows] == [
+        ("0", "GPU-0", "nvml:pci_device_id", "0x2330", "model", "GB200-186GB"),
+        ("1", "GPU-1", "nvml:pci_device_id", "0x2330", "model", "GB200-186GB")]
+    assert view.labels()["gpulse.dev/identity-conflicts"] == "2"
+    code, out = run(identify_main, [], lambda: view)
+    assert "conflict: GPU 0: nvml:pci_device_id=0x2330 implies model H100-SXM5-80GB" in out
+
+
+def test_identify_lists_mig_devices_with_their_parents_part():
+    facts = DeviceFacts(name="NVIDIA A100-SXM4-80GB", pci_device_id=0x20B2, memory_mib=81920,
+                        compute_capability="8.0", mig_capable=True, mig_enabled=True,
+                        mig_profiles=("1g.10gb", "3g.40gb"))
+    device = DeviceReading(0, "GPU-0", facts.name, mig_enabled=True, facts=facts)
+    migs = (MigReading(0, "GPU-0", 9, 0, "1g.10gb", "MIG-a", name="NVIDIA A100-SXM4-80GB MIG 1g.10gb"),
+            MigReading(0, "GPU-0", 2, 0, "3g.40gb", "MIG-b", name="NVIDIA A100-SXM4-80GB MIG 3g.40gb"))
+    view = IdentityResolver(sysfs_root="/nonexistent").resolve(NvmlReading(timestamp=0, devices=(device,), migs=migs))
+    data = view.as_json()
+    assert [(m["uuid"], m["mig_profile"], m["model"], m["memory_gb"], m["form_factor"]) for m in data["migs"]] == [
+        ("MIG-b", "3g.40gb", "A100", 80, "sxm"), ("MIG-a", "1g.10gb", "A100", 80, "sxm")]
+    code, out = run(identify_main, [], lambda: view)
+    assert "MIG devices:" in out and "3g.40gb" in out and "MIG-a" in out

@@ -27,7 +27,7 @@ def labels_for(records, **node_labels_):
 
 AWKWARD = [
     resolve_gpu("NVIDIA RTX Pro 6000 Blackwell DC-1-3Q", memory_mib=3072),
-    resolve_gpu("NVIDIA-TITAN-X-(Pascal)  with a very long and strange name that goes on and on", memory_mib=12288),
+    resolve_gpu("NVIDIA-Prototype-X-(Engineering)  with a very long and strange name that goes on and on", memory_mib=12288),
     resolve_gpu("NVIDIA RTX PRO 6000 Blackwell Server Edition", 0x2BB5, memory_mib=97887, mig_enabled=True,
                 mig_profiles=["1g.24gb+me.all", "1g.24gb-me", "2g.48gb+gfx"]),
     resolve_gpu("Graphics Device"),

@@ -4,7 +4,8 @@ import logging
 import os
 
 import pytest
-from gpulse.kube.apiserver import Gone, KubeClient, KubeConfig, KubeError, PodIndex, PodWatcher
+from gpulse.kube.apiserver import Gone, KubeClient, KubeConfig, KubeError, PodIndex, PodInfo, PodWatcher
+from gpulse.kube.source import as_identity
 from gpulse.sim.apiserver import FakeApiServer, pod_object
 
 from tests.conftest import wait_for
@@ -36,6 +37,21 @@ def test_list_filters_by_node_and_returns_a_resource_version(client):
     assert [(p.namespace, p.name, p.uid, p.node, p.phase, p.ip) for p in pods] == [
         ("ns", "a", "uid-a", NODE, "Running", "127.0.0.1")]
     assert rv.isdigit()
+
+
+def test_pods_carry_their_container_ids():
+    """containerID of every started container, init and ephemeral ones included: how a
+    process's cgroup names its container (two containers of a pod on one GPU need it)."""
+    obj = pod_object("ns", "p", "uid-p", NODE, containers=("main", "sidecar"),
+                     container_ids={"main": "containerd://" + "a" * 64})
+    obj["status"]["initContainerStatuses"] = [{"name": "init", "containerID": "cri-o://" + "b" * 64}]
+    obj["status"]["ephemeralContainerStatuses"] = [{"name": "debug", "containerID": "docker://" + "c" * 64},
+                                                    {"name": "waiting"}, "junk"]
+    info = PodInfo.from_object(obj)
+    assert dict(info.container_ids) == {"containerd://" + "a" * 64: "main", "cri-o://" + "b" * 64: "init",
+                                        "docker://" + "c" * 64: "debug"}
+    assert dict(as_identity(info).containers) == {"a" * 64: "main", "b" * 64: "init", "c" * 64: "debug"}
+    assert PodInfo.from_object({"metadata": {"uid": "u"}}).container_ids == {}
 
 
 def test_get_node(client):

@@ -8,9 +8,9 @@ import tempfile
 
 import pytest
 from gpulse import config as cfgmod
+from gpulse.kube import podresources_pb2 as pb
 from gpulse.kube.podresources import PodResourcesClient, PodResourcesError
-from gpulse.kube.source import PodIdentity, PodSource, as_identity
-from gpulse.refresh import Backoff
+from gpulse.kube.source import ClaimDevice, IdentityCache, PodIdentity, PodSource, as_identity, parse_allocations
 from gpulse.sim import scenario as scen
 from gpulse.sim.kubelet import start_fake_kubelet
 
@@ -53,6 +53,52 @@ def test_happy_path_reference(sockdir):
     finally:
         kubelet.stop()
         src.stop()
+
+
+def test_dra_node_serves_claims_beside_device_ids(sockdir):
+    sc = scen.load("dra")
+    sock = os.path.join(sockdir, "kubelet.sock")
+    kubelet = start_fake_kubelet(sc, sock)
+    try:
+        src = PodSource(_config(sock))
+        assert src.refresh()
+        view = src.current()
+        dra = [a for a in view.allocations if a.claim is not None]
+        plugin = [a for a in view.allocations if a.claim is None]
+        assert {a.pod for a in plugin} == {"etl-nightly-0", "notebook-a", "notebook-b"}
+        assert len(dra) == 2 + 4 + 4 + 1 + 2 and not any(a.device.gpu_uuid or a.device.mig_uuid for a in dra)
+        node = sc.node.name
+        assert {(a.claim.driver, a.claim.pool) for a in dra} == {("gpu.nvidia.com", node)}
+        shared = [a for a in dra if a.claim.claim == "shared-h100"]
+        assert {(a.pod, a.claim.claim_namespace, a.claim.device) for a in shared} == {
+            (f"vllm-small-{r}", "inference", "gpu-2") for r in range(4)}
+        assert all(len(a.claim.cdi_devices) == 1 and a.claim.cdi_devices[0].startswith("k8s.gpu.nvidia.com/claim=")
+                   and a.claim.cdi_devices[0].endswith("-gpu-2") for a in shared)
+        (ext,) = [a for a in dra if a.pod == "legacy-render-0"]
+        assert ext.claim.claim.startswith("legacy-render-0-extended-resources-") and ext.claim.device == "gpu-4"
+        assert {a.container for a in dra if a.pod == "rag-pipeline-0"} == {"embedder", "reranker"}
+        assert {a.claim.device for a in dra if a.pod in ("jupyter-ana", "eval-job")} == {
+            "gpu-3-mig-3g40gb-9-0", "gpu-3-mig-1g10gb-19-6"}
+        # GetAllocatableResources is the device plugin's: its two GPUs (one with two replicas)
+        assert sorted(d.raw for d in view.allocatable) == sorted(
+            [sc.gpus[6].uuid, f"{sc.gpus[7].uuid}::0", f"{sc.gpus[7].uuid}::1"])
+    finally:
+        kubelet.stop()
+        src.stop()
+
+
+def test_dynamic_resources_parse_with_defaults():
+    resp = pb.ListPodResourcesResponse()
+    c = resp.pod_resources.add(name="p", namespace="ns").containers.add(name="main")
+    c.devices.add(resource_name="nvidia.com/gpu", device_ids=["GPU-" + U])
+    claim = c.dynamic_resources.add(claim_name="cl")  # the claim's namespace left empty: the pod's
+    claim.claim_resources.add(driver_name="gpu.nvidia.com", pool_name="n1", device_name="gpu-0")
+    claim.claim_resources.add(driver_name="", pool_name="n1", device_name="x")  # not a device: skipped
+    allocs = parse_allocations(resp)
+    assert [(a.resource, a.claim) for a in allocs] == [
+        ("nvidia.com/gpu", None),
+        ("gpu.nvidia.com", ClaimDevice("ns", "cl", "gpu.nvidia.com", "n1", "gpu-0"))]
+    assert allocs[1].device.raw == "gpu.nvidia.com/n1/gpu-0"
 
 
 def test_socket_missing_at_start_then_appears(sockdir):
@@ -143,21 +189,26 @@ def test_malformed_ids_skipped_and_logged_once(sockdir, caplog):
         src.stop()
 
 
-def test_backoff_grows_and_caps():
-    b = Backoff(base=0.5, ceiling=4.0)
-    delays = [b.next_delay() for _ in range(8)]
-    assert delays[0] < 1.0 and delays[3] > delays[0]
-    assert max(delays) <= 4.0 * 1.2
-    b.reset()
-    assert b.next_delay() < 1.0
-
-
 def test_client_error_is_one_line(sockdir):
     client = PodResourcesClient(os.path.join(sockdir, "missing.sock"), timeout_seconds=0.5)
     with pytest.raises(PodResourcesError) as err:
         client.list()
     assert "\n" not in str(err.value) and "missing.sock" in str(err.value)
     client.close()
+
+
+def test_identity_cache_normalizes_each_answer_once():
+    class Pod:  # what the pod watch hands back: the same object until the pod changes
+        def __init__(self, cid):
+            self.namespace, self.name, self.container_ids = "ns", "p", {f"containerd://{cid}": "main"}
+
+    pods, calls = {"u1": Pod("a" * 64)}, []
+    cache = IdentityCache(lambda uid: calls.append(uid) or pods.get(uid))
+    first = cache("u1")
+    assert first == PodIdentity("ns", "p", {"a" * 64: "main"}) and cache("u1") is first
+    pods["u1"] = Pod("b" * 64)  # the pod changed: a new object, a new identity
+    assert dict(cache("u1").containers) == {"b" * 64: "main"}
+    assert cache("gone") is None and calls == ["u1", "u1", "u1", "gone"]
 
 
 def test_directory_answers_are_normalized():

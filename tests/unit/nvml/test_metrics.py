@@ -7,7 +7,8 @@ from gpulse.cli import check_rows
 from gpulse.nvml import metrics as m
 from gpulse.nvml.reader import NvmlReader
 from gpulse.sim import scenario
-from gpulse.sim.nvml import KNOBS, FakeNvml
+from gpulse.sim.knobs import KNOBS
+from gpulse.sim.nvml import FakeNvml
 
 
 def _reader(name, lib_class=FakeNvml):
@@ -119,6 +120,18 @@ class NoAllLinksScopeNvml(FakeNvml):
         return values
 
 
+class MockNvmlScopes(FakeNvml):
+    """NVIDIA's mock NVML (k8s-test-infra mocknvml engine/nvlink_fields.go): the scope is the link
+    index, and the all-links scope (like any link past the last) answers SUCCESS with 0."""
+
+    def nvmlDeviceGetFieldValues(self, handle, field_ids):
+        values = super().nvmlDeviceGetFieldValues(handle, field_ids)
+        for v, f in zip(values, field_ids, strict=True):
+            if isinstance(f, tuple) and f[0] in NVLINK and f[1] == m.ALL_LINKS_SCOPE:
+                v.nvmlReturn, v.value.ullVal = pynvml.NVML_SUCCESS, 0
+        return values
+
+
 NVLINK = (pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX, pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX)
 
 
@@ -127,7 +140,7 @@ def _per_link_sum(lib, handle, fid):
     return sum(v.value.ullVal for v in links) * 1024.0, links[0].value.ullVal * 1024.0
 
 
-@pytest.mark.parametrize("lib_class", [FakeNvml, ScopeIgnoringNvml, NoAllLinksScopeNvml])
+@pytest.mark.parametrize("lib_class", [FakeNvml, ScopeIgnoringNvml, NoAllLinksScopeNvml, MockNvmlScopes])
 def test_nvlink_bytes_are_the_sum_over_all_links(lib_class):
     reader, clock = _reader("reference", lib_class)
     try:
@@ -139,6 +152,8 @@ def test_nvlink_bytes_are_the_sum_over_all_links(lib_class):
         if lib_class is ScopeIgnoringNvml:  # this driver's per-link answers are all link 0's
             assert reader.devices[dev.index].links == tuple(range(18))
             total = link0 * 18
+        if lib_class in (NoAllLinksScopeNvml, MockNvmlScopes):  # no usable all-links scope: each active link
+            assert reader.devices[dev.index].links == tuple(range(18))
         got = dev.values["gpulse_gpu_nvlink_tx_bytes_total"]
         assert got == pytest.approx(total, rel=1e-6)
         assert got > link0 * 1.5, "link 0 alone under-reports an 18-link GPU"
@@ -175,5 +190,18 @@ def test_unsupported_is_remembered_per_call_and_argument():
         assert "nvmlDeviceGetClockInfo(NVML_CLOCK_SM)" not in reader.devices[0].unsupported
         assert reader.outcomes[(0, "nvmlDeviceGetClockInfo(NVML_CLOCK_SM)")] == "ok"
         assert reader.outcomes[(0, "nvmlDeviceGetClockInfo(NVML_CLOCK_MEM)")] == "unsupported"
+    finally:
+        reader.stop()
+
+
+def test_max_sm_clock_row_reads_the_simulated_part():
+    """The row added as one line: nvmlDeviceGetMaxClockInfo(NVML_CLOCK_SM) in hertz."""
+    reader, clock = _reader("t4-legacy")
+    try:
+        reading = reader.read(2.0)
+        spec = scenario.load("t4-legacy").gpus[0]
+        assert [d.values["gpulse_gpu_sm_clock_max_hertz"] for d in reading.devices] == [spec.max_sm_clock_mhz * 1e6] * 2
+        busy = [d for d in reading.devices if d.values["gpulse_gpu_sm_clock_hertz"] > 345e6]
+        assert all(d.values["gpulse_gpu_sm_clock_hertz"] <= d.values["gpulse_gpu_sm_clock_max_hertz"] for d in busy)
     finally:
         reader.stop()

@@ -72,3 +72,26 @@ def test_event_handles_match_devices_by_address_like_pynvml_returns_them():
     b = ctypes.cast(ctypes.pointer(target), pynvml.c_nvmlDevice_t)  # a new object, as per event
     other = ctypes.cast(ctypes.pointer(pynvml.struct_c_nvmlDevice_t()), pynvml.c_nvmlDevice_t)
     assert a is not b and _handle_key(a) == _handle_key(b) != _handle_key(other)
+
+
+def test_a_size_query_answering_success_is_no_data_not_an_error():
+    """An idle GPU: the process-utilization size query finds nothing to size and answers SUCCESS
+    (NVIDIA's mock NVML does; pynvml then raises NVMLError with value 0)."""
+    import os
+
+    from tests.conftest import ROOT
+    path = os.path.join(ROOT, "tests", "fixtures", "scenarios", "mock-nvml-gb200.yaml")
+    clock = [1.0]
+    reader = NvmlReader(FakeNvml(scenario.load(path), clock=lambda: clock[0]), clock=lambda: clock[0])
+    reader.start()
+    try:
+        for t in (2.0, 3.0, 4.0):
+            clock[0] = t
+            reading = reader.read(t)
+        assert all(d.process_utilization == () for d in reading.devices)
+        assert reader.errors[("nvmlDeviceGetProcessUtilization", "no_data")] == 3 * len(reader.devices)
+        assert reader.errors[("nvmlDeviceGetProcessUtilization", "broken")] == 0
+        assert all(reader.outcomes[(d.index, "nvmlDeviceGetProcessUtilization")] == "no_data" for d in reader.devices)
+        assert all("nvmlDeviceGetProcessUtilization" not in d.unsupported for d in reader.devices), "asked again"
+    finally:
+        reader.stop()

@@ -1,3 +1,4 @@
+import re
 import subprocess
 
 import pytest
@@ -55,6 +56,60 @@ def test_invalid_scenarios_fail_with_file_line_and_key(tmp_path, body, needle):
     assert msg.startswith(str(path)), msg
     assert needle in msg, msg
     assert "\n" not in msg
+
+
+DRA = BASE + "    dra: {}\n"
+SHARED_DRA = BASE + "    dra: {driver: gpu.example.com}\n    sharing: {mode: time-slicing}\n"
+
+
+def _pod(name, device, ns="a"):
+    return f"  - {{namespace: {ns}, name: {name}, containers: [{{name: c, devices: [{device}]}}]}}\n"
+
+
+@pytest.mark.parametrize("body,needle", [
+    (DRA + "pods:\n" + _pod("p", "{gpu: 0}"), "pods[0].containers[0].devices[0]: GPU 0 is handed out through DRA"),
+    (DRA + "pods:\n" + _pod("p", "{gpu: 0, claim: x, replica: 0}"), "claims share it, not replicas"),
+    (BASE + "pods:\n" + _pod("p", "{gpu: 0, claim: x}"), "GPU 0 is not handed out through DRA"),
+    (DRA + "pods:\n" + _pod("p", "{gpu: 0, claim: x}") + _pod("q", "{gpu: 0, claim: y}"),
+     "device already allocated to claim a/x"),
+    (DRA + "  - model: H100-SXM5-80GB\n    dra: {}\npods:\n" + _pod("p", "{gpu: 0, claim: x}")
+     + _pod("q", "{gpu: 1, claim: x}"), "claim a/x holds [(0, None)] elsewhere, here [(1, None)]"),
+    (BASE + "    dra: {driver: ''}\n", "gpus[0].dra.driver: must not be empty"),
+    (BASE + "    dra: {}\n    sharing: {mode: time-slicing, replicas: 2}\n", "shared through claims, not replicas"),
+])
+def test_invalid_dra_scenarios(tmp_path, body, needle):
+    path = tmp_path / "s.yaml"
+    path.write_text(body)
+    with pytest.raises(scenario.ScenarioError) as err:
+        scenario.load(str(path))
+    assert needle in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_dra_claims_shared_across_pods_and_extended_resources(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(SHARED_DRA + "pods:\n" + _pod("p", "{gpu: 0, claim: x}") + _pod("q", "{gpu: 0, claim: x}")
+                    + _pod("r", "{gpu: 0, claim: y}") + _pod("render", "{gpu: 0, resource: nvidia.com/gpu}", ns="b"))
+    s = scenario.load(str(path))
+    refs = [(p.name, c.devices[0].claim_namespace, c.devices[0].claim) for p in s.pods for c in p.containers]
+    assert refs[:3] == [("p", "a", "x"), ("q", "a", "x"), ("r", "a", "y")]
+    name, ns, claim = refs[3]
+    assert ns == "b" and re.fullmatch(r"render-extended-resources-[bcdfghjklmnpqrstvwxz2456789]{5}", claim)
+    assert s.gpus[0].dra_driver == "gpu.example.com"
+
+
+def test_dra_builtin_mixes_every_kind_of_allocation():
+    s = scenario.load("dra")
+    refs = [(p, c, ref) for p in s.pods for c in p.containers for ref in c.devices]
+    dra_gpus = {g.index for g in s.gpus if g.dra_driver == "gpu.nvidia.com"}
+    assert dra_gpus == {0, 1, 2, 3, 4, 5}
+    exclusive = [r for _, _, r in refs if r.claim and r.mig is None and s.gpus[r.gpu].sharing == "exclusive"]
+    assert len(exclusive) >= 2
+    shared = [p.name for p, _, r in refs if r.claim == "shared-h100"]
+    assert len(shared) == 4 and s.gpus[2].sharing == "time-slicing"
+    assert {r.mig for _, _, r in refs if r.claim and r.mig is not None} == {0, 1, 2, 3}
+    assert any(r.resource == "nvidia.com/gpu" and "-extended-resources-" in r.claim for _, _, r in refs)
+    assert any(len(p.containers) == 2 and all(c.devices[0].claim for c in p.containers) for p in s.pods)
+    assert {r.gpu for _, _, r in refs if not r.claim} == {6, 7}
 
 
 def test_cli_refuses_bad_scenario_with_one_line(tmp_path):

@@ -32,7 +32,7 @@ def exporter():
     state = {"body": BODY, "status": 200}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             self.send_response(state["status"])
             self.send_header("Content-Type", "text/plain")
             self.end_headers()

@@ -107,7 +107,7 @@ def test_wrong_path_is_http_404(sim):
 
 def test_body_without_inference_metrics_says_what_to_check():
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             body = b"# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 1.5\n"
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
