@@ -27,6 +27,7 @@ from .nvml import lib as nvml_lib
 from .nvml.supervisor import NvmlSupervisor
 from .pricing import PriceTable
 from .refresh import Source
+from .refusals import Refusals
 from .sampler import Inputs, Sampler
 from .sources.dcgm import DcgmSource
 from .startup import StartupTracker
@@ -49,6 +50,7 @@ class Agent:
     sampler: Sampler
     background: list[Background] = field(default_factory=list)  # started before the first tick
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    refusals: Refusals = field(default_factory=Refusals)  # what the HTTP server and push refused
 
     def start(self, loop: bool = True) -> None:
         """Start the background inputs and, unless loop=False (tests tick by hand), the ticks."""
@@ -70,6 +72,7 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
           clock: Callable[[], float] = time.monotonic, wallclock: Callable[[], float] = time.time) -> Agent:
     background: list[Background] = []
     sources: dict[str, Source] = {}
+    refusals = Refusals()
     client: Optional[KubeClient] = None
     watcher: Optional[PodWatcher] = None
     slices: Optional[ResourceSliceWatcher] = None
@@ -104,7 +107,7 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
 
     workloads: Optional[WorkloadSource] = None
     if config.workloads_enabled:
-        workloads = WorkloadSource(config, pod_watcher=watcher)
+        workloads = WorkloadSource(config, pod_watcher=watcher, refusals=refusals)
         background.append(workloads)
         sources["workloads"] = workloads
 
@@ -140,13 +143,14 @@ def build(config: Config, *, nvml_loader: Callable[[], Any] = nvml_lib.load_real
         sources=sources,
         accounts=accounts,
         startup=startup,
+        refusals=refusals,
     )
     runner = collectors.CollectorRunner(collectors.REGISTRY.enabled(config), collectors.SELF,
                                         config.limits_max_series)
     sampler = Sampler(inputs, runner, Health(config.collect_interval, clock=clock),
                       interval=config.collect_interval, node_name=config.node_name, backend=config.nvml_backend,
                       clock=clock, wallclock=wallclock)
-    return Agent(config, sampler, background)
+    return Agent(config, sampler, background, refusals=refusals)
 
 
 def _node_labels(node: Optional[NodeObject]) -> Callable[[], dict[str, str]]:

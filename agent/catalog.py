@@ -192,6 +192,7 @@ CATALOG: tuple[MetricSpec, ...] = (
     _m("gpulse_nvml_errors_total", "counter", "", "NVML calls that failed, by function and reason (broken, gone, no_data, unsupported).", ("function", "reason"), SELF, "agent"),
     _m("gpulse_nvml_calls_total", "counter", "", "NVML calls made, by function.", ("function",), SELF, "agent"),
     _m("gpulse_series_dropped_total", "counter", "", "Series dropped by the cardinality ceiling, by family.", ("family",), SELF, "agent"),
+    _m("gpulse_requests_refused_total", "counter", "", "Connections, requests and pushes refused, by component (http, push) and reason.", ("component", "reason"), SELF, "agent"),
     _m("process_cpu_seconds_total", "counter", "seconds", "Total user and system CPU time spent by the agent.", (), SELF, "psutil"),
     _m("process_resident_memory_bytes", "gauge", "bytes", "Resident memory of the agent.", (), SELF, "psutil"),
     _m("process_start_time_seconds", "gauge", "seconds", "Start time of the agent since the epoch.", (), SELF, "psutil"),

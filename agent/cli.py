@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
-from . import __version__
+from . import __version__, memory
 from . import config as config_mod
 from .config import Config
 from .errors import one_line
@@ -142,8 +142,15 @@ class _Nvml:
 
 def serve_main(cfg: Config) -> int:
     from .app import build
+    from .httpconn import Limits
     from .server import make_server, serve_in_thread
 
+    memory.bound_allocator()
+    try:
+        web = _web_options(cfg)
+    except _BadInputError as exc:
+        print(f"gpulse: {exc}", file=sys.stderr)
+        return 2
     nvml = _Nvml(cfg)
     cfg = nvml.cfg
     try:
@@ -154,7 +161,16 @@ def serve_main(cfg: Config) -> int:
         return 1
     agent.on_stop.append(nvml.stop)
     try:
-        server = make_server(cfg.web_listen_address, agent.sampler)
+        if cfg.web_kubernetes_auth:
+            web["authorizer"] = _kube_authorizer(cfg)
+        server = make_server(cfg.web_listen_address, agent.sampler, refusals=agent.refusals,
+                             debug_snapshot=cfg.web_debug_snapshot,
+                             limits=Limits(max_connections=cfg.web_max_connections,
+                                           header_timeout=cfg.web_header_timeout), **web)
+    except _BadInputError as exc:
+        agent.stop()
+        print(f"gpulse: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:
         agent.stop()
         print(f"gpulse: --web.listen-address {cfg.web_listen_address}: {exc.strerror or one_line(exc)}",
@@ -166,13 +182,49 @@ def serve_main(cfg: Config) -> int:
     agent.start()
     serve_in_thread(server)
     host, port = server.server_address[:2]
-    log.info("gpulse %s serving http://%s/metrics (backend %s%s)", __version__, _host_port(str(host), int(port)),
+    scheme = "https" if web.get("web_config") is not None and web["web_config"].current.tls is not None else "http"
+    log.info("gpulse %s serving %s://%s/metrics (backend %s%s)", __version__, scheme, _host_port(str(host), int(port)),
              cfg.nvml_backend, f", scenario {cfg.scenario}" if nvml.world is not None else "")
     done.wait()
     log.info("shutting down")
     server.shutdown()
     agent.stop()
     return 0
+
+
+def _web_options(cfg: Config) -> dict[str, Any]:
+    """The web server's TLS and authentication from --web.config.file; _BadInputError (one line)."""
+    from .webconfig import WebConfigError, WebConfigSource
+
+    if not cfg.web_config_file:
+        return {}
+    try:
+        source = WebConfigSource(cfg.web_config_file)
+    except WebConfigError as exc:
+        raise _BadInputError(str(exc)) from None
+    if source.current.users:
+        try:
+            import bcrypt  # noqa: F401 - checked here so that a missing package is one line at start
+        except ImportError:
+            raise _BadInputError("web.config.file: basic_auth_users needs the bcrypt package "
+                                 "(pip install bcrypt)") from None
+        if cfg.web_kubernetes_auth:
+            raise _BadInputError("--web.kubernetes-auth and basic_auth_users in --web.config.file both read the "
+                                 "Authorization header: use one of them")
+    return {"web_config": source}
+
+
+def _kube_authorizer(cfg: Config) -> Any:
+    from .kube.apiserver import KubeClient, KubeConfig, KubeError
+    from .kube.authz import KubeAuthorizer
+
+    if not cfg.kube_apiserver and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        raise _BadInputError("--web.kubernetes-auth needs the Kubernetes API: run in a cluster or set "
+                             "--kube.apiserver")
+    try:
+        return KubeAuthorizer(KubeClient(KubeConfig.load(cfg)))
+    except KubeError as exc:
+        raise _BadInputError(f"--web.kubernetes-auth: {exc}") from None
 
 
 def _host_port(host: str, port: int) -> str:

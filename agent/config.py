@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Optional
 
-import yaml
-
+from . import safeyaml
 from .catalog import COLLECTORS
 from .errors import OneLineError
+from .httpfetch import check_url
 from .pricing import PriceFileError, PriceTable, parse_kind
 
 
@@ -33,6 +33,12 @@ _DURATION_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)(ms|s|m|h|d))+$")
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 WINDOW_SAMPLES = 1024  # the ring buffer behind each window (gpulse.kernels.WindowSet)
+MAX_VALUE_CHARS = 4096  # one setting's value, from any origin (a path, a URL, a list of names)
+# Workload scrape bodies held at once: every worker may hold a body of max-body-bytes (and a
+# copy while it is joined), so concurrency x max-body-bytes is kept within this share of the
+# DaemonSet's 128 MiB limit (steady RSS is ~60 MiB; see docs/hardening.md).
+WORKLOAD_BODY_BUDGET = 16 * 1024 * 1024
+MAX_BODY_BYTES = WORKLOAD_BODY_BUDGET
 
 
 def parse_duration(text: Any) -> float:
@@ -62,21 +68,44 @@ def parse_bool(text: Any) -> bool:
     raise ValueError(f"invalid boolean {text!r} (use true or false)")
 
 
-def _positive_duration(text: Any) -> float:
-    v = parse_duration(text)
-    if v <= 0:
-        raise ValueError(f"duration {text!r} must be positive")
-    return v
+class _Duration:
+    """A duration setting's parser, bounded: a huge value would overflow a wait or hold a
+    thread for days, a tiny one would spin."""
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+
+    def __call__(self, text: Any) -> float:
+        v = parse_duration(text)
+        if v <= 0:
+            raise ValueError(f"duration {text!r} must be positive")
+        if not self.low <= v <= self.high:
+            raise ValueError(f"duration {text!r} is outside {format_duration(self.low)}..{format_duration(self.high)}")
+        return v
 
 
-def _positive_int(text: Any) -> int:
-    try:
-        v = int(str(text).strip())
-    except ValueError:
-        raise ValueError(f"invalid integer {text!r}") from None
-    if v <= 0:
-        raise ValueError(f"integer {text!r} must be positive")
-    return v
+class _Int:
+    """A count or size setting's parser, bounded."""
+
+    def __init__(self, low: int, high: int) -> None:
+        self.low, self.high = low, high
+
+    def __call__(self, text: Any) -> int:
+        try:
+            v = int(str(text).strip())
+        except ValueError:
+            raise ValueError(f"invalid integer {text!r}") from None
+        if v <= 0:
+            raise ValueError(f"integer {text!r} must be positive")
+        if not self.low <= v <= self.high:
+            raise ValueError(f"integer {text!r} is outside {self.low}..{self.high}")
+        return v
+
+
+def _url(text: Any) -> str:
+    """An http(s) URL, or empty (off)."""
+    t = str(text).strip()
+    return check_url(t) if t else t
 
 
 def _listen_address(text: Any) -> str:
@@ -134,6 +163,11 @@ class Config:
     """Validated, immutable agent settings; SETTINGS says what each one means."""
     config_file: str = ""
     web_listen_address: str = ":9445"
+    web_config_file: str = ""
+    web_max_connections: int = 64
+    web_header_timeout: float = 5.0
+    web_debug_snapshot: bool = False
+    web_kubernetes_auth: bool = False
     collect_interval: float = 1.0
     collect_window: float = 10.0
     nvml_backend: str = "real"
@@ -150,10 +184,11 @@ class Config:
     workloads_enabled: bool = True
     workloads_scrape_interval: float = 1.0
     workloads_scrape_timeout: float = 0.5
-    workloads_max_body_bytes: int = 8 * 1024 * 1024
+    workloads_max_body_bytes: int = 2 * 1024 * 1024
     workloads_concurrency: int = 8
     workloads_push_socket: str = "/var/run/gpulse/push.sock"
     workloads_push_ttl: float = 30.0
+    workloads_push_auth: str = "pod"
     sources_dcgm_exporter_url: str = ""
     identity_nfd_file: str = "/etc/kubernetes/node-feature-discovery/features.d/gpulse"
     limits_max_series: int = 20_000
@@ -214,9 +249,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("web.listen-address", _listen_address,
             "Address to serve /metrics, /livez, /readyz, /identity and /debug/snapshot on (dcgm-exporter keeps 9400).",
             "ADDR"),
-    Setting("collect.interval", _positive_duration,
+    Setting("web.config.file", _str,
+            "TLS, basic auth and rate limit for the web endpoints, in Prometheus exporter-toolkit's web "
+            "configuration format (re-read when it or its certificates change).", "PATH"),
+    Setting("web.max-connections", _Int(1, 4096),
+            "Open HTTP connections at most; past it, stalled ones give way to new ones.", "N"),
+    Setting("web.header-timeout", _Duration(0.1, 60),
+            "One deadline for the TLS handshake, request line and headers of each HTTP request.", "DURATION"),
+    Setting("web.debug-snapshot", parse_bool,
+            "Serve /debug/snapshot (the last tick's snapshot as JSON, rendered at most once per tick)."),
+    Setting("web.kubernetes-auth", parse_bool,
+            "Scrapers of /metrics, /identity and /debug/snapshot must present a Kubernetes bearer token whose "
+            "user may GET the path (TokenReview and SubjectAccessReview, cached)."),
+    Setting("collect.interval", _Duration(0.1, 600),
             "Sampler tick: how often NVML is read and the metrics re-rendered.", "DURATION"),
-    Setting("collect.window", _positive_duration, "Rolling window for utilization means and maxima.", "DURATION"),
+    Setting("collect.window", _Duration(0.1, 3600), "Rolling window for utilization means and maxima.", "DURATION"),
     Setting("nvml.backend", _choice("real", "fake"),
             "NVML implementation: the driver's library (real) or the scenario simulator (fake).", "NAME"),
     Setting("scenario", _str, "Simulated node for --nvml.backend=fake: a built-in name or a YAML path.", "NAME|PATH"),
@@ -224,31 +271,36 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("path.sysfs", _str, "Host sys root, read for DMI cloud identity.", "PATH"),
     Setting("node.name", _str, "Kubernetes node name (the downward API's NODE_NAME).", "NAME", env_alias="NODE_NAME"),
     Setting("kubelet.pod-resources-socket", _str, "kubelet PodResources v1 gRPC socket.", "PATH"),
-    Setting("kubelet.refresh-interval", _positive_duration,
+    Setting("kubelet.refresh-interval", _Duration(0.1, 3600),
             "How often pod allocations are refreshed (off the tick).", "DURATION"),
     Setting("kubelet.resource-names", _csv,
             "Extra GPU resource names to attribute, besides nvidia.com/gpu, nvidia.com/gpu.shared and "
             "nvidia.com/mig-*.", "LIST"),
-    Setting("kube.apiserver", _str, "Kubernetes API URL; empty means in-cluster service-account config.", "URL"),
+    Setting("kube.apiserver", _url, "Kubernetes API URL; empty means in-cluster service-account config.", "URL"),
     Setting("kube.enabled", parse_bool, "Use the Kubernetes API for node labels and workload discovery."),
     Setting("kube.resource-slices", parse_bool,
             "Watch this node's DRA ResourceSlices to attribute GPUs handed out by claims (needs get/list/watch "
             "on resource.k8s.io resourceslices)."),
     Setting("workloads.enabled", parse_bool, "Collect queue depth from annotated inference-server pods on this node."),
-    Setting("workloads.scrape-interval", _positive_duration,
+    Setting("workloads.scrape-interval", _Duration(0.1, 600),
             "How often workload endpoints are scraped (off the tick).", "DURATION"),
-    Setting("workloads.scrape-timeout", _positive_duration, "Per-endpoint scrape timeout.", "DURATION"),
-    Setting("workloads.max-body-bytes", _positive_int,
-            "Largest workload /metrics body read before the scrape is failed.", "BYTES"),
-    Setting("workloads.concurrency", _positive_int, "Workload endpoints scraped at once.", "N"),
+    Setting("workloads.scrape-timeout", _Duration(0.01, 60), "Per-endpoint scrape timeout.", "DURATION"),
+    Setting("workloads.max-body-bytes", _Int(1024, MAX_BODY_BYTES),
+            "Largest workload /metrics body read before the scrape is failed (with --workloads.concurrency at "
+            "most 16 MiB of bodies at once).", "BYTES"),
+    Setting("workloads.concurrency", _Int(1, 64), "Workload endpoints scraped at once.", "N"),
     Setting("workloads.push-socket", _str,
             "Node-local Unix socket for pushed queue depth; empty disables push.", "PATH"),
-    Setting("workloads.push-ttl", _positive_duration,
+    Setting("workloads.push-ttl", _Duration(1, 3600),
             "Pushed entries expire when not refreshed within this time.", "DURATION"),
-    Setting("sources.dcgm-exporter-url", _str,
+    Setting("workloads.push-auth", _choice("pod", "none"),
+            "Who may push: `pod` lets a process push only for the pod its cgroup belongs to (peer credentials "
+            "of the socket; the DaemonSet needs hostPID), `none` trusts the namespace and pod a push names.",
+            "MODE"),
+    Setting("sources.dcgm-exporter-url", _url,
             "A co-located dcgm-exporter's /metrics URL for per-MIG activity on A100/A30; empty disables.", "URL"),
     Setting("identity.nfd-file", _str, "NFD local feature file for gpulse.dev/ labels; empty disables.", "PATH"),
-    Setting("limits.max-series", _positive_int,
+    Setting("limits.max-series", _Int(1, 200_000),
             "Cardinality ceiling per family; series beyond it are dropped and counted.", "N"),
     Setting("log.level", _choice("debug", "info", "warning", "error"), "Log level.", "LEVEL"),
     Setting("cost.price-file", _price_file,
@@ -298,7 +350,7 @@ def _dest(s: Setting) -> str:
 
 def describe_default(s: Setting) -> str:
     d = s.default
-    if s.parse is _positive_duration:
+    if isinstance(s.parse, _Duration):
         return format_duration(d)
     if isinstance(d, tuple):
         return ",".join(d) or "none"
@@ -311,16 +363,11 @@ def describe_default(s: Setting) -> str:
 
 def _load_yaml(path: str) -> dict[str, Any]:
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = yaml.safe_load(fh)
+        data = safeyaml.load_file(path)
     except OSError as exc:
-        raise ConfigError(f"config.file: cannot read {path}: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config.file: {path}: not UTF-8 text (byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else path
-        raise ConfigError(f"config.file: {where}: invalid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise ConfigError(f"config.file: cannot read {path}: {exc.strerror or exc}") from None
+    except safeyaml.YamlError as exc:
+        raise ConfigError(f"config.file: {exc.at(path)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -337,8 +384,12 @@ def _load_yaml(path: str) -> dict[str, Any]:
     walk("", data)
     for key in flat:
         if key not in BY_FLAG:
-            raise ConfigError(f"config.file: {path}: unknown setting {key!r}")
+            raise ConfigError(f"config.file: {path}: unknown setting {_shorten(key)!r}")
     return {BY_FLAG[k].flag: v for k, v in flat.items()}
+
+
+def _shorten(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def load(args: Optional[argparse.Namespace] = None, environ: Optional[Mapping[str, str]] = None) -> Config:
@@ -382,10 +433,12 @@ def _build(base: Config, raw: Mapping[str, tuple[Any, str]]) -> Config:
     collectors = set(base.collectors)
     for flag, (value, origin) in raw.items():
         s = BY_FLAG[flag]
+        if len(str(value)) > MAX_VALUE_CHARS:
+            raise ConfigError(f"{origin}: value of {len(str(value))} characters (at most {MAX_VALUE_CHARS})")
         try:
             parsed = s.parse(value)
         except ValueError as exc:
-            raise ConfigError(f"{origin}: {exc}") from None
+            raise ConfigError(f"{origin}: {' '.join(str(exc).split())}") from None
         if s.collector:
             (collectors.add if parsed else collectors.discard)(s.collector)
         else:
@@ -397,6 +450,11 @@ def _build(base: Config, raw: Mapping[str, tuple[Any, str]]) -> Config:
 
 
 def _check_together(cfg: Config) -> None:
+    held = cfg.workloads_concurrency * cfg.workloads_max_body_bytes
+    if held > WORKLOAD_BODY_BUDGET:
+        raise ConfigError(f"--workloads.concurrency ({cfg.workloads_concurrency}) x --workloads.max-body-bytes "
+                          f"({cfg.workloads_max_body_bytes}) is {held} bytes of bodies held at once, more than the "
+                          f"{WORKLOAD_BODY_BUDGET}-byte budget: lower one of them")
     interval, window = cfg.collect_interval, cfg.collect_window
     if window < interval:
         raise ConfigError(f"--collect.window ({format_duration(window)}) must be at least --collect.interval "

@@ -30,6 +30,7 @@ from .identity.resolver import IdentityView
 from .kube.source import PodSource
 from .nvml.supervisor import NvmlSupervisor
 from .refresh import Source
+from .refusals import Refusals
 from .snapshot import (
     GpuAccount,
     GpuState,
@@ -85,6 +86,7 @@ class Inputs:
     sources: Mapping[str, Source] = field(default_factory=dict)
     accounts: Optional[Accounts] = None  # energy, idle time and cost per pod
     startup: Optional[Startups] = None
+    refusals: Optional[Refusals] = None
 
 
 class Sampler:
@@ -201,7 +203,8 @@ class Sampler:
             sources=MappingProxyType({name: src.status() for name, src in inp.sources.items()}),
             nvml_errors=MappingProxyType(dict(errors)), nvml_calls=MappingProxyType(dict(calls)),
             nvml_backend=self.backend, tick=TickStats(self._last_duration, self.ticks, self.missed),
-            pod_accounts=pod_accounts, gpu_accounts=gpu_accounts, startups=startups, startup_histograms=histograms)
+            pod_accounts=pod_accounts, gpu_accounts=gpu_accounts, startups=startups, startup_histograms=histograms,
+            refused=inp.refusals.counts() if inp.refusals is not None else MappingProxyType({}))
 
     # --- health, as the HTTP server asks it -------------------------------------------------
     def liveness(self) -> tuple[bool, str]:

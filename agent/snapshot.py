@@ -193,3 +193,4 @@ class Snapshot:
     gpu_accounts: tuple[GpuAccount, ...] = ()
     startups: tuple[PodStartup, ...] = ()
     startup_histograms: tuple[StartupHistogram, ...] = ()
+    refused: Mapping[tuple[str, str], int] = field(default_factory=_empty)  # (component, reason) -> count

@@ -109,7 +109,7 @@ def thread_group(t: threading.Thread) -> str:
         return "workload endpoint scrapes (agent)"
     if name.startswith(("gpulse-kubelet", "gpulse-pod-watch")):
         return "kubelet and pod watch (agent)"
-    if name == "gpulse-http" or module == "gpulse.server":
+    if name.startswith("gpulse-http") or module == "gpulse.server":
         return "HTTP /metrics serving (agent)"
     if name.startswith("gpulse") or module.startswith("gpulse") or t is threading.main_thread():
         return "other agent threads (XID events, push, main)"
@@ -351,19 +351,7 @@ def pc_server(source: str, port: int) -> int:
     return 0
 
 
-def tune_server() -> None:
-    """GPULSE_BENCH_SERVER_TUNING=1: the agent's HTTP server with a listen backlog for 20
-    concurrent scrapers and TCP_NODELAY (headers and body go out as separate writes, so with
-    keep-alive Nagle meets the scraper's delayed ACK), to measure the proposed settings."""
-    from gpulse import server
-
-    server._Server.request_queue_size = 128
-    server._Handler.disable_nagle_algorithm = True
-
-
 def main(argv) -> int:
-    if os.environ.get("GPULSE_BENCH_SERVER_TUNING") == "1":
-        tune_server()
     mode, rest = argv[0], argv[1:]
     if mode == "serve":
         return serve(rest)

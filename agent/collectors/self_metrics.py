@@ -62,6 +62,10 @@ def collect(snapshot: Snapshot) -> Iterator[Family]:
     for name, n in sorted(snapshot.dropped.items()):
         drops.add((name,), n)
     yield drops
+    refused = fam("gpulse_requests_refused_total")
+    for (component, reason), n in sorted(snapshot.refused.items()):
+        refused.add((component, reason), n)
+    yield refused
     with _PROCESS.oneshot():
         cpu = _PROCESS.cpu_times()
         mem = _PROCESS.memory_info()

@@ -210,6 +210,28 @@ class KubeClient:
             raise cls(f"GET {path}: HTTP {resp.status}: {reason}", resp.status)
         return conn, resp
 
+    def post_json(self, path: str, body: Mapping[str, Any], timeout: Optional[float] = None) -> dict[str, Any]:
+        """POST a JSON object (a review: TokenReview, SubjectAccessReview) -> the decoded reply;
+        KubeError (one line) unless the API server answers 200 or 201."""
+        conn = self._connect(timeout or self.timeout)
+        headers = {"Accept": "application/json", "Content-Type": "application/json", "User-Agent": "gpulse"}
+        token = self._bearer()
+        if token:
+            headers["Authorization"] = "Bearer " + token
+        try:
+            conn.request("POST", self._prefix + path, body=json.dumps(body).encode(), headers=headers)
+            resp = conn.getresponse()
+            data = resp.read(1024 * 1024)
+            if resp.status not in (200, 201):
+                raise KubeError(f"POST {path}: HTTP {resp.status}: {_status_message(data) or resp.reason}",
+                                resp.status)
+            reply: dict[str, Any] = json.loads(data)
+            return reply
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            raise KubeError(f"POST {path}: {exc}") from None
+        finally:
+            conn.close()
+
     def _get_json(self, path: str) -> dict[str, Any]:
         """The decoded JSON body (an API object; its fields are not validated here)."""
         conn, resp = self._open(path, self.timeout)

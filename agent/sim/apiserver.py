@@ -23,6 +23,10 @@ annotation on purpose). Pods that push get no scrape annotations.
 Test hooks on the handle: add_pod(obj), update_pod(namespace, name, fn), delete_pod(namespace,
 name), apply_pod(obj), add_slice(obj), update_slice(name, fn), delete_slice(name), expire()
 (compacts history: watchers get 410 and must re-list), requests (paths seen).
+
+Delegated authentication and authorization, as the agent's --web.kubernetes-auth calls them:
+  POST /apis/authentication.k8s.io/v1/tokenreviews          tokens added with add_token()
+  POST /apis/authorization.k8s.io/v1/subjectaccessreviews   non-resource grants added with grant()
 """
 
 from __future__ import annotations
@@ -142,6 +146,9 @@ class FakeApiServer:
         self._generation = 0  # bumped by expire(): open watches end
         self._objects: dict[tuple[str, str, str], _Obj] = {}  # (collection, namespace, name) -> object
         self._events: list[tuple[int, str, str, _Obj]] = []  # (rv, collection, type, object)
+        self._tokens: dict[str, tuple[str, tuple[str, ...]]] = {}  # bearer token -> (user, groups)
+        self._grants: set[tuple[str, str, str]] = set()  # (user or group, verb, non-resource path)
+        self.reviews = 0  # TokenReviews and SubjectAccessReviews answered
         self._stopping = False
         for p in pods:
             self._store(PODS, p)
@@ -202,6 +209,13 @@ class FakeApiServer:
             self._events.clear()
             self._generation += 1
             self._cond.notify_all()
+
+    def add_token(self, token: str, user: str, groups: tuple[str, ...] = ()) -> None:
+        self._tokens[token] = (user, tuple(groups))
+
+    def grant(self, subject: str, path: str, verb: str = "get") -> None:
+        """RBAC for a non-resource URL (a ClusterRole rule bound to a user or a group)."""
+        self._grants.add((subject, verb, path))
 
     def pods(self) -> list[_Obj]:
         return self.objects(PODS)
@@ -280,6 +294,34 @@ class FakeApiServer:
                     if name != api.node["metadata"]["name"]:
                         return self._json(404, _status(404, "NotFound", f'nodes "{name}" not found'))
                     return self._json(200, api.node)
+                return self._json(404, _status(404, "NotFound", "the server could not find the requested resource"))
+
+            def do_POST(self) -> None:
+                api.requests.append(self.path)
+                if api.token and self.headers.get("Authorization") != f"Bearer {api.token}":
+                    return self._json(401, _status(401, "Unauthorized", "Unauthorized"))
+                try:
+                    length = min(int(self.headers.get("Content-Length", "0")), 1 << 20)
+                    review = json.loads(self.rfile.read(length) or b"{}")
+                    spec = review.get("spec") or {}
+                except ValueError:
+                    return self._json(400, _status(400, "BadRequest", "undecodable body"))
+                api.reviews += 1
+                if self.path == "/apis/authentication.k8s.io/v1/tokenreviews":
+                    found = api._tokens.get(str(spec.get("token", "")))
+                    status: _Obj = {"authenticated": False, "error": "invalid bearer token"}
+                    if found is not None:
+                        status = {"authenticated": True, "user": {"username": found[0], "uid": "uid-" + found[0],
+                                                                  "groups": list(found[1])}}
+                    return self._json(201, {**review, "status": status})
+                if self.path == "/apis/authorization.k8s.io/v1/subjectaccessreviews":
+                    attrs = spec.get("nonResourceAttributes") or {}
+                    subjects = [spec.get("user", "")] + list(spec.get("groups") or [])
+                    allowed = any((s, attrs.get("verb"), attrs.get("path")) in api._grants for s in subjects)
+                    status = {"allowed": allowed}
+                    if not allowed:
+                        status["reason"] = "no RBAC rule allows it"
+                    return self._json(201, {**review, "status": status})
                 return self._json(404, _status(404, "NotFound", "the server could not find the requested resource"))
 
             def _watch(self, collection: str, match: tuple[str, str], query: Mapping[str, str]) -> None:

@@ -9,8 +9,11 @@ signals that server has (TGI and Triton have no KV-cache gauge, Triton no runnin
 Formats follow the metric names and types of the real servers (tests/fixtures/ holds their
 published texts).
 
-Pods with `push: true` are reported over the agent's push socket instead by a small
-pusher thread (when `push_socket` is given).
+Pods with `push: true` are reported over the agent's push socket instead (when
+`push_socket` is given), each by a process of its own (gpulse.sim.pusher) that the
+simulated /proc under `proc_root` puts in the pod's first container cgroup, so the agent's
+peer attestation sees a process of that pod, as on a node. A thread here computes the
+values from the traces at `clock()` and hands them to the pusher processes.
 
 Pods with `startup:` (gpulse.sim.lifecycle) get a port of their own, bound from the start
 but listened on only while their server answers: a scrape before the model is loaded, or
@@ -25,8 +28,12 @@ Test hooks: handle.set_fault((namespace, pod), "hang" | "error" | "garbage" | No
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -320,7 +327,7 @@ class InferenceHandle:
 
 
 def start_inference_servers(scenario: Scenario, clock: Callable[[], float], push_socket: str = "",
-                            push_interval: float = 0.5) -> InferenceHandle:
+                            push_interval: float = 0.5, proc_root: str = "") -> InferenceHandle:
     pods: dict[str, tuple[tuple[str, str], WorkloadSpec]] = {}  # path -> ((namespace, pod), WorkloadSpec)
     timelines: dict[str, Timeline] = {}  # path -> the timeline of a pod that starts while the scenario runs
     own_ports: dict[int, str] = {}  # a starting pod's own port -> its path
@@ -424,33 +431,68 @@ def start_inference_servers(scenario: Scenario, clock: Callable[[], float], push
     t.start()
     handle._threads.append(t)
     if pushers and push_socket:
-        p = threading.Thread(target=_push_loop, args=(pushers, clock, push_socket, push_interval, stopping),
+        procs = [_start_pusher(scenario, pod, push_socket, proc_root) for pod in pushers]
+        p = threading.Thread(target=_push_loop, args=(list(zip(pushers, procs, strict=True)), clock, push_interval,
+                                                      stopping),
                              name="sim-pusher", daemon=True)
         p.start()
         handle._threads.append(p)
     return handle
 
 
-def _push_loop(pods: Sequence[PodSpec], clock: Callable[[], float], socket_path: str, interval: float,
-               stopping: threading.Event) -> None:
-    from ..workloads.push import push_once  # grpc only when a scenario pushes
+def _start_pusher(scenario: Scenario, pod: PodSpec, socket_path: str, proc_root: str) -> subprocess.Popen[str]:
+    """A pusher process for `pod`, put in the pod's first container in the simulated /proc
+    (a PID that the scenario's own processes already use is not taken: start another)."""
+    from .proctree import cgroup_file, pod_cgroup_path, write_process
 
-    while not stopping.is_set():
-        t = clock()
-        for pod in pods:
-            workload = pod.workload
-            assert workload is not None  # pushers are pods whose workload pushes
-            values: dict[str, Trace] = {
-                s: v for s, v in ((s, getattr(workload, s)) for s in ("queue_depth", "running_requests"))
-                if v is not None}
-            if "queue_depth" not in values:
-                continue
-            try:
-                push_once(socket_path, pod.namespace, pod.name,
-                          float(max(0, round(values["queue_depth"].at(t)))),
-                          float(max(0, round(values["running_requests"].at(t))))
-                          if "running_requests" in values else None,
-                          server=workload.server, model=workload.model, timeout=1.0)
-            except Exception as exc:  # noqa: BLE001 - the agent may not listen yet; try again next round
-                log.debug("sim pusher: %s/%s: %s", pod.namespace, pod.name, exc)
-        stopping.wait(interval)
+    for _ in range(5):
+        proc = subprocess.Popen([sys.executable, "-m", "gpulse.sim.pusher", socket_path], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, text=True)
+        if not proc_root:
+            return proc
+        if not os.path.exists(os.path.join(proc_root, str(proc.pid))):
+            container = pod.containers[0].container_id if pod.containers else "0" * 64
+            path = pod_cgroup_path(scenario.cgroup, pod.qos, pod.uid, container)
+            write_process(proc_root, proc.pid, cgroup_file(scenario.cgroup.version, path), 10_000 + proc.pid,
+                          "pusher")
+            return proc
+        _end(proc)
+    raise RuntimeError("no free PID for a simulated pusher process")
+
+
+def _end(proc: subprocess.Popen[str]) -> None:
+    try:
+        if proc.stdin is not None:
+            proc.stdin.close()
+        proc.wait(5)
+    except (OSError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait(5)
+
+
+def _push_loop(pushers: Sequence[tuple[PodSpec, subprocess.Popen[str]]], clock: Callable[[], float],
+               interval: float, stopping: threading.Event) -> None:
+    try:
+        while not stopping.is_set():
+            t = clock()
+            for pod, proc in pushers:
+                workload = pod.workload
+                assert workload is not None  # pushers are pods whose workload pushes
+                values: dict[str, Trace] = {
+                    s: v for s, v in ((s, getattr(workload, s)) for s in ("queue_depth", "running_requests"))
+                    if v is not None}
+                if "queue_depth" not in values or proc.stdin is None:
+                    continue
+                line = {"namespace": pod.namespace, "pod": pod.name, "server": workload.server,
+                        "model": workload.model, "queue_depth": float(max(0, round(values["queue_depth"].at(t)))),
+                        "running_requests": float(max(0, round(values["running_requests"].at(t))))
+                        if "running_requests" in values else None}
+                try:
+                    proc.stdin.write(json.dumps(line) + "\n")
+                    proc.stdin.flush()
+                except OSError as exc:
+                    log.debug("sim pusher: %s/%s: %s", pod.namespace, pod.name, exc)
+            stopping.wait(interval)
+    finally:
+        for _pod, proc in pushers:
+            _end(proc)

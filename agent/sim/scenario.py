@@ -18,6 +18,7 @@ from typing import Any, Optional, TypeVar, overload
 
 import yaml
 
+from .. import safeyaml
 from ..config import parse_duration
 from ..nvml.metrics import CLOCK_EVENT_REASONS
 from ..workloads import adapters
@@ -46,7 +47,7 @@ class _LineDict(dict[Any, Any]):
     line: int  # line of the mapping itself (0: not from the file)
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(safeyaml.BoundedLoader):
     pass
 
 
@@ -347,10 +348,14 @@ def load(name_or_path: str) -> Scenario:
             text = fh.read()
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read scenario: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
     except ScenarioError as exc:
         raise ScenarioError(str(exc).replace("{file}", path)) from None
+    except safeyaml.YamlError as exc:
+        raise ScenarioError(exc.at(path)) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else "?"

@@ -90,7 +90,7 @@ class World:
         }
         os.makedirs(os.path.dirname(changes["identity.nfd-file"]), exist_ok=True)  # the hostPath NFD reads
         self.inference = start_inference_servers(self.scenario, self.clock,
-                                                 push_socket=changes["workloads.push-socket"])
+                                                 push_socket=changes["workloads.push-socket"], proc_root=proc_root)
         t = self.clock()
         self.apiserver = start_fake_apiserver(self.scenario, self.inference.endpoints, t=t, wall0=self.wall0)
         changes["kube.apiserver"] = self.apiserver.url

@@ -46,8 +46,10 @@ class QueueDepthServicer:
 
     def Report(self, request, context):
         """Report (or refresh) one workload's queue. An entry lives for the agent's push TTL
-        (returned in the reply) after its last report. Invalid identity or values are
-        refused with INVALID_ARGUMENT; a pod that is not on this node with NOT_FOUND.
+        (returned in the reply) after its last report. The agent attests the caller by the
+        socket's peer credentials: a pod may report only for itself (PERMISSION_DENIED
+        otherwise), at most 32 series (RESOURCE_EXHAUSTED past that). Invalid values are
+        refused with INVALID_ARGUMENT.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

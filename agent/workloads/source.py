@@ -25,6 +25,7 @@ from typing import Optional
 from ..config import Config
 from ..kube.apiserver import KubeClient, KubeConfig, KubeError, PodIndex, PodWatcher
 from ..refresh import SourceStatus
+from ..refusals import Refusals
 from ..snapshot import WorkloadState
 from .discovery import Discovery
 from .push import PushServer, PushStore
@@ -32,10 +33,14 @@ from .scrape import EndpointResult, Scraper
 
 log = logging.getLogger(__name__)
 
+STALE_FLOOR_SECONDS = 5.0
+
 
 class WorkloadSource:
-    def __init__(self, config: Config, pod_watcher: Optional[PodWatcher] = None) -> None:
+    def __init__(self, config: Config, pod_watcher: Optional[PodWatcher] = None,
+                 refusals: Optional[Refusals] = None) -> None:
         self.config = config
+        self.refusals = refusals or Refusals()
         self.enabled = config.workloads_enabled
         self.pod_watcher = pod_watcher
         self._own_watcher = False
@@ -68,7 +73,9 @@ class WorkloadSource:
             self.pod_watcher.start()
         if self.config.workloads_push_socket:
             server = PushServer(self.config.workloads_push_socket, self.push_store,
-                                self.pod_watcher.index if self.pod_watcher else None)
+                                self.pod_watcher.index if self.pod_watcher else None,
+                                auth=self.config.workloads_push_auth, procfs=self.config.path_procfs,
+                                refusals=self.refusals)
             try:
                 server.start()
                 self.push_server = server
@@ -86,10 +93,27 @@ class WorkloadSource:
     def _on_pods(self, index: PodIndex) -> None:
         self.scraper.set_targets(self.discovery.targets(index.pods()))
 
+    @property
+    def stale_after(self) -> float:
+        """An endpoint result older than this is stale: its scrapes are not completing (the
+        workers are held, or the round is starved), so its last values are not reported."""
+        return max(STALE_FLOOR_SECONDS, 3 * self.scraper.interval + self.scraper.timeout)
+
+    def _scraped(self, now: float) -> tuple[WorkloadState, ...]:
+        out: list[WorkloadState] = []
+        stale_after = self.stale_after
+        for r in self.scraper.results():
+            if now - r.finished_at <= stale_after:
+                out.extend(r.states)
+            else:
+                out.append(WorkloadState(r.target.namespace, r.target.pod, r.server or r.target.server or "unknown",
+                                         scrape_up=False, scrape_duration_seconds=r.duration))
+        return tuple(out)
+
     def current(self) -> tuple[WorkloadState, ...]:
         if not self.enabled:
             return ()
-        scraped = self.scraper.states()
+        scraped = self._scraped(time.monotonic())
         seen = {(s.namespace, s.pod, s.server, s.model) for s in scraped}
         pushed = tuple(s for s in self.push_store.states()
                        if (s.namespace, s.pod, s.server, s.model) not in seen)
@@ -108,4 +132,8 @@ class WorkloadSource:
             return SourceStatus(up=False, error="workloads.enabled is false")
         results = self.scraper.results()
         age = max(0.0, time.monotonic() - min(r.finished_at for r in results)) if results else None
+        if not self._error and age is not None and age > self.stale_after:
+            stale = sum(1 for r in results if time.monotonic() - r.finished_at > self.stale_after)
+            return SourceStatus(up=False, age_seconds=age,
+                                error=f"{stale} endpoint(s) without a finished scrape for over {self.stale_after:g}s")
         return SourceStatus(up=not self._error, age_seconds=age, error=self._error)

@@ -67,7 +67,7 @@ def test_unsupported_field_is_asked_once(fault_run):
 @contextlib.contextmanager
 def serving(sampler):
     """The agent's HTTP server for `sampler` on a free loopback port; yields its base URL."""
-    server = make_server("127.0.0.1:0", sampler)
+    server = make_server("127.0.0.1:0", sampler, debug_snapshot=True)
     serve_in_thread(server)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -11,6 +11,7 @@ from gpulse.kernels import ExpositionEncoder
 from gpulse.sim import scenario as scenario_mod
 from gpulse.sim.apiserver import start_fake_apiserver
 from gpulse.sim.inference import expected_model, expected_values, start_inference_servers
+from gpulse.sim.proctree import build_proc_tree
 from gpulse.snapshot import Snapshot
 from gpulse.workloads import exposition
 from gpulse.workloads.source import WorkloadSource
@@ -32,11 +33,14 @@ class Node:
     def __init__(self, scen, tmp_path):
         self.scenario = scen
         self.clock = Clock()
-        push_socket = str(tmp_path / "push.sock")
-        self.inference = start_inference_servers(scen, self.clock, push_socket=push_socket, push_interval=0.1)
+        push_socket, proc_root = str(tmp_path / "push.sock"), str(tmp_path / "proc")
+        build_proc_tree(scen, proc_root)  # pushers are attested through it
+        self.inference = start_inference_servers(scen, self.clock, push_socket=push_socket, push_interval=0.1,
+                                                 proc_root=proc_root)
         self.api = start_fake_apiserver(scen, self.inference.endpoints)
         self.config = config_mod.Config(kube_apiserver=self.api.url, node_name=scen.node.name,
-                                        workloads_scrape_interval=0.2, workloads_push_socket=push_socket)
+                                        workloads_scrape_interval=0.2, workloads_push_socket=push_socket,
+                                        path_procfs=proc_root)
         self.source = WorkloadSource(self.config)
         self.source.start()
 

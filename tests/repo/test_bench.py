@@ -83,11 +83,11 @@ def test_thread_groups_separate_agent_from_simulator():
     assert group("gpulse-scrape_3").startswith("workload endpoint scrapes")
     assert group("sim-inference").startswith("simulated world")
     assert group("fake-kubelet_0").startswith("simulated world")
-    from gpulse.server import _Server
     from gpulse.sim.apiserver import _Server as SimServer
 
-    agent_server, sim_server = object.__new__(_Server), object.__new__(SimServer)
-    assert group("Thread-9 (process_request_thread)", agent_server.process_request_thread).startswith("HTTP /metrics")
+    sim_server = object.__new__(SimServer)
+    assert group("gpulse-http").startswith("HTTP /metrics")  # the event loop
+    assert group("gpulse-http-work_0").startswith("HTTP /metrics")  # its bcrypt / review / snapshot workers
     assert group("Thread-9 (process_request_thread)", sim_server.process_request_thread).startswith("simulated world")
     assert group("Thread-3") == agent_child.UNCLASSIFIED
 

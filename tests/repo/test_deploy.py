@@ -19,6 +19,8 @@ KUSTOMIZATIONS = {
     "base": DEPLOY / "kubernetes" / "base",
     "gke": DEPLOY / "kubernetes" / "overlays" / "gke",
     "openshift": DEPLOY / "kubernetes" / "overlays" / "openshift",
+    "tls": DEPLOY / "kubernetes" / "overlays" / "tls",
+    "kubernetes-auth": DEPLOY / "kubernetes" / "overlays" / "kubernetes-auth",
     "prometheus-adapter": DEPLOY / "prometheus-adapter",
 }
 PLAIN_MANIFESTS = sorted(DEPLOY.glob("examples/*.yaml")) + [DEPLOY / "prometheus-adapter" / "hpa-vllm.yaml"]
@@ -59,6 +61,9 @@ _RELABEL = _obj({"sourceLabels": {"type": "array", "items": {"type": "string"}},
                  "targetLabel": {"type": "string"}, "regex": {"type": "string"},
                  "action": {"enum": ["replace", "keep", "drop", "labeldrop", "labelkeep", "labelmap"]},
                  "replacement": {"type": "string"}, "separator": {"type": "string"}})
+_SECRET_REF = _obj({"name": {"type": "string"}, "key": {"type": "string"}, "optional": {"type": "boolean"}},
+                   ["name", "key"])
+_SECRET_OR_CM = _obj({"secret": _SECRET_REF, "configMap": _SECRET_REF})
 # The CRD fields gpulse's manifests use (prometheus-operator monitoring.coreos.com/v1,
 # OpenShift security.openshift.io/v1); unknown fields fail like kubectl's strict validation.
 CRD_SCHEMAS = {
@@ -73,6 +78,12 @@ CRD_SCHEMAS = {
                 "interval": {"type": "string", "pattern": r"^\d+(ms|s|m)$"},
                 "scrapeTimeout": {"type": "string", "pattern": r"^\d+(ms|s|m)$"},
                 "honorLabels": {"type": "boolean"},
+                "scheme": {"enum": ["http", "https"]},
+                "tlsConfig": _obj({"serverName": {"type": "string"}, "ca": _SECRET_OR_CM, "cert": _SECRET_OR_CM,
+                                   "keySecret": _SECRET_REF, "insecureSkipVerify": {"type": "boolean"}}),
+                "basicAuth": _obj({"username": _SECRET_REF, "password": _SECRET_REF}, ["username", "password"]),
+                "bearerTokenFile": {"type": "string"},
+                "authorization": _obj({"type": {"type": "string"}, "credentials": _SECRET_REF}),
                 "relabelings": {"type": "array", "items": _RELABEL},
                 "metricRelabelings": {"type": "array", "items": _RELABEL}}, ["port"])},
         }, ["selector", "endpoints"])}, ["apiVersion", "kind", "metadata", "spec"]),
@@ -160,9 +171,14 @@ def test_base_daemonset_is_hardened():
     assert sc["capabilities"]["drop"] == ["ALL"] and not sc["capabilities"].get("add")
     assert not sc.get("privileged")
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
-    assert not pod.get("hostPID") and not pod.get("hostNetwork")
+    # hostPID only for the push socket's attestation (SO_PEERCRED PIDs must be the host's);
+    # never the host network.
+    assert pod.get("hostPID") is True and "--workloads.push-socket=/var/run/gpulse/push.sock" in c["args"]
+    assert not pod.get("hostNetwork") and not pod.get("hostIPC")
     env = {e["name"]: e for e in c["env"]}
     assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    assert env["MALLOC_ARENA_MAX"]["value"] == "2", "per-thread arenas kept RSS past the limit (docs/hardening.md)"
+    assert int(env["MALLOC_MMAP_THRESHOLD_"]["value"]) == 128 * 1024
     assert c["livenessProbe"]["httpGet"]["path"] == "/livez"
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert {p["containerPort"] for p in c["ports"]} == {9445}
@@ -188,7 +204,7 @@ def test_base_objects_and_rbac_are_minimal():
     docs = render("base")
     kinds = sorted(d["kind"] for d in docs)
     assert kinds == sorted(["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-                            "DaemonSet", "Service", "ServiceMonitor", "PrometheusRule"])
+                            "DaemonSet", "Service", "NetworkPolicy", "ServiceMonitor", "PrometheusRule"])
     (role,) = [d for d in docs if d["kind"] == "ClusterRole"]
     grants = {(r["resources"][0], v) for r in role["rules"] for v in r["verbs"]}
     assert grants == {("nodes", "get"), ("pods", "list"), ("pods", "watch"), ("resourceslices", "get"),
@@ -237,3 +253,47 @@ def test_time_slicing_example_is_a_valid_device_plugin_config():
         for res in ts["resources"]:
             assert res["name"] == "nvidia.com/gpu" or res["name"].startswith("nvidia.com/mig-")
             assert isinstance(res["replicas"], int) and res["replicas"] >= 2, "device plugin needs replicas >= 2"
+
+
+@needs_kubectl
+def test_network_policy_admits_only_prometheus_on_the_metrics_port():
+    docs = render("base")
+    (np,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    (ds,) = [d for d in docs if d["kind"] == "DaemonSet"]
+    assert np["spec"]["podSelector"]["matchLabels"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
+    assert np["spec"]["policyTypes"] == ["Ingress"]
+    (rule,) = np["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert all(f.get("podSelector") or f.get("namespaceSelector", {}).get("matchLabels") for f in rule["from"]), \
+        "no peer may select everything"
+
+
+@needs_kubectl
+def test_tls_and_kubernetes_auth_overlays():
+    for name in ("tls", "kubernetes-auth"):
+        docs = render(name)
+        pod = _daemonset(docs)
+        (c,) = pod["containers"]
+        assert "--web.config.file=/etc/gpulse/web/web-config.yml" in c["args"]
+        assert all(c[p]["httpGet"]["scheme"] == "HTTPS" for p in ("startupProbe", "livenessProbe", "readinessProbe"))
+        (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
+        web = yaml.safe_load(cm["data"]["web-config.yml"])
+        mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+        assert web["tls_server_config"]["cert_file"].startswith("/etc/gpulse/tls/") and mounts["/etc/gpulse/tls"] == "tls"
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert volumes["web-config"]["configMap"]["name"] == cm["metadata"]["name"]  # the generated name
+        (sm,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
+        (ep,) = sm["spec"]["endpoints"]
+        assert ep["scheme"] == "https" and ep["tlsConfig"]["serverName"] == "gpulse.gpulse.svc"
+        assert ep["honorLabels"] is True
+        from gpulse.webconfig import _TLS, _TOP
+        assert set(web) <= set(_TOP) and set(web["tls_server_config"]) <= set(_TLS)
+    docs = render("kubernetes-auth")
+    (c,) = _daemonset(docs)["containers"]
+    assert "--web.kubernetes-auth=true" in c["args"]
+    roles = {d["metadata"]["name"]: d for d in docs if d["kind"] == "ClusterRole"}
+    grants = {(r["resources"][0], v) for r in roles["gpulse-kubernetes-auth"]["rules"] for v in r["verbs"]}
+    assert grants == {("tokenreviews", "create"), ("subjectaccessreviews", "create")}
+    assert roles["gpulse-metrics-reader"]["rules"] == [{"nonResourceURLs": ["/metrics", "/identity"], "verbs": ["get"]}]
+    (sm,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert sm["spec"]["endpoints"][0]["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"

@@ -37,7 +37,7 @@ def test_runtime_dependencies_are_what_the_agent_imports(wheel):
     text = zipfile.ZipFile(wheel).read(meta).decode()
     runtime = sorted(line.split(":", 1)[1].split(">")[0].split("<")[0].strip().lower()
                      for line in text.splitlines() if line.startswith("Requires-Dist:") and "extra ==" not in line)
-    assert runtime == ["grpcio", "isal", "nvidia-ml-py", "protobuf", "psutil", "pyyaml"]
+    assert runtime == ["bcrypt", "grpcio", "isal", "nvidia-ml-py", "protobuf", "psutil", "pyyaml"]
 
 
 def test_import_gpulse_from_the_installed_wheel(wheel, tmp_path):

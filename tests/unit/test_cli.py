@@ -12,6 +12,9 @@ from tests.conftest import gpulse_cmd
     (["check", "--nvml.backend=fake", "--scenario=nope"], "gpulse: scenario 'nope': not a built-in"),
     (["serve", "--cost.price-file=/nonexistent/prices.yaml"],
      "gpulse: --cost.price-file: /nonexistent/prices.yaml: cannot read the price file: No such file or directory"),
+    (["serve", "--web.config.file=/nonexistent/web.yml"], "gpulse: web.config.file: cannot read /nonexistent/web.yml"),
+    (["serve", "--kube.enabled=false", "--web.kubernetes-auth"], "--web.kubernetes-auth needs the Kubernetes API"),
+    (["serve", "--sources.dcgm-exporter-url=file:///etc/passwd"], "is not an http(s) URL"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(argv, needle):
     r = subprocess.run(gpulse_cmd(*argv), capture_output=True, text=True, timeout=60)

@@ -140,3 +140,54 @@ def test_cost_settings(tmp_path):
     assert (d.cost_idle_threshold, d.cost_pricing_kind, d.cost_basis, d.cost_price_file) == \
         (0.05, "auto", "allocation", "")
     assert {"energy", "cost"} <= d.collectors
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--collect.interval=1000000d"], "--collect.interval: duration '1000000d' is outside 100ms..10m"),
+    (["--collect.interval=1ms"], "is outside 100ms..10m"),
+    (["--workloads.scrape-timeout=1h"], "--workloads.scrape-timeout: duration '1h' is outside 10ms..1m"),
+    (["--workloads.push-ttl=1000d"], "is outside 1s..60m"),
+    (["--kubelet.refresh-interval=99999h"], "is outside 100ms..60m"),
+    (["--workloads.max-body-bytes=99999999999"], "--workloads.max-body-bytes: integer '99999999999' is outside"),
+    (["--workloads.concurrency=1000"], "is outside 1..64"),
+    (["--limits.max-series=10000000"], "is outside 1..200000"),
+    (["--web.max-connections=100000"], "is outside 1..4096"),
+    (["--web.header-timeout=1h"], "is outside 100ms..1m"),
+    (["--workloads.concurrency=64", "--workloads.max-body-bytes=4194304"], "bodies held at once"),
+    (["--sources.dcgm-exporter-url=file:///etc/passwd"], "'file:///etc/passwd' is not an http(s) URL"),
+    (["--sources.dcgm-exporter-url=gopher://x/"], "is not an http(s) URL"),
+    (["--kube.apiserver=unix:///var/run/x"], "is not an http(s) URL"),
+    (["--workloads.push-auth=maybe"], "invalid value 'maybe' (one of: pod, none)"),
+    (["--node.name=" + "x" * 5000], "value of 5000 characters"),
+])
+def test_every_duration_and_size_is_bounded(argv, needle):
+    with pytest.raises(c.ConfigError) as err:
+        c.load(_args(*argv), environ={})
+    assert needle in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_duration_and_count_setting_has_bounds():
+    for s in c.SETTINGS:
+        if s.collector or s.is_bool:
+            continue
+        assert not (c.Config.__dataclass_fields__[s.attr].type in ("int", "float") and
+                    not isinstance(s.parse, (c._Duration, c._Int)) and s.parse is not c._ratio), s.flag
+
+
+def test_empty_source_url_is_off():
+    assert c.load(_args("--sources.dcgm-exporter-url="), environ={}).sources_dcgm_exporter_url == ""
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"".join(b"x%d: &x%d {%s}\n" % (i, i, b", ".join(b"%c: %s" % (k, b"1" if i == 0 else b"*x%d" % (i - 1))
+                                                          for k in b"abcdefghi")) for i in range(9)),
+     "aliases are expanded (an alias bomb?)"),
+    (b"log.level: \xff\xfe info\n", "gpulse.yaml:1: not UTF-8 text (byte 11)"),
+    (b"collect.interval: " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested deeper than 64 levels"),
+])
+def test_hostile_config_files_are_one_line(tmp_path, content, needle):
+    f = tmp_path / "gpulse.yaml"
+    f.write_bytes(content)
+    with pytest.raises(c.ConfigError) as err:
+        c.load(_args(f"--config.file={f}"), environ={})
+    assert needle in str(err.value) and "\n" not in str(err.value)
