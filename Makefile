@@ -26,12 +26,12 @@ $(VENV)/.stamp-tools:
 
 # Runtime dependencies only, with the agent installed editable (the extensions come next).
 $(VENV)/.stamp-deps: $(VENV)/.stamp-tools pyproject.toml
-	GPULSE_NO_EXTENSIONS=1 $(PIP) install -q --no-build-isolation -e .
+	GPULSE_NO_EXTENSIONS=1 $(PIP) install -qq --no-build-isolation -e .
 	touch $@
 
 # The test tools (pytest, ruff, mypy, kubectl, ...): `make test`, not `make run`.
 $(VENV)/.stamp-test: $(VENV)/.stamp-deps
-	GPULSE_NO_EXTENSIONS=1 $(PIP) install -q --no-build-isolation -e '.[test]'
+	GPULSE_NO_EXTENSIONS=1 $(PIP) install -qq --no-build-isolation -e '.[test]'
 	touch $@
 
 # The extensions, compiled in parallel, again whenever a .pyx changes. Without a usable C++

@@ -14,10 +14,12 @@ import shutil
 import sys
 import sysconfig
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 from setuptools.command.build_ext import build_ext
 
-PACKAGES = ["gpulse" + p[len("agent"):] for p in find_packages(include=["agent", "agent.*"])]
+# Namespace discovery lists the data folders (identity/data, sim/scenarios) too, as setuptools asks.
+PACKAGES = ["gpulse" + p[len("agent"):]
+            for p in find_namespace_packages(include=["agent", "agent.*"], exclude=["*.__pycache__"])]
 JOBS = max(1, min(len(glob.glob("ext/_*.pyx")) or 1, os.cpu_count() or 1))
 
 
