@@ -330,8 +330,8 @@ def load(name_or_path: str) -> Scenario:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ScenarioError(f"{path}:{line}: not UTF-8 text (byte {exc.start})") from None
+        row = raw.count(b"\n", 0, exc.start) + 1
+        raise ScenarioError(f"{path}:{row}: not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
     except ScenarioError as exc:
