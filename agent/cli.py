@@ -168,7 +168,10 @@ def serve_main(cfg: Config) -> int:
     host, port = server.server_address[:2]
     log.info("gpulse %s serving http://%s/metrics (backend %s%s)", __version__, _host_port(str(host), int(port)),
              cfg.nvml_backend, f", scenario {cfg.scenario}" if nvml.world is not None else "")
-    done.wait()
+    # A timed wait: the handler runs only when the main thread returns to Python, and a
+    # signal taken by one of the native (gRPC) threads would not wake an untimed wait.
+    while not done.wait(0.5):
+        pass
     log.info("shutting down")
     server.shutdown()
     agent.stop()

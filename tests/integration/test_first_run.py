@@ -68,3 +68,31 @@ def test_compat_dcgm_switch_serves_the_dcgm_names(served):
     for name in ("DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_GPU_TEMP"):
         assert re.search(rf"^{name}\{{", text, re.M), name
     assert re.search(r'^gpulse_collector_success\{collector="dcgm_compat"\} 1$', text, re.M)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_taken_by_any_thread_stops_the_agent(sig):
+    """Ctrl-C on `make run`, SIGTERM from the kubelet: the kernel may hand the signal to any
+    thread (gRPC's native ones included); the agent still stops, with status 0."""
+    port = free_port()
+    proc = subprocess.Popen(gpulse_cmd("serve", "--nvml.backend=fake", f"--web.listen-address=127.0.0.1:{port}"),
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "gpulse serve did not become ready"
+            time.sleep(0.2)
+        others = sorted(int(t) for t in os.listdir(f"/proc/{proc.pid}/task") if int(t) != proc.pid)
+        os.kill(others[-1], sig)  # kill(2) with a thread's id: that thread takes the signal
+        assert proc.wait(timeout=30) == 0
+        assert "Traceback" not in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
