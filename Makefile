@@ -21,7 +21,7 @@ $(VENV)/.stamp-tools:
 	  "gpulse needs Python 3.10 or newer; $(PYTHON) is " + sys.version.split()[0] + " (make run PYTHON=python3.12)")'
 	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "make: $(PYTHON) -m venv failed; on Debian/Ubuntu:" \
 	  "apt-get install python3-venv"; exit 1; }
-	$(PIP) install -q "setuptools>=77" wheel "cython>=3.0"
+	$(PIP) install -qq "setuptools>=77" wheel "cython>=3.0"
 	touch $@
 
 # Runtime dependencies only, with the agent installed editable (the extensions come next).
