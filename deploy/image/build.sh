@@ -9,10 +9,11 @@
 #    in this checkout reuse them.
 # 2. The wheels of the agent's dependencies, downloaded on this machine with its own pip
 #    configuration for the bases' Python.
-# 3. The Containerfile at the repository root, built by buildah with those two bases and
-#    without network: the same recipe `podman build .` follows with the pinned python:slim.
+# 3. The Containerfile at the repository root, built by buildah on those two bases with
+#    nothing fetched: the same recipe `podman build .` follows with the pinned python:slim.
 #
-# Needs root, mmdebstrap, buildah and a Debian mirror (apt's default, or DEBIAN_MIRROR).
+# Needs root, mmdebstrap, buildah, a Debian mirror (deb.debian.org, or DEBIAN_MIRROR) and the
+# package index pip is configured with.
 # Environment: PYTHON (a Python with pip and gpulse installed; default .venv/bin/python),
 # DEBIAN_SUITE (bookworm), DEBIAN_MIRROR, IMAGE_STORE (build/image/store).
 set -euo pipefail
@@ -24,6 +25,7 @@ python=${PYTHON:-.venv/bin/python}
 suite=${DEBIAN_SUITE:-bookworm}
 mirror=${DEBIAN_MIRROR:-}
 store=${IMAGE_STORE:-build/image/store}
+case $store in /*) ;; *) store=$root/$store ;; esac
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 name=ghcr.io/gpulse/gpulse:$version
 case $suite in
@@ -38,7 +40,7 @@ for tool in mmdebstrap buildah; do
   command -v $tool >/dev/null || die "$tool not found (apt-get install mmdebstrap buildah podman runc)"
 done
 
-buildah=(buildah --root "$root/$store" --runroot "$root/build/image/run" --storage-driver vfs)
+buildah=(buildah --root "$store" --runroot "$store.run" --storage-driver vfs)
 work=$(mktemp -d /var/tmp/gpulse-image.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 step() { printf '%s %s\n' "$(date +%T)" "$*"; }
@@ -54,7 +56,7 @@ base() {  # base NAME PACKAGES -> prints the image tag, building it when the sto
     step "mmdebstrap $suite $1 base: $2" >&2
     tar=$work/$1.tar
     mmdebstrap --quiet --variant=minbase "${hooks[@]}" --include="$2" "$suite" "$tar" ${mirror:+"$mirror"} \
-      >"$work/$1.log" 2>&1 || { tail -20 "$work/$1.log" >&2; die "mmdebstrap $1 base failed"; }
+      </dev/null >"$work/$1.log" 2>&1 || { tail -20 "$work/$1.log" >&2; die "mmdebstrap $1 base failed"; }
     ctr=$("${buildah[@]}" from scratch)
     "${buildah[@]}" add "$ctr" "$tar" / >/dev/null
     "${buildah[@]}" commit --quiet --rm "$ctr" "$tag" >/dev/null
