@@ -15,7 +15,6 @@ import os
 import signal
 import stat
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
@@ -160,18 +159,19 @@ def serve_main(cfg: Config) -> int:
         print(f"gpulse: --web.listen-address {cfg.web_listen_address}: {exc.strerror or one_line(exc)}",
               file=sys.stderr)
         return 2
-    done = threading.Event()
+    # The handler only records the signal, and the main thread looks every half second: an
+    # Event.set() in a handler deadlocks when a second signal (make forwards Ctrl-C) lands
+    # inside the first set(), and an untimed wait misses a signal a gRPC thread took.
+    signalled: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+        signal.signal(sig, lambda signum, _frame: signalled.append(signum))
     agent.start()
     serve_in_thread(server)
     host, port = server.server_address[:2]
     log.info("gpulse %s serving http://%s/metrics (backend %s%s)", __version__, _host_port(str(host), int(port)),
              cfg.nvml_backend, f", scenario {cfg.scenario}" if nvml.world is not None else "")
-    # A timed wait: the handler runs only when the main thread returns to Python, and a
-    # signal taken by one of the native (gRPC) threads would not wake an untimed wait.
-    while not done.wait(0.5):
-        pass
+    while not signalled:
+        time.sleep(0.5)
     log.info("shutting down")
     server.shutdown()
     agent.stop()
