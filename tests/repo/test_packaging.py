@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -94,3 +95,28 @@ def test_without_a_compiler_one_warning_and_the_pure_twins(tmp_path):
     r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60,
                        env=dict(env, PYTHONPATH=str(site)))
     assert r.returncode == 0 and r.stdout.split() == ["False", "True"], r.stderr
+
+
+def test_containerfile_pins_its_base_and_builds_in_stages():
+    """Containerfile: the base pinned by digest, the extensions compiled in a builder stage,
+    one squashed layer, the version label the same as the package's."""
+    text = (Path(ROOT) / "Containerfile").read_text()
+    bases = re.findall(r"^ARG (BUILDER_BASE|RUNTIME_BASE)=(\S+)$", text, re.M)
+    assert {name for name, _ in bases} == {"BUILDER_BASE", "RUNTIME_BASE"}
+    for _, ref in bases:
+        assert re.fullmatch(r"docker\.io/library/python:3\.\d+\.\d+-slim-\w+@sha256:[0-9a-f]{64}", ref), ref
+    stages = re.findall(r"^FROM (\S+)(?: AS (\w+))?$", text, re.M)
+    assert stages == [("${BUILDER_BASE}", "builder"), ("${RUNTIME_BASE}", "rootfs"), ("scratch", "")]
+    assert "deploy/image/build-agent.sh" in text and "COPY --from=builder /opt/gpulse /opt/gpulse" in text
+    version = re.search(r'^version = "(.+)"', (Path(ROOT) / "pyproject.toml").read_text(), re.M).group(1)
+    assert re.search(rf"^ARG VERSION={re.escape(version)}$", text, re.M)
+    ignored = (Path(ROOT) / ".containerignore").read_text().split()
+    assert {".git", ".venv", "build/*"} <= set(ignored)
+
+
+def test_image_scripts_are_valid_shell():
+    for script in ("build.sh", "build-agent.sh", "trim.sh"):
+        path = Path(ROOT) / "deploy" / "image" / script
+        shell = "bash" if path.read_text().startswith("#!/bin/bash") else "sh"
+        r = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and os.access(path, os.X_OK), (script, r.stderr)
