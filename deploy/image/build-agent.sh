@@ -21,6 +21,29 @@ fi
 "$py" -m pip install "$@" --no-build-isolation "$src"
 # The image promises the compiled kernels: a build that fell back to the pure twins fails here.
 "$py" -c 'import sys, gpulse.kernels as k; sys.exit(0 if k.EXTENSIONS_LOADED else "gpulse: extensions did not build")'
-"$py" -m pip uninstall --quiet --yes cython setuptools wheel pip
+# Keep gpulse and what it needs at run time; the build tools and their dependencies go.
+extra=$("$py" - <<'PY'
+import importlib.metadata as md
+import re
+
+def norm(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+need, todo = set(), ["gpulse"]
+while todo:
+    dist = norm(todo.pop())
+    if dist in need:
+        continue
+    need.add(dist)
+    try:
+        reqs = md.requires(dist) or []
+    except md.PackageNotFoundError:
+        continue
+    todo += [re.split(r"[\s;<>=!~\[(]", r, maxsplit=1)[0] for r in reqs if "extra ==" not in r]
+print(" ".join(sorted({norm(d.metadata["Name"]) for d in md.distributions()} - need - {"pip"})))
+PY
+)
+# shellcheck disable=SC2086 # a list of names
+"$py" -m pip uninstall --quiet --yes $extra pip
 rm -rf "$prefix"/include "$prefix"/share
 find "$prefix" -name '*.so' -exec strip --strip-unneeded {} + 2>/dev/null || true
