@@ -17,7 +17,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from . import __version__
 from . import config as config_mod
@@ -315,8 +315,12 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
 def entry() -> None:
     """The `gpulse` command: main() with the reader of stdout gone (`gpulse check | head`)
     ending quietly as cat does, status 141, and Ctrl-C as status 130; no traceback."""
+    code: Union[int, str, None]
     try:
-        code = main()
+        try:
+            code = main()
+        except SystemExit as exc:  # argparse's --help and usage errors print, then exit
+            code = exc.code
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
     except BrokenPipeError:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit

@@ -77,6 +77,7 @@ def test_undecodable_config_and_scenario_files_are_one_line_and_exit_2(tmp_path)
     ["labels", "--nvml.backend=fake", "--scenario=t4-legacy", "--json"],
     ["identify", "--name", "Tesla T4"],
     ["scenarios"],
+    ["serve", "--help"],
 ])
 @pytest.mark.parametrize("unbuffered", [True, False], ids=["unbuffered", "buffered"])
 def test_reader_gone_is_quiet_exit_141(argv, unbuffered):
