@@ -93,7 +93,8 @@ def test_reader_gone_is_quiet_exit_141(argv, unbuffered):
                            timeout=60)
     finally:
         os.close(write_end)
-    assert r.stderr == "" and r.returncode == 141, r.stderr
+    # argparse itself ignores a failed write of --help, which then exits 0
+    assert r.stderr == "" and r.returncode in ((0, 141) if "--help" in argv else (141,)), r.stderr
 
 
 def test_check_piped_into_head_prints_no_traceback():
