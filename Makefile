@@ -1,40 +1,70 @@
-# gpulse: `make run` serves a simulated node, `make test` runs the whole suite.
-# Both install what they need: a local virtualenv, the Cython build and, for the tests,
-# Debian's prometheus, prometheus-alertmanager and pci.ids when missing.
+# gpulse: `make run` serves a simulated node, `make test` runs the whole suite, `make image`
+# builds the container image. Each installs what it needs: `make run` a local virtualenv with
+# the runtime dependencies and the Cython build; `make test` also the test tools and, as root
+# with apt, Debian's prometheus, prometheus-alertmanager, pci.ids and the image tools (mmdebstrap,
+# buildah, podman, runc); without apt or root the tests that need them skip and say why.
 SHELL := /bin/bash
+PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+IMAGE ?= build/image/gpulse-$(VERSION).oci.tar
+RUN_ARGS ?=
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test e2e bench lint setup build deb-deps docs generate proto pciids clean
+.PHONY: run runtime test e2e bench lint setup build deb-deps image docs generate proto pciids clean
 
-$(VENV)/.stamp-deps: pyproject.toml
-	python3 -m venv $(VENV)
-	$(PIP) install -q --upgrade pip setuptools wheel cython
-	# the extensions are built once, in place, by the next rule
-	GPULSE_NO_EXTENSIONS=1 $(PIP) install -q -e '.[test]'
+# The virtualenv and the build tools: all the extensions' build needs.
+$(VENV)/.stamp-tools:
+	@$(PYTHON) -c 'import sys; sys.exit(None if sys.version_info >= (3, 10) else \
+	  "gpulse needs Python 3.10 or newer; $(PYTHON) is " + sys.version.split()[0] + " (make run PYTHON=python3.12)")'
+	@$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "make: $(PYTHON) -m venv failed; on Debian/Ubuntu:" \
+	  "apt-get install python3-venv"; exit 1; }
+	$(PIP) install -qq "setuptools>=77" wheel "cython>=3.0"
 	touch $@
 
-# Rebuild the extensions whenever a .pyx changes.
-$(VENV)/.stamp-build: $(VENV)/.stamp-deps $(wildcard ext/*.pyx) setup.py
+# Runtime dependencies only, with the agent installed editable (the extensions come next).
+$(VENV)/.stamp-deps: $(VENV)/.stamp-tools pyproject.toml
+	GPULSE_NO_EXTENSIONS=1 $(PIP) install -qq --no-build-isolation -e .
+	touch $@
+
+# The test tools (pytest, ruff, mypy, kubectl, ...): `make test`, not `make run`.
+$(VENV)/.stamp-test: $(VENV)/.stamp-deps
+	GPULSE_NO_EXTENSIONS=1 $(PIP) install -qq --no-build-isolation -e '.[test]'
+	touch $@
+
+# The extensions, compiled in parallel, again whenever a .pyx changes. Without a usable C++
+# compiler setup.py warns once and the agent runs on its pure-Python twins; the stamp is then
+# left out, so the next make tries again.
+$(VENV)/.stamp-build: $(VENV)/.stamp-tools $(wildcard ext/*.pyx) setup.py
 	$(PY) setup.py -q build_ext --inplace
-	touch $@
+	@if [ "$$(ls agent/_*.so 2>/dev/null | wc -l)" = "$(words $(wildcard ext/*.pyx))" ]; then touch $@; fi
 
-setup build: $(VENV)/.stamp-build
+# Dependencies and the build in parallel: pip waits on the network, the compiler on the CPU.
+runtime:
+	@$(MAKE) --no-print-directory -j3 $(VENV)/.stamp-deps $(VENV)/.stamp-build
 
+setup build: runtime $(VENV)/.stamp-test
+
+# Debian packages for the end-to-end and image tests, when missing; one line and no failure
+# where apt-get is missing or this is not root (those tests then skip, or fail under CI=1).
 deb-deps:
 	@need=""; \
 	command -v promtool >/dev/null || need="$$need prometheus"; \
 	command -v alertmanager >/dev/null || command -v prometheus-alertmanager >/dev/null || need="$$need prometheus-alertmanager"; \
 	test -f /usr/share/misc/pci.ids || need="$$need pci.ids"; \
-	if [ -n "$$need" ]; then \
-	  echo "installing Debian packages:$$need"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
-	fi
+	for t in mmdebstrap buildah podman; do command -v $$t >/dev/null || need="$$need $$t"; done; \
+	[ -x /usr/sbin/runc ] || need="$$need runc"; \
+	if [ -z "$$need" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null || [ "$$(id -u)" != 0 ]; then \
+	  echo "make: not installing$$need (needs apt-get as root); the tests that use them skip"; exit 0; fi; \
+	echo "installing Debian packages:$$need"; \
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; } \
+	  || echo "make: apt-get could not install$$need; the tests that use them skip"
 
-run: setup
-	$(VENV)/bin/gpulse serve --nvml.backend=fake --scenario=reference
+run: runtime
+	$(VENV)/bin/gpulse serve --nvml.backend=fake --scenario=reference $(RUN_ARGS)
 
 test: setup deb-deps lint
 	$(PY) -m pytest tests
@@ -42,6 +72,11 @@ test: setup deb-deps lint
 
 e2e: setup deb-deps
 	$(PY) -m pytest -m e2e tests/e2e
+
+# The container image as an OCI archive, built without a container registry (Debian bases
+# from mmdebstrap, the Containerfile by buildah); see deploy/image/build.sh.
+image: runtime
+	PYTHON=$(PY) deploy/image/build.sh $(IMAGE)
 
 bench: setup
 	$(PY) bench/run.py
@@ -71,4 +106,4 @@ pciids: setup deb-deps
 	$(PY) tools/gen_pci_ids.py
 
 clean:
-	rm -rf $(VENV) build agent/*.so ext/*.c
+	rm -rf $(VENV) build agent/*.so ext/*.c ext/*.cpp

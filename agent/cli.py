@@ -15,10 +15,9 @@ import os
 import signal
 import stat
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from . import __version__, memory
 from . import config as config_mod
@@ -176,16 +175,20 @@ def serve_main(cfg: Config) -> int:
         print(f"gpulse: --web.listen-address {cfg.web_listen_address}: {exc.strerror or one_line(exc)}",
               file=sys.stderr)
         return 2
-    done = threading.Event()
+    # The handler only records the signal, and the main thread looks every half second: an
+    # Event.set() in a handler deadlocks when a second signal (make forwards Ctrl-C) lands
+    # inside the first set(), and an untimed wait misses a signal a gRPC thread took.
+    signalled: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+        signal.signal(sig, lambda signum, _frame: signalled.append(signum))
     agent.start()
     serve_in_thread(server)
     host, port = server.server_address[:2]
     scheme = "https" if web.get("web_config") is not None and web["web_config"].current.tls is not None else "http"
     log.info("gpulse %s serving %s://%s/metrics (backend %s%s)", __version__, scheme, _host_port(str(host), int(port)),
              cfg.nvml_backend, f", scenario {cfg.scenario}" if nvml.world is not None else "")
-    done.wait()
+    while not signalled:
+        time.sleep(0.5)
     log.info("shutting down")
     server.shutdown()
     agent.stop()
@@ -361,5 +364,23 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
 
+def entry() -> None:
+    """The `gpulse` command: main() with the reader of stdout gone (`gpulse check | head`)
+    ending quietly as cat does, status 141, and Ctrl-C as status 130; no traceback."""
+    code: Union[int, str, None]
+    try:
+        try:
+            code = main()
+        except SystemExit as exc:  # argparse's --help and usage errors print, then exit
+            code = exc.code
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        code = 128 + signal.SIGPIPE
+    except KeyboardInterrupt:
+        code = 128 + signal.SIGINT
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

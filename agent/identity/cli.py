@@ -79,11 +79,19 @@ _COLUMNS = ("index", "uuid", "model", "sku", "form_factor", "memory_gb", "comput
 _MIG_COLUMNS = ("gpu", "uuid", "mig_profile", "model", "sku", "form_factor", "memory_gb", "source")
 
 
+def _word(value: object) -> str:
+    """A value as the table and text output show it: JSON's words, '-' for nothing."""
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, (bool, dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
 def _table(rows: Sequence[Mapping[str, object]], columns: Sequence[str] = _COLUMNS) -> str:
     cells = [[str(c).upper() for c in columns]]
     for row in rows:
-        cells.append(["-" if row.get(c) in (None, "") else str(row.get(c)).lower()
-                      if isinstance(row.get(c), bool) else str(row.get(c)) for c in columns])
+        cells.append([_word(row.get(c)) for c in columns])
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells)
 
@@ -118,8 +126,7 @@ def identify_main(args: argparse.Namespace, config: Config, view_provider: Optio
         else:
             width = max(len(k) for k in record)
             for key, value in record.items():
-                shown = json.dumps(value) if isinstance(value, (dict, list)) else value
-                print(f"{key.ljust(width)}  {shown}", file=out)
+                print(f"{key.ljust(width)}  {_word(value)}", file=out)
         return 0
     if any(getattr(args, a) is not None
            for a in ("pci_device_id", "pci_subsystem_id", "memory_mib", "compute_capability")):

@@ -183,6 +183,9 @@ class KubeClient:
                     self._token_read_at = now
                 except OSError as exc:
                     log.warning("kube: cannot read service-account token %s: %s", self.kube.token_path, exc.strerror)
+                except UnicodeDecodeError as exc:
+                    log.warning("kube: service-account token %s is not UTF-8 text (byte %d)", self.kube.token_path,
+                                exc.start)
             return self._token
 
     def _connect(self, timeout: float) -> http.client.HTTPConnection:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import io
 import math
 import os
 from collections.abc import Callable
@@ -132,10 +133,16 @@ def parse_trace(spec: Any, base_dir: str = ".") -> Trace:
     if kind == "replay":
         path = os.path.join(base_dir, str(body))
         try:
-            with open(path, newline="", encoding="utf-8") as fh:
-                rows = [r for r in csv.reader(fh) if r and not r[0].startswith("#")]
+            with open(path, "rb") as fh:
+                raw = fh.read()
         except OSError as exc:
             raise TraceError(f"replay: cannot read {path}: {exc.strerror}") from None
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise TraceError(f"replay: {path}:{line}: not UTF-8 text (byte {exc.start})") from None
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if r and not r[0].startswith("#")]
         points: list[tuple[float, float]] = []
         for n, row in enumerate(rows, 1):
             try:

@@ -4,6 +4,7 @@ CRDs, against the fields we rely on, and the DaemonSet keeps the hardening DESIG
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -297,3 +298,33 @@ def test_tls_and_kubernetes_auth_overlays():
     assert roles["gpulse-metrics-reader"]["rules"] == [{"nonResourceURLs": ["/metrics", "/identity"], "verbs": ["get"]}]
     (sm,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
     assert sm["spec"]["endpoints"][0]["bearerTokenFile"] == "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def _version() -> str:
+    return re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+
+
+@needs_kubectl
+@pytest.mark.parametrize("name", ["base", "gke", "openshift"])
+def test_daemonset_runs_the_image_make_image_builds(name):
+    """The image `make image` tags (ghcr.io/gpulse/gpulse:<pyproject version>) is the one deployed."""
+    (c,) = _daemonset(render(name))["containers"]
+    assert c["image"] == f"ghcr.io/gpulse/gpulse:{_version()}"
+
+
+@needs_kubectl
+def test_readme_overlay_replaces_the_image(tmp_path):
+    """The README's overlay, as printed, points the DaemonSet at another registry."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```yaml\n# (deploy/kubernetes/overlays/[\w-]+/kustomization\.yaml)\n(.*?)```", readme, re.S)
+    assert block, "README lost its image overlay example"
+    shutil.copytree(DEPLOY / "kubernetes", tmp_path / "deploy" / "kubernetes")
+    overlay = tmp_path / block.group(1)
+    overlay.parent.mkdir(parents=True)
+    overlay.write_text(block.group(2))
+    out = subprocess.run([KUBECTL, "kustomize", str(overlay.parent)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    docs = [d for d in yaml.safe_load_all(out.stdout) if d]
+    want = yaml.safe_load(block.group(2))["images"][0]
+    (c,) = _daemonset(docs)["containers"]
+    assert c["image"] == f"{want['newName']}:{want['newTag']}" != f"ghcr.io/gpulse/gpulse:{_version()}"

@@ -1,5 +1,7 @@
 """The gpulse command: one-line errors, exit codes, check's table."""
 
+import os
+import re
 import subprocess
 
 import pytest
@@ -73,3 +75,84 @@ def test_check_reports_what_each_call_did_on_nvidias_mock_gb200():
     assert "ok" in rows["NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX summed over NVLinks"]
     assert rows["nvmlDeviceGetFanSpeed"].split()[1:5] == ["unsupported"] * 4
     assert rows["compute processes (MIG)"].count("not called") == 4
+
+
+def test_undecodable_config_and_scenario_files_are_one_line_and_exit_2(tmp_path):
+    conf = tmp_path / "gpulse.yaml"
+    conf.write_bytes(b"log:\n  level: d\xe9bug\n")
+    scen = tmp_path / "node.yaml"
+    scen.write_bytes(b"name: n\ndescription: \xff\n")
+    for argv, needle in [(["check", f"--config.file={conf}"], f"config.file: {conf}:2: not UTF-8 text"),
+                         (["scenarios", str(scen)], f"{scen}:2: not UTF-8 text (byte 21)"),
+                         (["check", "--nvml.backend=fake", f"--scenario={scen}"], f"{scen}:2: not UTF-8 text"),
+                         (["serve", "--nvml.backend=fake", f"--scenario={scen}"], f"{scen}:2: not UTF-8 text")]:
+        r = subprocess.run(gpulse_cmd(*argv), capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2, (argv, r.stderr)
+        assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, (argv, r.stderr)
+
+
+@pytest.mark.parametrize("argv", [
+    ["check", "--nvml.backend=fake", "--scenario=t4-legacy"],
+    ["identify", "--nvml.backend=fake", "--scenario=t4-legacy"],
+    ["labels", "--nvml.backend=fake", "--scenario=t4-legacy", "--json"],
+    ["identify", "--name", "Tesla T4"],
+    ["scenarios"],
+    ["serve", "--help"],
+])
+@pytest.mark.parametrize("unbuffered", [True, False], ids=["unbuffered", "buffered"])
+def test_reader_gone_is_quiet_exit_141(argv, unbuffered):
+    """`gpulse check | head`: the reader closes the pipe; no BrokenPipeError traceback, and
+    the status a shell gives a process killed by SIGPIPE."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # gone before the first line: every write fails
+    try:
+        r = subprocess.run(gpulse_cmd(*argv), stdout=write_end, stderr=subprocess.PIPE, text=True, env=env,
+                           timeout=60)
+    finally:
+        os.close(write_end)
+    # argparse itself ignores a failed write of --help, which then exits 0
+    assert r.stderr == "" and r.returncode in ((0, 141) if "--help" in argv else (141,)), r.stderr
+
+
+def test_check_piped_into_head_prints_no_traceback():
+    r = subprocess.run(["bash", "-c", " ".join(gpulse_cmd("check", "--nvml.backend=fake")) + " | head -n 2"],
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    assert r.stdout.splitlines()[0].startswith("CHECK") and len(r.stdout.splitlines()) == 2
+    assert r.stderr == ""
+
+
+@pytest.mark.parametrize("command", ["serve", "check", "identify", "labels"])
+def test_scenario_without_fake_backend_says_what_to_add(command, tmp_path):
+    run_dir = tmp_path / "run"
+    extra = [f"--workloads.push-socket={run_dir}/push.sock", f"--identity.nfd-file={run_dir}/nfd"] \
+        if command == "serve" else []
+    r = subprocess.run(gpulse_cmd(command, "--scenario=reference", *extra), capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2
+    assert r.stderr.strip() == ("gpulse: --scenario simulates a node: add --nvml.backend=fake "
+                                "(or drop --scenario on a GPU node)")
+    assert not run_dir.exists()  # nothing was started or created
+
+
+@pytest.mark.parametrize("command,has,lacks", [
+    ("serve", ["--compat.dcgm", "--collect.interval", "--web.listen-address"], []),
+    ("check", ["--nvml.backend", "--path.procfs", "--kubelet.pod-resources-socket"],
+     ["--collect.interval", "--web.listen-address", "--compat.dcgm", "--workloads.enabled"]),
+    ("identify", ["--name", "--json", "--kube.apiserver"], ["--collect.interval", "--web.listen-address"]),
+    ("labels", ["--json", "--node.name"], ["--collect.interval", "--name", "--compat.dcgm"]),
+])
+def test_each_subcommand_help_shows_its_own_flags(command, has, lacks):
+    r = subprocess.run(gpulse_cmd(command, "--help"), capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0
+    flags = set(re.findall(r"(--[a-z][\w.-]*)", r.stdout))
+    assert set(has) <= flags and not set(lacks) & flags, sorted(flags)
+
+
+def test_listen_address_in_the_log_brackets_ipv6():
+    from gpulse.cli import _host_port
+    assert _host_port("::1", 9445) == "[::1]:9445"
+    assert _host_port("::", 9445) == "[::]:9445"
+    assert _host_port("127.0.0.1", 9445) == "127.0.0.1:9445"

@@ -98,6 +98,7 @@ def test_booleans_are_switches_and_still_take_values():
 def test_collector_switches_from_flags_env_and_file(tmp_path):
     from tests.conftest import load_flags
     assert "dcgm_compat" in load_flags(["--compat.dcgm"]).collectors  # dcgm-exporter users' spelling
+    assert "dcgm_compat" not in load_flags(["--compat.dcgm", "--no-compat.dcgm"]).collectors
     assert "dcgm_compat" in load_flags([], environ={"GPULSE_COMPAT_DCGM": "1"}).collectors
     f = tmp_path / "gpulse.yaml"
     f.write_text("collector:\n  mig: false\n  dcgm_compat: true\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import re
 
 import pytest
 from gpulse.catalog import BY_NAME
@@ -84,6 +85,18 @@ def test_identify_this_node_table_and_json():
     code, out = run(identify_main, ["--json"], lambda: view_of())
     data = json.loads(out)
     assert [g["uuid"] for g in data["gpus"]] == ["GPU-0", "GPU-1"] and data["unknown_count"] == 0
+
+
+@pytest.mark.parametrize("args,provided", [(["--name", "Quantum Accelerator 1"], False),
+                                           (["--name", "NVIDIA H100 80GB HBM3"], False), ([], True)])
+def test_text_output_uses_json_words_not_python(args, provided):
+    """None, True and False are Python's spelling; the text output says -, true and false."""
+    code, out = run(identify_main, args, (lambda: view_of(node=CONFLICTING_NODE)) if provided else None)
+    words = set(re.findall(r"[A-Za-z]+", out))
+    assert code == 0 and not words & {"None", "True", "False"}, out
+    assert re.search(r"\b(true|false)\b", out)
+    if args:
+        assert re.search(r"^memory_mib +-$", out, re.M) and re.search(r"^mig_capable +(true|false)$", out, re.M)
 
 
 def test_labels_prints_the_label_set():

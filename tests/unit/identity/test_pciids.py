@@ -42,7 +42,10 @@ def generated_skus() -> dict[int, set[str]]:
 
 def test_generated_table_is_current():
     if not os.path.exists(gen_pci_ids.DEFAULT_PCI_IDS):
-        pytest.fail(f"{gen_pci_ids.DEFAULT_PCI_IDS} is missing: install Debian's pci.ids (make deb-deps)")
+        missing = f"{gen_pci_ids.DEFAULT_PCI_IDS} is missing: install Debian's pci.ids (make deb-deps as root)"
+        if os.environ.get("CI"):
+            pytest.fail(missing)
+        pytest.skip(missing)
     with open(gen_pci_ids.DEFAULT_PCI_IDS, encoding="utf-8", errors="replace") as fh:
         fresh = gen_pci_ids.generate(fh.read())
     committed = (DATA / "pciids.csv").read_text(encoding="utf-8")

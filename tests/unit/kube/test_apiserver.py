@@ -157,6 +157,20 @@ def test_bearer_token_from_service_account_file(tmp_path):
         server.stop()
 
 
+def test_undecodable_token_file_is_one_warning_and_a_401(tmp_path, caplog):
+    server = FakeApiServer({"metadata": {"name": NODE}}, [], token="s3cret")
+    try:
+        (tmp_path / "token").write_bytes(b"s3\xffcret\n")
+        kube = KubeConfig.load(Cfg(server.url), environ={}, sa_dir=str(tmp_path))
+        with caplog.at_level(logging.WARNING, logger="gpulse.kube.apiserver"), \
+                pytest.raises(KubeError, match="HTTP 401"):
+            KubeClient(kube).list_pods(NODE)
+        assert [r.getMessage() for r in caplog.records] == [
+            f"kube: service-account token {tmp_path / 'token'} is not UTF-8 text (byte 2)"]
+    finally:
+        server.stop()
+
+
 def test_in_cluster_config(tmp_path):
     (tmp_path / "token").write_text("t")
     (tmp_path / "ca.crt").write_text("not used here")

@@ -137,3 +137,16 @@ def test_replay_trace(tmp_path):
     (tmp_path / "q.csv").write_text("0,1\n10,7\n20,3\n")
     tr = parse_trace({"replay": "q.csv"}, str(tmp_path))
     assert [tr.at(t) for t in (0, 9, 10, 25)] == [1, 1, 7, 3]
+
+
+def test_undecodable_scenario_and_replay_files_are_one_line_errors(tmp_path):
+    from gpulse.sim.traces import TraceError
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(BASE.encode() + b"description: caf\xe9\n")
+    with pytest.raises(scenario.ScenarioError) as err:
+        scenario.load(str(bad))
+    assert str(err.value) == f"{bad}:5: not UTF-8 text (byte {len(BASE) + 16})"
+    (tmp_path / "q.csv").write_bytes(b"# depth\n0,1\n10,\xff\n")
+    with pytest.raises(TraceError) as err:
+        parse_trace({"replay": "q.csv"}, str(tmp_path))
+    assert str(err.value) == f"replay: {tmp_path / 'q.csv'}:3: not UTF-8 text (byte 15)"
