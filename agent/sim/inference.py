@@ -77,8 +77,8 @@ def expected_model(workload: WorkloadSpec) -> str:
     """The `model` label the simulated server gives (TGI serves one model and names none)."""
     if workload.server == "tgi":
         return ""
-    if workload.server == "ray-serve":
-        return workload.model or "LLMServer"
+    if workload.server == "ray-serve":  # keyed by (application, deployment)
+        return f"default/{workload.model or 'LLMServer'}"
     return workload.model
 
 
@@ -206,8 +206,9 @@ def render(server: str, model: str, values: Mapping[str, float], t: float, serve
         _family(lines, "sglang:num_requests_total", "counter", "Number of requests processed.", [("", ml, served)])
     elif server == "dynamo":
         ml = (("model", model),)
-        if r is not None:
-            _family(lines, "dynamo_frontend_inflight_requests", "gauge", "Number of inflight requests", [("", ml, r)])
+        if r is not None:  # the frontend's inflight count includes the queued requests
+            _family(lines, "dynamo_frontend_inflight_requests", "gauge", "Number of inflight requests",
+                    [("", ml, r + (q or 0))])
         if q is not None:
             _family(lines, "dynamo_frontend_queued_requests", "gauge", "Number of requests in HTTP processing queue",
                     [("", ml, q)])
