@@ -50,6 +50,7 @@ class EndpointResult:
     error: str = ""
     finished_at: float = 0.0  # monotonic
     signals: Optional[StartSignals] = None  # ready and requests served (gpulse.startup reads them)
+    warnings: tuple[str, ...] = ()
 
 
 def fetch(target: ScrapeTarget, timeout: float, max_body: int) -> bytes:
