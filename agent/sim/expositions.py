@@ -350,5 +350,5 @@ def render(server: str, version: str, model: str, values: Mapping[str, float], t
 
 
 def ray_serve_model(application: str, deployment: str) -> str:
-    """The model gpulse names a Ray Serve deployment by (its dashboards key on both)."""
-    return deployment
+    """The model a Ray Serve deployment is reported as: its dashboards key on both."""
+    return f"{application}/{deployment}"

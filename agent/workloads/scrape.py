@@ -50,7 +50,8 @@ class EndpointResult:
     error: str = ""
     finished_at: float = 0.0  # monotonic
     signals: Optional[StartSignals] = None  # ready and requests served (gpulse.startup reads them)
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # short lines on how the body was read (adapters.Extraction)
+    dropped: tuple[tuple[str, int], ...] = ()  # (reason, samples) out of range in this body
 
 
 def fetch(target: ScrapeTarget, timeout: float, max_body: int) -> bytes:
@@ -81,9 +82,10 @@ def scrape(target: ScrapeTarget, timeout: float, max_body: int,
                 raise ScrapeError("no known inference-server metric in the body "
                                   "(set gpulse.dev/server or check gpulse.dev/port and path)")
         duration = time.monotonic() - started
-        states = adapters.extract(adapter, samples, target.namespace, target.pod, duration)
-        return EndpointResult(target, True, adapter.server, states, duration, finished_at=time.monotonic(),
-                              signals=signals.extract(adapter, samples))
+        got = adapters.extract(adapter, samples, target.namespace, target.pod, duration)
+        return EndpointResult(target, True, adapter.server, got.states, duration, finished_at=time.monotonic(),
+                              signals=signals.extract(adapter, samples), warnings=got.warnings,
+                              dropped=got.dropped)
     except Exception as exc:
         if not isinstance(exc, ScrapeError):
             exc = ScrapeError(one_line(exc))

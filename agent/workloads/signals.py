@@ -30,6 +30,16 @@ Facts behind the rows:
 - Ray Serve: ray_serve_deployment_replica_healthy (1 healthy, 0 unhealthy) and
   ray_serve_deployment_request_counter_total per replica (`_total` added by newer Ray
   exporters; older ones drop it).
+- Ray Serve LLM: vLLM's request counter re-exported as ray_vllm:request_success_total, and
+  Ray Serve's replica health gauge.
+- SGLang router: a router with no model of its own; requests it has forwarded:
+  sgl_router_processed_requests_total{worker}.
+- llama.cpp server and text-embeddings-inference name no model; both load the model
+  before they serve (llama.cpp answers 503 "Loading model" meanwhile; TEI starts its HTTP
+  router after the model backend is ready), so a successful scrape is the ready signal.
+  TEI finished requests: te_request_success.
+- NIM for LLMs and MindIE: request_success_total{model_name} (MindIE's service metrics
+  page; NIM re-exports vLLM's families without the prefix). LMDeploy: the model-label rule.
 Servers with a health endpoint of their own (vLLM, TGI, SGLang and trtllm-serve /health,
 Triton /v2/health/ready) can be probed instead with the gpulse.dev/ready-path annotation
 (gpulse.workloads.readyprobe).
@@ -65,6 +75,14 @@ RULES: dict[str, SignalRule] = {
     "ray-serve": SignalRule(requests=("ray_serve_deployment_request_counter_total",
                                       "ray_serve_deployment_request_counter"),
                             ready_gauge="ray_serve_deployment_replica_healthy"),
+    "ray-serve-llm": SignalRule(requests=("ray_vllm:request_success_total", "ray_vllm_request_success_total"),
+                                ready_gauge="ray_serve_deployment_replica_healthy"),
+    "sglang-router": SignalRule(requests=("sgl_router_processed_requests_total",), answer_ready=True),
+    "lmdeploy": SignalRule(),
+    "llamacpp": SignalRule(answer_ready=True),
+    "tei": SignalRule(requests=("te_request_success",), answer_ready=True),
+    "nim": SignalRule(requests=("request_success_total",)),
+    "mindie": SignalRule(requests=("request_success_total",)),
 }
 METRICS: frozenset[str] = frozenset(
     name for rule in RULES.values() for name in (*rule.requests, rule.ready_gauge) if name)

@@ -20,7 +20,7 @@ def states(name, server=None):
     samples = load(name)
     adapter = adapters.BY_SERVER[server] if server else adapters.detect(s[0] for s in samples)
     assert adapter is not None, f"{name}: no server detected"
-    return adapter.server, {s.model: s for s in adapters.extract(adapter, samples, "ns", "pod", 0.01)}
+    return adapter.server, {s.model: s for s in adapters.extract(adapter, samples, "ns", "pod", 0.01).states}
 
 
 # fixture -> (detected server, {model: (queue_depth, running_requests, kv_cache_usage)})
@@ -35,9 +35,11 @@ CASES = {
     "trtllm": ("trtllm", {"tensorrt_llm": (6, 14, 0.75)}),
     "trtllm-serve": ("trtllm-serve", {"llama3-8b": (3, 10, 0.5)}),
     "sglang": ("sglang", {"Qwen/Qwen2.5-7B-Instruct": (17, 21, 0.33)}),
-    # KV stats without a model label belong to the one model of the pod
-    "dynamo": ("dynamo", {"qwen/qwen3-0.6b": (7, 10, 0.27)}),
-    "ray-serve": ("ray-serve", {"LLMServer": (6, 8, None), "Router": (0, 1, None)}),
+    # KV stats without a model label belong to the one model of the pod; inflight (10)
+    # includes the queued (7): 3 run
+    "dynamo": ("dynamo", {"qwen/qwen3-0.6b": (7, 3, 0.27)}),
+    # keyed by (application, deployment), as Ray's own dashboards group
+    "ray-serve": ("ray-serve", {"llm/LLMServer": (6, 8, None), "llm/Router": (0, 1, None)}),
 }
 
 
@@ -61,8 +63,64 @@ def test_trtllm_pending_zero_is_not_mistaken_for_plain_triton():
     assert got["tensorrt_llm"].queue_depth == 0
 
 
-def test_every_server_in_the_table_has_a_fixture_and_a_case():
-    assert set(adapters.BY_SERVER) <= {server for server, _ in CASES.values()}
+def extract_text(text, server=None):
+    samples, _ = exposition.parse(text.encode(), adapters.ALL_METRICS)
+    adapter = adapters.BY_SERVER[server] if server else adapters.detect(s[0] for s in samples)
+    assert adapter is not None
+    got = adapters.extract(adapter, samples, "ns", "pod")
+    return adapter.server, {s.model: (s.queue_depth, s.running_requests, s.kv_cache_usage) for s in got.states}, got
+
+
+# Servers added from their documented names (tests/fixtures/exposition/ holds real texts):
+# text -> (detected server, {model: (queue, running, kv)})
+INLINE = {
+    "lmdeploy": ('lmdeploy:num_requests_waiting{model_name="internlm2"} 4\n'
+                 'lmdeploy:num_requests_running{model_name="internlm2"} 9\n'
+                 'lmdeploy:gpu_cache_usage_perc{model_name="internlm2"} 0.5\n',
+                 "lmdeploy", {"internlm2": (4, 9, 0.5)}),
+    "llamacpp": ("llamacpp:requests_deferred 2\nllamacpp:requests_processing 4\n"
+                 "llamacpp:kv_cache_usage_ratio 0.25\nllamacpp:prompt_tokens_total 99\n",
+                 "llamacpp", {"": (2, 4, 0.25)}),
+    "tei": ("te_queue_size 3\nte_batch_current_size 5\nte_request_count 10\n", "tei", {"": (3, 5, None)}),
+    # unprefixed vLLM names: NIM's KV gauge is gpu_cache_usage_perc, MindIE's npu_cache_usage_perc
+    "nim": ('num_requests_waiting{model_name="meta/llama"} 1\nnum_requests_running{model_name="meta/llama"} 2\n'
+            'gpu_cache_usage_perc{model_name="meta/llama"} 0.1\nnum_request_max{model_name="meta/llama"} 64\n',
+            "nim", {"meta/llama": (1, 2, 0.1)}),
+    "mindie": ('num_requests_waiting{model_name="llama3-70b"} 3\nnum_requests_running{model_name="llama3-70b"} 6\n'
+               'npu_cache_usage_perc{model_name="llama3-70b"} 0.7\nrequest_received_total{model_name="llama3-70b"} 9\n',
+               "mindie", {"llama3-70b": (3, 6, 0.7)}),
+    # the router counts requests in flight per worker; it has no queue or KV gauge
+    "sglang-router": ('sgl_router_running_requests{worker="http://w0:8000"} 3\n'
+                      'sgl_router_running_requests{worker="http://w1:8000"} 4\n'
+                      'sgl_router_requests_total{route="/generate"} 50\n',
+                      "sglang-router", {"": (None, 7, None)}),
+    # vLLM's gauges re-exported by Ray with the ray_ prefix; ray_serve_* are there too;
+    # two replicas add up
+    "ray-serve-llm": ('ray_serve_deployment_queued_queries{application="app",deployment="LLMServer"} 0\n'
+                      'ray_serve_replica_processing_queries{application="app",deployment="LLMServer",replica="r"} 3\n'
+                      'ray_vllm:num_requests_waiting{ReplicaId="a",model_name="qwen"} 2\n'
+                      'ray_vllm:num_requests_waiting{ReplicaId="b",model_name="qwen"} 1\n'
+                      'ray_vllm:num_requests_running{ReplicaId="a",model_name="qwen"} 5\n'
+                      'ray_vllm:num_requests_running{ReplicaId="b",model_name="qwen"} 4\n'
+                      'ray_vllm:kv_cache_usage_perc{ReplicaId="a",model_name="qwen"} 0.2\n'
+                      'ray_vllm:kv_cache_usage_perc{ReplicaId="b",model_name="qwen"} 0.6\n',
+                      "ray-serve-llm", {"qwen": (3, 9, 0.6)}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(INLINE))
+def test_added_server_is_detected_and_read(name):
+    text, want_server, want = INLINE[name]
+    server, got, _ = extract_text(text)
+    assert server == want_server
+    assert got.keys() == want.keys()
+    for model, values in want.items():
+        assert got[model] == pytest.approx(values)
+
+
+def test_every_server_in_the_table_has_a_case():
+    covered = {server for server, _ in CASES.values()} | {server for _, server, _ in INLINE.values()}
+    assert set(adapters.BY_SERVER) <= covered
 
 
 def test_detect_nothing_known():
@@ -70,20 +128,22 @@ def test_detect_nothing_known():
 
 
 def test_no_samples_of_a_named_server_gives_one_state_without_values():
-    (s,) = adapters.extract(adapters.BY_SERVER["vllm"], [], "ns", "pod")
+    (s,) = adapters.extract(adapters.BY_SERVER["vllm"], [], "ns", "pod").states
     assert (s.model, s.queue_depth, s.running_requests, s.kv_cache_usage) == ("", None, None, None)
 
 
 def test_percent_scale_is_applied():
     table = adapters.ServerAdapter("pct", kv_cache_usage=(adapters.Source("kv_percent", scale=0.01),))
-    (s,) = adapters.extract(table, [("kv_percent", (), 42.0, None)], "ns", "pod")
+    (s,) = adapters.extract(table, [("kv_percent", (), 42.0, None)], "ns", "pod").states
     assert s.kv_cache_usage == pytest.approx(0.42)
 
 
-def test_infinite_values_are_omitted_not_exported():
+def test_infinite_values_are_dropped_and_counted_not_exported():
     samples = [("tgi_queue_size", (), float("inf"), None), ("tgi_batch_current_size", (), 3.0, None)]
-    (s,) = adapters.extract(adapters.BY_SERVER["tgi"], samples, "ns", "pod")
+    got = adapters.extract(adapters.BY_SERVER["tgi"], samples, "ns", "pod")
+    (s,) = got.states
     assert s.queue_depth is None and s.running_requests == 3
+    assert got.dropped == (("not_finite", 1),)
 
 
 def test_nan_is_dropped_by_the_parser():
@@ -100,7 +160,162 @@ def test_models_past_the_cap_fold_into_other_and_keep_the_pod_total():
     from gpulse.workloads import adapters
     n = adapters.MAX_MODELS_PER_ENDPOINT + 10
     samples = [("vllm:num_requests_waiting", (("model_name", f"lora-{i:03d}"),), float(i), None) for i in range(n)]
-    states = adapters.extract(adapters.BY_SERVER["vllm"], samples, "ns", "pod")
+    states = adapters.extract(adapters.BY_SERVER["vllm"], samples, "ns", "pod").states
     assert len(states) == adapters.MAX_MODELS_PER_ENDPOINT
     assert states[-1].model == adapters.OTHER_MODELS or any(s.model == adapters.OTHER_MODELS for s in states)
     assert sum(s.queue_depth for s in states) == sum(range(n))
+
+
+# --- the per-server rules, one by one ---
+
+def test_sglang_tensor_parallel_ranks_count_once_data_parallel_ranks_add_up():
+    text = "".join(f'sglang:num_queue_reqs{{dp_rank="{dp}",model_name="m",tp_rank="{tp}"}} {5 + dp}\n'
+                   for dp in range(2) for tp in range(8))
+    text += 'sglang:token_usage{dp_rank="0",model_name="m",tp_rank="0"} 0.2\n' \
+            'sglang:token_usage{dp_rank="1",model_name="m",tp_rank="0"} 0.4\n'
+    server, got, ext = extract_text(text)
+    assert server == "sglang"
+    assert got == {"m": (11, None, pytest.approx(0.4))}  # 5 + 6, not 8 x (5 + 6)
+    assert "tp_rank 0..7 report the same queue_depth: counted once" in ext.warnings
+
+
+def test_dynamo_frontend_running_excludes_the_queued():
+    text = ('dynamo_frontend_inflight_requests{model="q"} 10\ndynamo_frontend_queued_requests{model="q"} 7\n')
+    assert extract_text(text)[1] == {"q": (7, 3, None)}
+
+
+def test_dynamo_frontend_inflight_below_queued_is_zero_running_with_a_warning():
+    text = ('dynamo_frontend_inflight_requests{model="q"} 2\ndynamo_frontend_queued_requests{model="q"} 5\n')
+    _server, got, ext = extract_text(text)
+    assert got == {"q": (5, 0, None)}
+    assert any("running taken as 0" in w for w in ext.warnings)
+
+
+def test_dynamo_worker_generate_endpoint_is_running_and_the_one_named_model_is_taken():
+    text = ('dynamo_component_inflight_requests{dynamo_component="backend",dynamo_endpoint="generate",'
+            'dynamo_namespace="dynamo"} 4\n'
+            'dynamo_component_inflight_requests{dynamo_component="backend",dynamo_endpoint="clear_kv_blocks",'
+            'dynamo_namespace="dynamo"} 1\n'
+            'dynamo_component_kvstats_gpu_cache_usage_percent{dynamo_component="backend",dynamo_namespace="dynamo"} 0.3\n'
+            'dynamo_component_requests_total{dynamo_endpoint="generate",model="Qwen/Qwen3-0.6B"} 12\n')
+    server, got, ext = extract_text(text)
+    assert server == "dynamo"
+    assert got == {"Qwen/Qwen3-0.6B": (None, 4, pytest.approx(0.3))}
+    assert not any("model" in w for w in ext.warnings)
+
+
+def test_dynamo_worker_without_any_model_name_is_empty_with_a_warning():
+    text = 'dynamo_component_inflight_requests{dynamo_endpoint="generate"} 4\n'
+    _server, got, ext = extract_text(text)
+    assert got == {"": (None, 4, None)}
+    assert "no model label: model is empty" in ext.warnings
+
+
+def test_dynamo_worker_re_exporting_vllm_is_read_as_vllm():
+    text = ('dynamo_component_inflight_requests{dynamo_endpoint="generate"} 4\n'
+            'dynamo_component_kvstats_gpu_cache_usage_percent{dynamo_component="backend"} 0.3\n'
+            'vllm:num_requests_waiting{model_name="m"} 1\nvllm:num_requests_running{model_name="m"} 4\n'
+            'vllm:kv_cache_usage_perc{model_name="m"} 0.3\n')
+    assert extract_text(text)[:2] == ("vllm", {"m": (1, 4, pytest.approx(0.3))})
+
+
+TRT_BLOCKS = ('{family}{{kv_cache_block_type="used",model="t",version="1"}} 300\n'
+              '{family}{{kv_cache_block_type="max",model="t",version="1"}} 1200\n'
+              '{family}{{kv_cache_block_type="free",model="t",version="1"}} 900\n')
+
+
+def test_trtllm_before_v0_18_kv_is_used_over_max_and_there_is_no_queue():
+    text = ('nv_trt_llm_request_metrics{model="t",request_type="scheduled",version="1"} 3\n'
+            'nv_trt_llm_request_metrics{model="t",request_type="active",version="1"} 5\n'
+            'nv_inference_pending_request_count{model="t",version="1"} 0\n'
+            + TRT_BLOCKS.format(family="nv_trt_llm_kv_cache_block_metrics"))
+    assert extract_text(text)[:2] == ("trtllm", {"t": (None, 3, pytest.approx(0.25))})
+
+
+def test_trtllm_before_v0_7_reads_the_statistics_families():
+    text = ('nv_trt_llm_request_statistics{model="t",request_type="scheduled",version="1"} 2\n'
+            + TRT_BLOCKS.format(family="nv_trt_llm_kv_cache_block_statistics"))
+    assert extract_text(text)[:2] == ("trtllm", {"t": (None, 2, pytest.approx(0.25))})
+
+
+def test_trtllm_zero_max_blocks_gives_no_ratio():
+    text = ('nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="used",model="t"} 0\n'
+            'nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="max",model="t"} 0\n'
+            'nv_trt_llm_request_metrics{model="t",request_type="scheduled"} 1\n')
+    assert extract_text(text)[1] == {"t": (None, 1, None)}
+
+
+def test_ray_serve_same_deployment_name_in_two_applications_stays_apart():
+    text = ('ray_serve_deployment_queued_queries{application="a",deployment="LLMServer",handle="h"} 2\n'
+            'ray_serve_deployment_queued_queries{application="b",deployment="LLMServer",handle="h"} 5\n')
+    assert extract_text(text)[1] == {"a/LLMServer": (2, None, None), "b/LLMServer": (5, None, None)}
+
+
+def test_ray_serve_without_application_label_keys_by_deployment():
+    assert extract_text('ray_serve_deployment_queued_queries{deployment="D"} 2\n')[1] == {"D": (2, None, None)}
+
+
+def test_detection_parts_nim_from_vllm_and_trtllm_from_triton():
+    assert adapters.detect(["num_requests_waiting", "gpu_cache_usage_perc"]).server == "nim"
+    assert adapters.detect(["vllm:num_requests_waiting"]).server == "vllm"
+    assert adapters.detect(["nv_inference_pending_request_count", "nv_trt_llm_request_metrics"]).server == "trtllm"
+    assert adapters.detect(["nv_inference_pending_request_count"]).server == "triton"
+    assert adapters.detect(["num_requests_waiting", "npu_cache_usage_perc"]).server == "mindie"
+    assert adapters.detect(["ray_serve_deployment_queued_queries"]).server == "ray-serve"
+
+
+def test_series_differing_in_an_unknown_label_are_summed_with_a_warning():
+    text = 'tgi_queue_size{shard="0"} 1\ntgi_queue_size{shard="1"} 2\n'
+    _server, got, ext = extract_text(text)
+    assert got == {"": (3, None, None)}
+    assert "series differ in shard: queue_depth summed" in ext.warnings
+
+
+# --- values checked like pushed ones ---
+
+@pytest.mark.parametrize("text, reason", [
+    ('vllm:num_requests_waiting{model_name="m"} -5\n', "negative"),
+    ('vllm:num_requests_waiting{model_name="m"} 1e300\n', "too_large"),
+    ('vllm:num_requests_waiting{model_name="m"} +Inf\n', "not_finite"),
+])
+def test_out_of_range_count_is_dropped_and_counted(text, reason):
+    _server, got, ext = extract_text(text + 'vllm:num_requests_running{model_name="m"} 2\n', "vllm")
+    assert got == {"m": (None, 2, None)}
+    assert ext.dropped == ((reason, 1),)
+    assert any(w.startswith("queue_depth") and w.endswith("dropped") for w in ext.warnings)
+
+
+def test_push_bound_is_the_scrape_bound():
+    from gpulse.workloads import push
+    assert adapters.check("queue_depth", push.MAX_VALUE) == (push.MAX_VALUE, "")
+    assert adapters.check("queue_depth", push.MAX_VALUE * 1.5) == (None, "too_large")
+
+
+def test_kv_ratio_out_of_range_is_dropped_float_noise_is_clamped():
+    _server, got, ext = extract_text('vllm:kv_cache_usage_perc{model_name="m"} 7.5\n')
+    assert got == {"m": (None, None, None)} and ext.dropped == (("too_large", 1),)
+    assert "kv_cache_usage 7.5 out of range (too_large) for model m: dropped" in ext.warnings
+    assert extract_text('vllm:kv_cache_usage_perc{model_name="m"} 1.0000001\n')[1] == {"m": (None, None, 1.0)}
+    assert adapters.check("kv_cache_usage", -0.1) == (None, "negative")
+
+
+def test_one_bad_engine_drops_the_models_value_not_a_partial_sum():
+    text = ('vllm:num_requests_waiting{engine="0",model_name="m"} 3\n'
+            'vllm:num_requests_waiting{engine="1",model_name="m"} -1\n'
+            'vllm:num_requests_waiting{engine="0",model_name="n"} 4\n')
+    _server, got, ext = extract_text(text)
+    assert got == {"m": (None, None, None), "n": (4, None, None)}
+    assert ext.dropped == (("negative", 1),)
+
+
+def test_a_sum_past_the_bound_is_dropped():
+    text = ('vllm:num_requests_waiting{engine="0",model_name="m"} 9e11\n'
+            'vllm:num_requests_waiting{engine="1",model_name="m"} 9e11\n')
+    _server, got, ext = extract_text(text)
+    assert got == {"m": (None, None, None)} and ext.dropped == (("too_large", 1),)
+
+
+def test_warnings_are_bounded():
+    text = "".join(f'vllm:num_requests_waiting{{model_name="m{i}"}} -1\n' for i in range(100))
+    ext = extract_text(text)[2]
+    assert len(ext.warnings) == adapters.MAX_WARNINGS and ext.dropped == (("negative", 100),)
