@@ -20,7 +20,10 @@ published them and where is in each manifest):
   ray-serve     queued per handle, processing per replica, keyed by application+deployment
   ray-serve-llm vLLM's names prefixed ray_vllm:, one set per replica (they add up)
   nim           vLLM's names without a prefix, model_name
-  lmdeploy      lmdeploy:num_requests_waiting / _running / gpu_cache_usage_perc
+  mindie        the same unprefixed names, npu_cache_usage_perc for the NPU's KV cache
+  lmdeploy      lmdeploy:num_requests_waiting / _running / gpu_cache_usage_perc, engine label
+  sglang-router requests in flight per worker (sgl_router_running_requests{worker}), the
+                router has no waiting queue or KV cache of its own
   llamacpp      llamacpp:requests_deferred / requests_processing, no model label;
                 llamacpp:kv_cache_usage_ratio until it was removed (b5600)
   tei           te_queue_size / te_batch_current_size, no model label, no KV cache
@@ -74,7 +77,9 @@ FORMATS: dict[str, tuple[Format, ...]] = {
                          ("queue_depth", "running_requests")),),
     "ray-serve-llm": (Format("2.44.0", "vLLM names prefixed ray_vllm:, one set per replica", SIGNALS),),
     "nim": (Format("1.0.0", "vLLM names without a prefix", SIGNALS),),
-    "lmdeploy": (Format("0.7.3", "lmdeploy: prefixed vLLM-style gauges", SIGNALS),),
+    "mindie": (Format("2.0.0", "vLLM names without a prefix, npu_cache_usage_perc", SIGNALS),),
+    "lmdeploy": (Format("0.10.0", "lmdeploy: prefixed vLLM-style gauges with an engine label", SIGNALS),),
+    "sglang-router": (Format("0.1.4", "sgl_router_running_requests per worker", ("running_requests",)),),
     "llamacpp": (Format("b3000", "requests_deferred / requests_processing, kv_cache_usage_ratio", SIGNALS),
                  Format("b5600", "kv_cache_usage_ratio removed", ("queue_depth", "running_requests"))),
     "tei": (Format("1.2.0", "te_queue_size / te_batch_current_size", ("queue_depth", "running_requests")),),
@@ -150,19 +155,25 @@ def histogram(lines: list[str], name: str, help_: str, labels: _Labels, count: i
     family(lines, name, "histogram", help_, samples)
 
 
-def split(total: Optional[float], n: int) -> list[Optional[float]]:
+def shares(total: float, n: int) -> list[float]:
     """A count shared by n ranks that add up (whole numbers; rank 0 takes the remainder first)."""
-    if total is None:
-        return [None] * n
     whole = int(total)
     return [float(whole // n + (1 if i < whole % n else 0)) for i in range(n)]
 
 
+def split(total: Optional[float], n: int) -> list[Optional[float]]:
+    """shares() of a count the server may not report (None on every rank)."""
+    out: list[Optional[float]] = [None] * n if total is None else list(shares(total, n))
+    return out
+
+
 def kv_ranks(kv: Optional[float], n: int) -> list[Optional[float]]:
     """KV ratios of n caches whose fullest is `kv` (the others a little less full)."""
-    if kv is None:
-        return [None] * n
-    return [kv] + [round(kv * (0.9 - 0.1 * (i % 5)), 6) for i in range(1, n)]
+    out: list[Optional[float]] = [None] * n
+    if kv is not None:
+        out = [kv]
+        out += [round(kv * (0.9 - 0.1 * (i % 5)), 6) for i in range(1, n)]
+    return out
 
 
 def _gauges(lines: list[str], rows: Iterable[tuple[str, str, Iterable[tuple[_Labels, Optional[float]]]]]) -> None:
@@ -185,17 +196,24 @@ def render(server: str, version: str, model: str, values: Mapping[str, float], t
     served = int(t * 3) if served is None else served
     lines: list[str] = []
     name_of = model
-    if server in ("vllm", "nim", "ray-serve-llm", "lmdeploy"):
-        prefix = {"vllm": "vllm:", "nim": "", "ray-serve-llm": "ray_vllm:", "lmdeploy": "lmdeploy:"}[server]
-        engines = dp if (server != "vllm" or index >= 1) else 1
+    labels: list[_Labels]
+    ml: list[_Labels]
+    if server in ("vllm", "nim", "ray-serve-llm", "lmdeploy", "mindie"):
+        prefix = {"vllm": "vllm:", "ray-serve-llm": "ray_vllm:", "lmdeploy": "lmdeploy:"}.get(server, "")
+        # data-parallel engines each report (vLLM V1's engine label; Ray Serve LLM replicas)
+        engines = dp if server == "ray-serve-llm" or (server == "vllm" and index >= 1) else 1
         if server == "ray-serve-llm":  # one vLLM engine per replica, each with Ray's own labels
             labels = [(("ReplicaId", f"{i:08x}"), ("WorkerId", f"w{i}"), ("engine", "0"), ("model_name", model))
                       for i in range(engines)]
-        elif server == "vllm" and index >= 1:
+        elif (server == "vllm" and index >= 1) or server == "lmdeploy":
             labels = [(("engine", str(i)), ("model_name", model)) for i in range(engines)]
         else:
-            labels = [(("model_name", model),) for _ in range(engines)]
-        kv_name = "kv_cache_usage_perc" if server == "vllm" and index >= 2 else "gpu_cache_usage_perc"
+            labels = [(("model_name", model),)]
+        kv_name = {"mindie": "npu_cache_usage_perc"}.get(
+            server, "kv_cache_usage_perc" if server == "vllm" and index >= 2 else "gpu_cache_usage_perc")
+        if server == "mindie":
+            family(lines, "request_received_total", "counter", "Count of received requests.",
+                   [("", labels[0], served + int(q or 0) + int(r or 0))])
         _gauges(lines, [
             (f"{prefix}num_requests_running", "Number of requests in model execution batches.",
              zip(labels, split(r, engines), strict=True)),
@@ -203,12 +221,12 @@ def render(server: str, version: str, model: str, values: Mapping[str, float], t
              zip(labels, split(q, engines), strict=True)),
             (f"{prefix}{kv_name}", "KV-cache usage. 1 means 100 percent usage.",
              zip(labels, kv_ranks(kv, engines), strict=True))])
-        if server == "vllm" and index == 0:
+        if (server == "vllm" and index == 0) or server == "mindie":
             _gauges(lines, [("vllm:num_requests_swapped", "Number of requests swapped to CPU.", [(labels[0], 0)]),
                             ("vllm:cpu_cache_usage_perc", "CPU KV-cache usage. 1 means 100 percent usage.",
                              [(labels[0], 0.0)])])
         family(lines, f"{prefix}request_success_total", "counter", "Count of successfully processed requests.",
-               [("", lab + (("finished_reason", "stop"),), s) for lab, s in zip(labels, split(served, engines),
+               [("", lab + (("finished_reason", "stop"),), n) for lab, n in zip(labels, shares(served, engines),
                                                                                 strict=True)])
         histogram(lines, f"{prefix}request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.",
                   labels[0], served, served * 0.2)
@@ -219,6 +237,14 @@ def render(server: str, version: str, model: str, values: Mapping[str, float], t
                         ("tgi_batch_current_max_tokens", "Maximum tokens for the current batch", [((), 4096)])])
         family(lines, "tgi_request_count", "counter", "Total number of requests", [("", (), served)])
         family(lines, "tgi_request_success", "counter", "Number of successful requests", [("", (), served)])
+    elif server == "sglang-router":  # requests in flight per worker; no queue, no KV cache
+        name_of = ""
+        workers = [(("worker", f"http://10.0.0.{10 + i}:30000"),) for i in range(dp)]
+        _gauges(lines, [("sgl_router_running_requests", "Number of running requests per worker",
+                         zip(workers, split(r, dp), strict=True)),
+                        ("sgl_router_active_workers", "Number of active workers", [((), dp)])])
+        family(lines, "sgl_router_processed_requests_total", "counter", "Total requests processed per worker",
+               [("", lab, n) for lab, n in zip(workers, shares(served, dp), strict=True)])
     elif server == "tei":
         name_of = ""
         _gauges(lines, [("te_queue_size", "Queue size", [((), q)]),
@@ -267,11 +293,11 @@ def render(server: str, version: str, model: str, values: Mapping[str, float], t
                 ("nv_inference_count", "Number of inferences performed (does not include cached requests)", 4),
                 ("nv_inference_exec_count", "Number of model executions performed (does not include cached requests)",
                  1)):
-            family(lines, name, "counter", help_, [("", lab, s * per) for lab, s in zip(ml, split(served, versions),
+            family(lines, name, "counter", help_, [("", lab, s * per) for lab, s in zip(ml, shares(served, versions),
                                                                                         strict=True)])
         family(lines, "nv_inference_queue_duration_us", "counter",
                "Cumulative inference queuing duration in microseconds (includes cached requests)",
-               [("", lab, s * 1500) for lab, s in zip(ml, split(served, versions), strict=True)])
+               [("", lab, s * 1500) for lab, s in zip(ml, shares(served, versions), strict=True)])
         pending = split(q, versions) if server == "triton" else [0.0]  # TRT-LLM queues in its batcher
         if server == "triton" and q is None:
             pending = []
@@ -280,11 +306,11 @@ def render(server: str, version: str, model: str, values: Mapping[str, float], t
                    "Instantaneous number of pending requests awaiting execution per-model.",
                    [("", lab, v) for lab, v in zip(ml, pending, strict=False) if v is not None])
     elif server == "trtllm-serve":
-        ml = (("model_name", model),)
-        _gauges(lines, [("trtllm_num_requests_running", "Number of requests running.", [(ml, r)]),
-                        ("trtllm_num_requests_waiting", "Number of requests waiting.", [(ml, q)]),
-                        ("trtllm_kv_cache_utilization", "KV cache utilization (0-1).", [(ml, kv)])])
-        family(lines, "trtllm_request_success_total", "counter", "Requests finished.", [("", ml, served)])
+        one: _Labels = (("model_name", model),)
+        _gauges(lines, [("trtllm_num_requests_running", "Number of requests running.", [(one, r)]),
+                        ("trtllm_num_requests_waiting", "Number of requests waiting.", [(one, q)]),
+                        ("trtllm_kv_cache_utilization", "KV cache utilization (0-1).", [(one, kv)])])
+        family(lines, "trtllm_request_success_total", "counter", "Requests finished.", [("", one, served)])
     elif server == "sglang":
         ranks: list[_Labels] = []
         dps = dp if index >= 2 else 1
@@ -319,15 +345,15 @@ def render(server: str, version: str, model: str, values: Mapping[str, float], t
                    "handler", [("", component, served)])
             q = None  # a worker does not report its queue
         else:
-            ml = (("model", model),)
+            fl: _Labels = (("model", model),)
             inflight = None if r is None else r + (q or 0)  # the frontend counts queued requests as inflight
-            _gauges(lines, [("dynamo_frontend_inflight_requests", "Number of inflight requests", [(ml, inflight)]),
+            _gauges(lines, [("dynamo_frontend_inflight_requests", "Number of inflight requests", [(fl, inflight)]),
                             ("dynamo_frontend_queued_requests", "Number of requests in HTTP processing queue",
-                             [(ml, q)]),
+                             [(fl, q)]),
                             ("dynamo_component_kvstats_gpu_cache_usage_percent",
                              "GPU cache usage as a percentage (0.0-1.0)", [(component, kv)])])
             family(lines, "dynamo_frontend_requests_total", "counter", "Total number of LLM requests processed",
-                   [("", ml, served)])
+                   [("", fl, served)])
     elif server == "ray-serve":
         deployment = model or "LLMServer"
         app = (("application", "default"), ("deployment", deployment))
