@@ -128,6 +128,9 @@ class WorkloadState:
     kv_cache_usage: Optional[float] = None
     scrape_up: bool = True
     scrape_duration_seconds: Optional[float] = None
+    # (reason, count) of the endpoint's scraped samples dropped out of range so far
+    # (gpulse.workloads.drops); on one state of the endpoint
+    samples_dropped: tuple[tuple[str, int], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

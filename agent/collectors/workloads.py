@@ -2,7 +2,7 @@
 
 Per model: queue depth, running requests, KV-cache ratio (each only where known).
 Per endpoint (namespace, pod, server): scrape_up and scrape duration, once even when the
-server serves several models.
+server serves several models, and the scraped samples dropped as out of range, by reason.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def collect(snapshot: Snapshot) -> Iterable[Family]:
     value_families = [(family(name), attr) for name, attr in _VALUES]
     up = family("gpulse_workload_scrape_up")
     duration = family("gpulse_workload_scrape_duration_seconds")
+    dropped = family("gpulse_workload_samples_dropped_total")
     seen_series, seen_endpoints = set(), set()
     for w in snapshot.workloads:
         series = (w.namespace, w.pod, w.server, w.model)
@@ -38,8 +39,11 @@ def collect(snapshot: Snapshot) -> Iterable[Family]:
             seen_endpoints.add(endpoint)
             up.add(endpoint, 1.0 if w.scrape_up else 0.0)
             duration.add(endpoint, w.scrape_duration_seconds)
-    return tuple(fam for fam, _ in value_families) + (up, duration)
+        for reason, n in w.samples_dropped:
+            dropped.add(endpoint + (reason,), float(n))
+    return tuple(fam for fam, _ in value_families) + (up, duration, dropped)
 
 
 COLLECTOR = FunctionCollector("workloads", tuple(name for name, _ in _VALUES) + (
-    "gpulse_workload_scrape_up", "gpulse_workload_scrape_duration_seconds"), collect)
+    "gpulse_workload_scrape_up", "gpulse_workload_scrape_duration_seconds",
+    "gpulse_workload_samples_dropped_total"), collect)

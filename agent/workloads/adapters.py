@@ -457,19 +457,22 @@ def extract(adapter: ServerAdapter, samples: Iterable[Sample], namespace: str, p
         for model, series in by_model.items():
             if model in bad:
                 continue
-            value = _fold(adapter, signal, series, drop_dup, warnings)
-            if value is None:
+            folded = _fold(adapter, signal, series, drop_dup, warnings)
+            if folded is None:
                 per_model.setdefault(model, {})
                 dropped["too_large"] = dropped.get("too_large", 0) + 1
                 warnings.append(f"{signal} of {len(series)} series sums past {MAX_VALUE:g}: dropped")
                 continue
-            per_model.setdefault(model, {})[signal] = value
+            per_model.setdefault(model, {})[signal] = folded
     _name_the_model(adapter, per_model, by_metric, warnings)
     if not per_model:
         per_model[""] = {}
     per_model = _cap_models(per_model)
     states = tuple(WorkloadState(namespace=namespace, pod=pod, server=adapter.server, model=model,
-                                 scrape_up=True, scrape_duration_seconds=duration, **values)
+                                 queue_depth=values.get("queue_depth"),
+                                 running_requests=values.get("running_requests"),
+                                 kv_cache_usage=values.get(KV_SIGNAL),
+                                 scrape_up=True, scrape_duration_seconds=duration)
                    for model, values in sorted(per_model.items()))
     if len(warnings) > MAX_WARNINGS:
         warnings = warnings[:MAX_WARNINGS - 1] + [f"{len(warnings) - MAX_WARNINGS + 1} more warnings"]

@@ -70,14 +70,15 @@ def scrape(target: ScrapeTarget, timeout: float, max_body: int,
     try:
         body = fetch(target, timeout, max_body)
         try:
-            samples, _types = exposition.parse(body, WANTED)
+            samples, types = exposition.parse(body, WANTED)
         except exposition.ExpositionError as exc:
             raise ScrapeError(f"not Prometheus text: {exc}") from None
         adapter: Optional[ServerAdapter]
         if target.server:
             adapter = adapters.BY_SERVER[target.server]
         else:
-            adapter = adapters.detect(s[0] for s in samples)
+            # declared families count too: a server with no sample yet is still itself
+            adapter = adapters.detect({s[0] for s in samples} | types.keys())
             if adapter is None:
                 raise ScrapeError("no known inference-server metric in the body "
                                   "(set gpulse.dev/server or check gpulse.dev/port and path)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Optional
 
 from ..config import Config
@@ -28,6 +29,7 @@ from ..refresh import SourceStatus
 from ..refusals import Refusals
 from ..snapshot import WorkloadState
 from .discovery import Discovery
+from .drops import DropLedger
 from .push import PushServer, PushStore
 from .scrape import EndpointResult, Scraper
 
@@ -45,8 +47,10 @@ class WorkloadSource:
         self.pod_watcher = pod_watcher
         self._own_watcher = False
         self.discovery = Discovery()
+        self.drops = DropLedger()  # scraped samples out of range, per endpoint
         self.scraper = Scraper(config.workloads_scrape_interval, config.workloads_scrape_timeout,
-                               config.workloads_max_body_bytes, config.workloads_concurrency)
+                               config.workloads_max_body_bytes, config.workloads_concurrency,
+                               on_result=self.drops.record)
         self.push_store = PushStore(config.workloads_push_ttl)
         self.push_server: Optional[PushServer] = None
         self._error = ""
@@ -91,7 +95,9 @@ class WorkloadSource:
         self.scraper.stop()
 
     def _on_pods(self, index: PodIndex) -> None:
-        self.scraper.set_targets(self.discovery.targets(index.pods()))
+        targets = self.discovery.targets(index.pods())
+        self.scraper.set_targets(targets)
+        self.drops.retain(t.key for t in targets)
 
     @property
     def stale_after(self) -> float:
@@ -104,7 +110,12 @@ class WorkloadSource:
         stale_after = self.stale_after
         for r in self.scraper.results():
             if now - r.finished_at <= stale_after:
-                out.extend(r.states)
+                dropped = self.drops.counts(r.target.namespace, r.target.pod, r.server) if r.up else ()
+                if dropped and r.states:
+                    out.append(replace(r.states[0], samples_dropped=dropped))
+                    out.extend(r.states[1:])
+                else:
+                    out.extend(r.states)
             else:
                 out.append(WorkloadState(r.target.namespace, r.target.pod, r.server or r.target.server or "unknown",
                                          scrape_up=False, scrape_duration_seconds=r.duration))

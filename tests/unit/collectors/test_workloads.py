@@ -18,7 +18,7 @@ def test_one_vocabulary_with_catalog_labels():
         WorkloadState("ns", "down-0", "unknown", scrape_up=False, scrape_duration_seconds=0.5),
     ])
     for name, fam in fams.items():
-        assert fam.labelnames == BY_NAME[name].labels and fam.type == "gauge"
+        assert fam.labelnames == BY_NAME[name].labels and fam.type == BY_NAME[name].type
     assert fams["gpulse_workload_queue_depth"].samples == [
         (("ns", "triton-0", "triton", "bert"), 3.0), (("ns", "triton-0", "triton", "resnet"), 11.0),
         (("ns", "vllm-0", "vllm", "llama"), 2.0)]
