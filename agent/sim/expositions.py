@@ -71,8 +71,11 @@ FORMATS: dict[str, tuple[Format, ...]] = {
     "sglang": (Format("0.3.0", "model_name only", SIGNALS),
                Format("0.4.4", "tp_rank on every series: each rank reports the same values", SIGNALS),
                Format("0.5.0", "tp_rank and dp_rank: data-parallel ranks add up", SIGNALS)),
-    "dynamo": (Format("0.4.0", "frontend inflight includes queued; -worker: the backend component",
-                      SIGNALS, ("", "worker")),),
+    "dynamo": (Format("0.4.0", "frontend inflight includes queued; -worker: the backend component, no model label",
+                      SIGNALS, ("", "worker")),
+               # the worker text of 2026-01 in the corpus (its release is not stated)
+               Format("0.8.0", "-worker: model label on the generate endpoint's series, KV stats per component",
+                      SIGNALS, ("", "worker"))),
     "ray-serve": (Format("2.30.0", "queued per handle, processing per replica, application+deployment",
                          ("queue_depth", "running_requests")),),
     "ray-serve-llm": (Format("2.44.0", "vLLM names prefixed ray_vllm:, one set per replica", SIGNALS),),
@@ -335,14 +338,19 @@ def render(server: str, version: str, model: str, values: Mapping[str, float], t
                [("", ranks[0], served)])
     elif server == "dynamo":
         component = (("dynamo_component", "backend"), ("dynamo_endpoint", "generate"), ("dynamo_namespace", "dynamo"))
-        if variant == "worker":  # a worker pod: the engine's component endpoint, no model label
-            name_of = ""
+        if variant == "worker":  # a worker pod: the engine's component endpoint
+            # from 0.8 the endpoint's series name the model; the KV stats never do
+            endpoint = component + ((("model", model),) if index >= 1 else ())
+            name_of = model if index >= 1 else ""
+            stats = component[:1] + component[2:] if index >= 1 else component
             _gauges(lines, [("dynamo_component_inflight_requests",
-                             "Number of requests currently being processed by work handler", [(component, r)]),
+                             "Number of requests currently being processed by work handler", [(endpoint, r)]),
                             ("dynamo_component_kvstats_gpu_cache_usage_percent",
-                             "GPU cache usage as a percentage (0.0-1.0)", [(component, kv)])])
+                             "GPU cache usage as a percentage (0.0-1.0)", [(stats, kv)]),
+                            ("dynamo_component_kvstats_total_blocks", "Total number of KV cache blocks",
+                             [(stats, 2048)])])
             family(lines, "dynamo_component_requests_total", "counter", "Total number of requests processed by work "
-                   "handler", [("", component, served)])
+                   "handler", [("", endpoint, served)])
             q = None  # a worker does not report its queue
         else:
             fl: _Labels = (("model", model),)

@@ -40,6 +40,7 @@ def test_ranks_that_repeat_and_ranks_that_add_up():
     ("trtllm", "0.6.0", ("nv_trt_llm_request_statistics",)),
     ("trtllm", "v0.17.1", ("nv_trt_llm_request_metrics",)),
     ("dynamo", "0.4.1-worker", ("dynamo_component_inflight_requests",)),
+    ("dynamo", "0.9.0-worker", ("dynamo_component_kvstats_total_blocks",)),
     ("llamacpp", "b4600", ("llamacpp:kv_cache_usage_ratio",)),
 ])
 def test_versions_pick_their_format(server, version, signals):
