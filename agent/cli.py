@@ -1,4 +1,4 @@
-"""gpulse serve | check | identify | labels | scenarios.
+"""gpulse serve | check | identify | labels | probe | scenarios.
 
 The one module that knows the simulator: with --nvml.backend=fake it starts the scenario's
 outside world, validates the settings the world hands back through the same config loader,
@@ -49,6 +49,10 @@ def _parser() -> argparse.ArgumentParser:
     labels = sub.add_parser("labels", help="print the gpulse.dev/ node labels")
     config_mod.add_flags(labels, _IDENTITY_FLAGS)
     identity_cli.add_labels_arguments(labels)
+    probe = sub.add_parser("probe", help="fetch one inference endpoint once and show what the agent reads "
+                                         "from it: server, per-model queue, running and KV cache")
+    from . import probe as probe_mod
+    probe_mod.add_arguments(probe)
     scen = sub.add_parser("scenarios", help="list the built-in scenarios, or validate scenario files")
     scen.add_argument("files", nargs="*", help="scenario files to validate")
     return p
@@ -69,6 +73,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     if args.command == "scenarios":
         return scenarios_main(args)
+    if args.command == "probe":
+        from . import probe as probe_mod
+        return probe_mod.main(args)
     try:
         cfg = config_mod.load(args)
     except config_mod.ConfigError as exc:

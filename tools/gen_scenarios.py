@@ -19,8 +19,14 @@ def pulse(low, high, period, duty, phase=0):
     return {"pulse": {"low": low, "high": high, "period": f"{period}s", "duty": duty, "phase": f"{phase}s"}}
 
 
+# vLLM releases the reference node mixes: V0 (gpu_cache_usage_perc, no engine label), early
+# V1 (engine label) and current (kv_cache_usage_perc); "" is the simulator's current format.
+VLLM_VERSIONS = ("0.6.3", "0.9.2", "", "")
+
+
 def vllm(model, i):
-    return {"server": "vllm", "model": model,
+    version = VLLM_VERSIONS[i % len(VLLM_VERSIONS)]
+    return {"server": "vllm", "model": model, **({"version": version} if version else {}),
             "queue_depth": sine(6 + (i % 5) * 3, 4 + i % 3, 60 + 7 * i, i),
             "running_requests": sine(12 + i % 7, 3, 45 + 5 * i),
             "kv_cache_usage": sine(0.45 + 0.04 * (i % 6), 0.1, 90 + 3 * i)}
@@ -80,11 +86,14 @@ def g5_timeslice():
         for r in range(4):
             i = g * 4 + r
             server, model = servers[r]
+            # one old release per server kind on GPU 0: Triton+TensorRT-LLM before v0.18 has no
+            # waiting row (no queue) and no KV fraction (used / max blocks)
+            version = {"vllm": "0.6.3", "trtllm": "0.15.0"}.get(server, "") if g == 0 else ""
             pods.append({"namespace": "inference", "name": f"{server}-{i:02d}", "labels": {"app": server},
                          "containers": [{"name": "server", "devices": [{"gpu": g, "replica": r}],
                                          "processes": [{"memory_mib": 4000 + 300 * r,
                                                         "utilization": sine(0.08 + 0.04 * r, 0.03, 40 + 4 * i, i)}]}],
-                         "workload": {"server": server, "model": model,
+                         "workload": {"server": server, "model": model, **({"version": version} if version else {}),
                                       "queue_depth": sine(4 + r * 2, 3, 50 + i, i),
                                       "running_requests": sine(6 + r, 2, 30 + i),
                                       **({"kv_cache_usage": sine(0.5, 0.2, 70)} if server in ("tgi", "vllm", "trtllm") else {})}})

@@ -6,8 +6,9 @@ agent's discovery, HTTP scrape, parser and adapters run unchanged. Values come f
 pod's WorkloadSpec traces at `clock()` scenario seconds, shaped as the real server would
 give them: counts as non-negative integers, the KV cache as a 0-1 ratio, and only the
 signals that server has (TGI and Triton have no KV-cache gauge, Triton no running count).
-Formats follow the metric names and types of the real servers (tests/fixtures/ holds their
-published texts).
+Formats follow the metric names, labels and types of the real servers at the pod's
+`version` (gpulse.sim.expositions; tests/fixtures/exposition/ holds their published texts),
+and each body comes with its truth: what the text means, which a test compares gpulse to.
 
 Pods with `push: true` are reported over the agent's push socket instead (when
 `push_socket` is given), each by a process of its own (gpulse.sim.pusher) that the
@@ -35,22 +36,18 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import quote
 
-from ..workloads import adapters
+from . import expositions
 from .lifecycle import Timeline
 
 if TYPE_CHECKING:
     from .scenario import PodSpec, Scenario, WorkloadSpec
     from .traces import Trace
-
-# Sample labels in order, ((name, value), ...); one sample is (suffix, labels, value).
-_Labels = tuple[tuple[str, str], ...]
-_Sample = tuple[str, _Labels, float]
 
 
 class _Server(ThreadingHTTPServer):
@@ -68,61 +65,31 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HEALTH_PATHS = ("/health", "/v2/health/ready")  # vLLM, TGI, SGLang, trtllm-serve; Triton
 GARBAGE_BYTES = 10 * 1024 * 1024
 FAULTS = ("hang", "error", "garbage")
-# The signals each simulated server carries are the ones gpulse's adapter reads for it.
-CARRIES: dict[str, tuple[str, ...]] = {a.server: tuple(sig for sig in adapters.SIGNALS if getattr(a, sig))
-                                       for a in adapters.ADAPTERS}
 
 
-def expected_model(workload: WorkloadSpec) -> str:
-    """The `model` label the simulated server gives (TGI serves one model and names none)."""
-    if workload.server == "tgi":
-        return ""
-    if workload.server == "ray-serve":  # keyed by (application, deployment)
-        return f"default/{workload.model or 'LLMServer'}"
-    return workload.model
-
-
-def expected_values(workload: WorkloadSpec, t: float) -> dict[str, float]:
-    """What the simulated server reports at scenario time t: {signal: value}, known only."""
-    out = {}
-    for signal in CARRIES[workload.server]:
+def serve(workload: WorkloadSpec, t: float, served: Optional[int] = None) -> tuple[str, expositions.Truth]:
+    """(body, truth) the simulated server of `workload` serves at scenario time t."""
+    values = {}
+    for signal in expositions.SIGNALS:
         trace: Optional[Trace] = getattr(workload, signal)
         if trace is None:
             continue
         v = trace.at(t)
-        out[signal] = min(1.0, max(0.0, v)) if signal == "kv_cache_usage" else float(max(0, round(v)))
-    return out
+        values[signal] = min(1.0, max(0.0, v)) if signal == "kv_cache_usage" else float(max(0, round(v)))
+    return expositions.render(workload.server, workload.version, workload.model, values, t, served,
+                              workload.tensor_parallel, workload.data_parallel)
 
 
-def _esc(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+def expected_model(workload: WorkloadSpec) -> str:
+    """The model the simulated server names (TGI serves one model and names none)."""
+    (model,) = serve(workload, 0.0)[1]
+    return model
 
 
-def _number(value: float) -> str:
-    """Integers as servers print counts; other floats exactly (repr round-trips)."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() else repr(value)
-
-
-def _family(lines: list[str], name: str, type_: str, help_: str, samples: Iterable[_Sample]) -> None:
-    lines.append(f"# HELP {name} {help_}")
-    lines.append(f"# TYPE {name} {type_}")
-    for suffix, labels, value in samples:
-        body = ",".join(f'{k}="{_esc(v)}"' for k, v in labels)
-        text = _number(value)
-        lines.append(f"{name}{suffix}{{{body}}} {text}" if body else f"{name}{suffix} {text}")
-
-
-def _histogram(lines: list[str], name: str, help_: str, labels: _Labels, count: int, total: float,
-               buckets: tuple[float, ...] = (0.1, 0.5, 1.0, 5.0)) -> None:
-    samples: list[_Sample] = []
-    seen = 0
-    for i, le in enumerate(buckets):
-        seen = min(count, int(count * (i + 1) / (len(buckets) + 1)))
-        samples.append(("_bucket", labels + (("le", f"{le:g}"),), seen))
-    samples.append(("_bucket", labels + (("le", "+Inf"),), count))
-    samples += [("_sum", labels, total), ("_count", labels, count)]
-    _family(lines, name, "histogram", help_, samples)
+def expected_values(workload: WorkloadSpec, t: float) -> dict[str, float]:
+    """What the simulated server reports at scenario time t: {signal: value}, known only."""
+    (values,) = serve(workload, t)[1].values()
+    return values
 
 
 def render_unloaded(server: str) -> str:
@@ -130,119 +97,11 @@ def render_unloaded(server: str) -> str:
     GPU and CPU families (the per-model ones come with the model), others nothing yet."""
     lines: list[str] = []
     if server in ("triton", "trtllm"):
-        _family(lines, "nv_gpu_utilization", "gauge", "GPU utilization rate [0.0 - 1.0)",
-                [("", (("gpu_uuid", "GPU-00000000-0000-0000-0000-000000000000"),), 0.0)])
-        _family(lines, "nv_cpu_utilization", "gauge", "CPU utilization rate [0.0 - 1.0]", [("", (), 0.05)])
+        expositions.family(lines, "nv_gpu_utilization", "gauge", "GPU utilization rate [0.0 - 1.0)",
+                           [("", (("gpu_uuid", "GPU-00000000-0000-0000-0000-000000000000"),), 0.0)])
+        expositions.family(lines, "nv_cpu_utilization", "gauge", "CPU utilization rate [0.0 - 1.0]",
+                           [("", (), 0.05)])
     return "\n".join(lines) + "\n" if lines else ""
-
-
-def render(server: str, model: str, values: Mapping[str, float], t: float, served: Optional[int] = None) -> str:
-    """One scrape body of `server` carrying `values`; its request counters are `served`
-    (by default growing with t)."""
-    q = values.get("queue_depth")
-    r = values.get("running_requests")
-    kv = values.get("kv_cache_usage")
-    served = int(t * 3) if served is None else served
-    lines: list[str] = []
-    if server == "vllm":
-        ml: _Labels = (("engine", "0"), ("model_name", model))
-        for name, help_, v in (("vllm:num_requests_running", "Number of requests in model execution batches.", r),
-                               ("vllm:num_requests_waiting", "Number of requests waiting to be processed.", q),
-                               ("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage.", kv)):
-            if v is not None:
-                _family(lines, name, "gauge", help_, [("", ml, v)])
-        _family(lines, "vllm:request_success_total", "counter", "Count of successfully processed requests.",
-                [("", ml + (("finished_reason", "stop"),), served)])
-        _histogram(lines, "vllm:request_queue_time_seconds", "Histogram of time spent in WAITING phase for request.",
-                   ml, served, served * 0.2)
-    elif server == "tgi":
-        if q is not None:
-            _family(lines, "tgi_queue_size", "gauge", "Current queue size", [("", (), q)])
-        if r is not None:
-            _family(lines, "tgi_batch_current_size", "gauge", "Current batch size", [("", (), r)])
-        _family(lines, "tgi_batch_current_max_tokens", "gauge", "Maximum tokens for the current batch",
-                [("", (), 4096)])
-        _family(lines, "tgi_request_count", "counter", "Total number of requests", [("", (), served)])
-        _family(lines, "tgi_request_success", "counter", "Number of successful requests", [("", (), served)])
-    elif server in ("triton", "trtllm"):
-        ml = (("model", model), ("version", "1"))
-        if server == "trtllm":
-            _family(lines, "nv_trt_llm_request_metrics", "gauge", "TRT LLM request metrics",
-                    [("", (("model", model), ("request_type", rt), ("version", "1")), v) for rt, v in
-                     (("waiting", q), ("context", 1), ("scheduled", r), ("max", 512), ("active", r)) if v is not None])
-            _family(lines, "nv_trt_llm_kv_cache_block_metrics", "gauge", "TRT LLM KV cache block metrics",
-                    [("", (("kv_cache_block_type", bt), ("model", model), ("version", "1")), v) for bt, v in
-                     (("max", 4096), ("used", round(4096 * (kv or 0))), ("fraction", kv), ("tokens_per", 64))
-                     if v is not None])
-        _family(lines, "nv_inference_request_success", "counter",
-                "Number of successful inference requests, all batch sizes", [("", ml, served)])
-        _family(lines, "nv_inference_count", "counter",
-                "Number of inferences performed (does not include cached requests)", [("", ml, served * 4)])
-        _family(lines, "nv_inference_exec_count", "counter",
-                "Number of model executions performed (does not include cached requests)", [("", ml, served)])
-        _family(lines, "nv_inference_queue_duration_us", "counter",
-                "Cumulative inference queuing duration in microseconds (includes cached requests)",
-                [("", ml, served * 1500)])
-        pending = q if server == "triton" else 0  # TRT-LLM queues in its batcher, not Triton's
-        if pending is not None:
-            _family(lines, "nv_inference_pending_request_count", "gauge",
-                    "Instantaneous number of pending requests awaiting execution per-model.", [("", ml, pending)])
-    elif server == "trtllm-serve":
-        ml = (("model_name", model),)
-        for name, help_, v in (("trtllm_num_requests_running", "Number of requests running.", r),
-                               ("trtllm_num_requests_waiting", "Number of requests waiting.", q),
-                               ("trtllm_kv_cache_utilization", "KV cache utilization (0-1).", kv)):
-            if v is not None:
-                _family(lines, name, "gauge", help_, [("", ml, v)])
-        _family(lines, "trtllm_request_success_total", "counter", "Requests finished.", [("", ml, served)])
-    elif server == "sglang":
-        ml = (("model_name", model),)
-        for name, help_, v in (("sglang:num_running_reqs", "The number of running requests.", r),
-                               ("sglang:num_queue_reqs", "The number of requests in the waiting queue.", q),
-                               ("sglang:token_usage", "The token usage.", kv)):
-            if v is not None:
-                _family(lines, name, "gauge", help_, [("", ml, v)])
-        _family(lines, "sglang:gen_throughput", "gauge", "The generation throughput (token/s).", [("", ml, 850.0)])
-        _family(lines, "sglang:num_requests_total", "counter", "Number of requests processed.", [("", ml, served)])
-    elif server == "dynamo":
-        ml = (("model", model),)
-        if r is not None:  # the frontend's inflight count includes the queued requests
-            _family(lines, "dynamo_frontend_inflight_requests", "gauge", "Number of inflight requests",
-                    [("", ml, r + (q or 0))])
-        if q is not None:
-            _family(lines, "dynamo_frontend_queued_requests", "gauge", "Number of requests in HTTP processing queue",
-                    [("", ml, q)])
-        _family(lines, "dynamo_frontend_requests_total", "counter", "Total number of LLM requests processed",
-                [("", ml, served)])
-        if kv is not None:
-            _family(lines, "dynamo_component_kvstats_gpu_cache_usage_percent", "gauge",
-                    "GPU cache usage as a percentage (0.0-1.0)",
-                    [("", (("dynamo_component", "backend"), ("dynamo_endpoint", "generate"),
-                           ("dynamo_namespace", "dynamo")), kv)])
-    elif server == "ray-serve":
-        deployment = model or "LLMServer"
-        if q is not None:
-            _family(lines, "ray_serve_deployment_queued_queries", "gauge",
-                    "The current number of queries to this deployment waiting to be assigned to a replica.",
-                    [("", (("application", "default"), ("deployment", deployment), ("handle", "h1"),
-                           ("actor_id", "a1")), q)])
-        if r is not None:
-            _family(lines, "ray_serve_replica_processing_queries", "gauge",
-                    "The current number of queries being processed.",
-                    [("", (("application", "default"), ("deployment", deployment), ("replica", "r1")), r)])
-        _family(lines, "ray_serve_num_router_requests_total", "counter",
-                "The number of requests processed by the router.",
-                [("", (("application", "default"), ("deployment", deployment)), served)])
-        replica = (("application", "default"), ("deployment", deployment), ("replica", "r1"))
-        _family(lines, "ray_serve_deployment_request_counter_total", "counter",
-                "The number of queries that have been processed in this replica.",
-                [("", replica + (("route", "/"),), served)])
-        _family(lines, "ray_serve_deployment_replica_healthy", "gauge",
-                "Tracks whether this deployment replica is healthy. 1 means healthy, 0 means unhealthy.",
-                [("", replica, 1)])
-    else:
-        raise ValueError(f"no simulated exposition for server {server!r}")
-    return "\n".join(lines) + "\n"
 
 
 class _Listener:
@@ -377,9 +236,9 @@ def start_inference_servers(scenario: Scenario, clock: Callable[[], float], push
             t = clock()
             timeline = timelines.get(route)
             if timeline is None:
-                body = render(w.server, w.model, expected_values(w, t), t).encode()
+                body = serve(w, t)[0].encode()
             elif timeline.ready(t):
-                body = render(w.server, w.model, expected_values(w, t), t, served=timeline.requests(t)).encode()
+                body = serve(w, t, served=timeline.requests(t))[0].encode()
             else:
                 body = render_unloaded(w.server).encode()
             self.send_response(200)

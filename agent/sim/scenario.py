@@ -22,7 +22,7 @@ from .. import safeyaml
 from ..config import parse_duration
 from ..nvml.metrics import CLOCK_EVENT_REASONS
 from ..workloads import adapters
-from . import dra, lifecycle
+from . import dra, expositions, lifecycle
 from .knobs import KNOBS
 from .traces import Trace, TraceError, parse_trace
 
@@ -32,7 +32,8 @@ FAULT_KINDS = ("xid", "unsupported", "lost", "nvml_error", "stall", "init_failur
 # Throttle reasons a fault can switch on: every clock event reason but idleness.
 THROTTLE_REASONS = tuple(name for name, _ in CLOCK_EVENT_REASONS if name != "gpu_idle")
 FAULT_FIELDS = KNOBS  # the metric rows' and the fake's knobs: one list
-SERVERS = tuple(adapters.BY_SERVER)  # every server gpulse reads can be simulated
+# every server gpulse reads that the simulator has a format for
+SERVERS = tuple(s for s in adapters.BY_SERVER if s in expositions.FORMATS)
 
 
 class ScenarioError(Exception):
@@ -225,6 +226,9 @@ class WorkloadSpec:
     running_requests: Optional[Trace] = None
     kv_cache_usage: Optional[Trace] = None
     push: bool = False  # report over the push socket instead of serving /metrics
+    version: str = ""  # the server's release, as gpulse.sim.expositions formats it ("" = current)
+    tensor_parallel: int = 1  # ranks that each report the same values (SGLang tp_rank)
+    data_parallel: int = 1  # ranks whose values add up (vLLM engine, SGLang dp_rank, replicas)
 
 
 @dataclass(frozen=True)
@@ -684,15 +688,27 @@ def _process(ctx: _Ctx, pr: Any, path: str, parent: Mapping[Any, Any], gpus: tup
 
 def _workload(ctx: _Ctx, w: Any, path: str, parent: Mapping[Any, Any]) -> WorkloadSpec:
     ctx.mapping(w, path, {"server": True, "model": False, "queue_depth": False, "running_requests": False,
-                          "kv_cache_usage": False, "push": False}, parent, "workload")
+                          "kv_cache_usage": False, "push": False, "version": False, "tensor_parallel": False,
+                          "data_parallel": False}, parent, "workload")
     server = ctx.required(w, "server", str, f"{path}.server")
     if server not in SERVERS:
         raise ctx.fail(w, "server", f"unknown server {server!r} (one of {', '.join(SERVERS)})", f"{path}.server")
+    version = ctx.typed(w, "version", str, f"{path}.version", "")
+    try:
+        expositions.resolve(server, version)
+    except expositions.VersionError as exc:
+        raise ctx.fail(w, "version", str(exc), f"{path}.version") from None
+    ranks = {}
+    for key in ("tensor_parallel", "data_parallel"):
+        ranks[key] = ctx.typed(w, key, int, f"{path}.{key}", 1)
+        if not 1 <= ranks[key] <= expositions.MAX_RANKS:
+            raise ctx.fail(w, key, f"must be 1 to {expositions.MAX_RANKS}", f"{path}.{key}")
     return WorkloadSpec(server, ctx.typed(w, "model", str, f"{path}.model", ""),
                         ctx.trace(w, "queue_depth", f"{path}.queue_depth"),
                         ctx.trace(w, "running_requests", f"{path}.running_requests"),
                         ctx.trace(w, "kv_cache_usage", f"{path}.kv_cache_usage"),
-                        ctx.typed(w, "push", bool, f"{path}.push", False))
+                        ctx.typed(w, "push", bool, f"{path}.push", False), version,
+                        ranks["tensor_parallel"], ranks["data_parallel"])
 
 
 def _startup(ctx: _Ctx, n: Any, path: str, parent: Mapping[Any, Any]) -> StartupSpec:

@@ -4,14 +4,17 @@ every KEDA query run as KEDA runs it, all against the live Prometheus, and the H
 controller's formula applied to what comes back, before and after a queue spike.
 
 The llm/vllm Deployment has three replicas on two nodes (tests/fixtures/e2e/node-a.yaml,
-node-b.yaml), each a whole GPU at 76 % utilization, each queue stepping from 2 to 10
-waiting requests at 30 s after its agent started. Expected replicas (HPA
-deploy/prometheus-adapter/hpa-vllm.yaml, ScaledObject deploy/keda/scaledobject-vllm.yaml,
-3 current replicas, tolerance 0.1):
+node-b.yaml), each a whole GPU, KV caches 0.5, 0.6 and 0.7 full, each queue stepping from
+2 to 10 waiting requests at 30 s after its agent started. Expected replicas (HPA
+deploy/prometheus-adapter/hpa-vllm.yaml, ScaledObjects deploy/keda/, 3 current replicas,
+tolerance 0.1):
 
   before: queue 3 x 2 = 6, target 5 per replica -> ratio 0.4 -> ceil(6/5) = 2;
-          utilization 0.76 / 0.8 = 0.95, within tolerance -> stays 3;  max -> 3
-  after:  queue 3 x 10 = 30 -> ratio 2.0 -> ceil(30/5) = 6;  utilization -> 3;  max -> 6
+          KV cache mean 0.6 / 0.8 = 0.75 -> ceil(3 x 0.75) = 3;  max -> 3
+  after:  queue 3 x 10 = 30 -> ratio 2.0 -> ceil(30/5) = 6;  KV cache -> 3;  max -> 6
+
+Every ScaledObject in deploy/keda/ (the scale-to-zero one too) runs the same way, each
+query returning exactly one sample.
 
 "Before" is evaluated at a past instant (Prometheus' `time=`), a few seconds before the
 earliest agent could have reached 30 s, so the test does not depend on when it runs.
@@ -43,7 +46,8 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 ADAPTER = yaml.safe_load((ROOT / "deploy/prometheus-adapter/config.yaml").read_text())
 HPA = yaml.safe_load((ROOT / "deploy/prometheus-adapter/hpa-vllm.yaml").read_text())
-SCALED_OBJECT = next(d for d in yaml.safe_load_all((ROOT / "deploy/keda/scaledobject-vllm.yaml").read_text()) if d)
+SCALED_OBJECTS = {p.name: next(d for d in yaml.safe_load_all(p.read_text()) if d)
+                  for p in sorted((ROOT / "deploy/keda").glob("*.yaml"))}
 DEPLOYMENT = next(d for d in yaml.safe_load_all((ROOT / "deploy/examples/vllm-deployment.yaml").read_text())
                   if d and d.get("kind") == "Deployment")
 EXPECTED_BEFORE_SPIKE = 3
@@ -142,10 +146,21 @@ def test_adapter_pod_rules_answer_for_a_single_pod(stack, workload):
             assert [r["metric"] for r in result] == [{label: pod}], f"{query}: {result}"
 
 
-def _keda_values(stack, at=None):
+def _kv_truth(stack, workload):
+    """Each replica's KV cache as its simulated server serves it (a constant per pod here)."""
+    out = {}
+    for agent in stack.agents.values():
+        for pod in agent.spec.pods:
+            if pod.name in workload["pods"]:
+                out[pod.name] = pod.workload.kv_cache_usage.at(0)
+    assert len(set(out.values())) > 1, "replicas with different KV caches show whether the mean or max is taken"
+    return out
+
+
+def _keda_values(stack, at=None, scaled_object="scaledobject-vllm.yaml"):
     """Each trigger's query as KEDA runs it: it must return exactly one sample."""
     out = {}
-    for trigger in SCALED_OBJECT["spec"]["triggers"]:
+    for trigger in SCALED_OBJECTS[scaled_object]["spec"]["triggers"]:
         query = trigger["metadata"]["query"]
         result = stack.prometheus.query(query, at)
         assert len(result) == 1, f"KEDA trigger {trigger['name']}: {query} returned {len(result)} samples: {result}"
@@ -178,8 +193,8 @@ def _hpa_desired(values, current):
     return hpa_recommendation(proposals, HPA["spec"]["minReplicas"], HPA["spec"]["maxReplicas"])
 
 
-def _keda_desired(values, current):
-    spec = SCALED_OBJECT["spec"]
+def _keda_desired(values, current, scaled_object="scaledobject-vllm.yaml"):
+    spec = SCALED_OBJECTS[scaled_object]["spec"]
     proposals = []
     for trigger in spec["triggers"]:
         threshold = float(trigger["metadata"]["threshold"])
@@ -201,18 +216,21 @@ def test_hpa_and_keda_replicas_for_a_queue_spike(stack, workload):
     if time.time() < ready_at:
         time.sleep(ready_at - time.time())
     at = workload["before_time"]
+    kv = _kv_truth(stack, workload)
     adapter = _adapter_values(stack, workload, at)
-    keda = _keda_values(stack, at)
+    kedas = {name: _keda_values(stack, at, name) for name in SCALED_OBJECTS}
+    keda = kedas["scaledobject-vllm.yaml"]
     current = _current_replicas(stack, workload, at)
     pod_queue = _pod_queue(stack, workload, at)
-    context = f"at {at:.1f} (before the spike): adapter {adapter}, per-pod queue {pod_queue}, KEDA {keda}"
+    context = f"at {at:.1f} (before the spike): adapter {adapter}, per-pod queue {pod_queue}, KEDA {kedas}"
     assert set(pod_queue.values()) == {workload["before"]}, context
     assert adapter["gpu_queue_depth"] == workload["before"] * n, context
-    assert list(adapter["gpu_utilization"].values()) == [pytest.approx(0.76, abs=0.01)] * n, context
-    assert keda["queue-depth"] == workload["before"] * n, context
-    assert keda["gpu-utilization"] == pytest.approx(0.76, abs=0.01), context
+    assert adapter["gpu_kv_cache_usage"] == pytest.approx(kv), context
+    for name, values in kedas.items():
+        assert values["queue-depth"] == workload["before"] * n, (name, context)
+        assert values["kv-cache-usage"] == pytest.approx(sum(kv.values()) / n), (name, context)
+        assert _keda_desired(values, current, name) == EXPECTED_BEFORE_SPIKE, (name, context)
     assert _hpa_desired(adapter, current) == EXPECTED_BEFORE_SPIKE, context
-    assert _keda_desired(keda, current) == EXPECTED_BEFORE_SPIKE, context
 
     # After the spike: wait until every replica, the recording rule and KEDA's query see it.
     def after_values():
@@ -226,9 +244,12 @@ def test_hpa_and_keda_replicas_for_a_queue_spike(stack, workload):
                                    timeout=SPIKE_TIMEOUT)
     current = _current_replicas(stack, workload)
     context = f"after the spike: adapter {adapter}, KEDA {keda}"
-    assert list(adapter["gpu_utilization"].values()) == [pytest.approx(0.76, abs=0.01)] * n, context
+    assert adapter["gpu_kv_cache_usage"] == pytest.approx(kv), context
     assert _hpa_desired(adapter, current) == EXPECTED_AFTER_SPIKE, context
-    assert _keda_desired(keda, current) == EXPECTED_AFTER_SPIKE, context
+    for name in SCALED_OBJECTS:
+        values = keda if name == "scaledobject-vllm.yaml" else _keda_values(stack, None, name)
+        assert values["queue-depth"] == workload["after"] * n, (name, values)
+        assert _keda_desired(values, current, name) == EXPECTED_AFTER_SPIKE, (name, values)
 
 
 def _pod_queue(stack, workload, at=None):

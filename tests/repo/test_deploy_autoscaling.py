@@ -13,7 +13,10 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 ADAPTER = yaml.safe_load((ROOT / "deploy/prometheus-adapter/config.yaml").read_text())
-SCALED = [d for d in yaml.safe_load_all((ROOT / "deploy/keda/scaledobject-vllm.yaml").read_text()) if d]
+KEDA_FILES = sorted((ROOT / "deploy/keda").glob("*.yaml"))
+SCALED_BY_FILE = {p.name: [d for d in yaml.safe_load_all(p.read_text()) if d] for p in KEDA_FILES}
+SCALED = SCALED_BY_FILE["scaledobject-vllm.yaml"]
+TO_ZERO = SCALED_BY_FILE["scaledobject-vllm-scale-to-zero.yaml"]
 HPA = yaml.safe_load((ROOT / "deploy/prometheus-adapter/hpa-vllm.yaml").read_text())
 TEMPLATE_FIELD = re.compile(r"<<\s*\.(\w+)\s*>>")
 ADAPTER_FIELDS = {"Series", "LabelMatchers", "GroupBy", "LabelValuesByName", "GroupBySlice"}
@@ -57,6 +60,7 @@ def test_adapter_serves_the_metrics_the_hpa_uses():
     assert ("gpu_utilization", "pod") in served
     assert ("gpu_queue_depth", "pod") in served
     assert ("gpu_queue_depth", "deployment") in served
+    assert ("gpu_kv_cache_usage", "pod") in served
     for metric in HPA["spec"]["metrics"]:
         spec = metric[metric["type"].lower()]
         resource = "pod" if metric["type"] == "Pods" else spec["describedObject"]["kind"].lower()
@@ -64,6 +68,10 @@ def test_adapter_serves_the_metrics_the_hpa_uses():
         if metric["type"] == "Pods":
             assert spec["target"]["type"] == "AverageValue", "Pods metrics only support AverageValue"
     assert HPA["spec"]["metrics"][0]["object"]["metric"]["name"] == "gpu_queue_depth", "queue depth first"
+    queue, kv = HPA["spec"]["metrics"]
+    assert queue["object"]["target"] == {"type": "AverageValue", "averageValue": "5"}
+    # KV cache second, at the Inference Extension's / llm-d's 0.8; not raw GPU utilization
+    assert kv["pods"]["metric"]["name"] == "gpu_kv_cache_usage" and kv["pods"]["target"]["averageValue"] == "800m"
 
 
 @pytest.mark.skipif(PROMTOOL is None, reason="promtool not found: install Debian's `prometheus` package")
@@ -72,8 +80,8 @@ def test_rendered_queries_parse_as_promql(tmp_path):
     for rule in ADAPTER["rules"]:
         label = [k for k in rule["resources"]["overrides"] if k != "namespace"][0]
         exprs.append(render_adapter_query(rule, series_name(rule), f'namespace="llm",{label}=~"a|b"', label))
-    for obj in SCALED:
-        exprs += [t["metadata"]["query"] for t in obj["spec"]["triggers"]]
+    for objs in SCALED_BY_FILE.values():
+        exprs += [t["metadata"]["query"] for obj in objs for t in obj["spec"]["triggers"]]
     rules = {"groups": [{"name": "parse", "rules": [{"record": f"parse:check:{i}", "expr": e}
                                                    for i, e in enumerate(exprs)]}]}
     path = tmp_path / "parse.rules.yml"
@@ -82,15 +90,17 @@ def test_rendered_queries_parse_as_promql(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
 
 
-def test_keda_triggers_return_a_single_number():
-    (obj,) = SCALED
+@pytest.mark.parametrize("name", sorted(SCALED_BY_FILE))
+def test_keda_triggers_return_a_single_number(name):
+    (obj,) = SCALED_BY_FILE[name]
     assert obj["apiVersion"] == "keda.sh/v1alpha1" and obj["kind"] == "ScaledObject"
     spec = obj["spec"]
     assert set(spec) <= {"scaleTargetRef", "pollingInterval", "cooldownPeriod", "minReplicaCount",
                          "maxReplicaCount", "fallback", "advanced", "triggers", "idleReplicaCount"}
     assert spec["minReplicaCount"] <= spec["maxReplicaCount"]
     names = [t["name"] for t in spec["triggers"]]
-    assert names[0] == "queue-depth", "queue depth first"
+    assert names == ["queue-depth", "kv-cache-usage"], "queue depth first, KV cache second"
+    assert [t["metadata"]["threshold"] for t in spec["triggers"]] == ["5", "0.8"]
     for t in spec["triggers"]:
         assert t["type"] == "prometheus" and t["metricType"] in ("AverageValue", "Value")
         md = t["metadata"]
@@ -146,4 +156,48 @@ def _keda_queue_test(tmp_path, with_spec_replicas: bool) -> subprocess.Completed
 @pytest.mark.parametrize("with_spec_replicas", [True, False])
 def test_keda_queue_holds_while_replicas_start(tmp_path, with_spec_replicas):
     out = _keda_queue_test(tmp_path, with_spec_replicas)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_scale_to_zero_activates_on_a_waiting_request_only():
+    (obj,) = TO_ZERO
+    spec = obj["spec"]
+    assert spec["minReplicaCount"] == 0 and spec["cooldownPeriod"] >= 600
+    assert spec["scaleTargetRef"] == SCALED[0]["spec"]["scaleTargetRef"]
+    queue, kv = spec["triggers"]
+    assert queue["metadata"]["activationThreshold"] == "0"  # active when more than 0 wait
+    assert float(kv["metadata"]["activationThreshold"]) >= 1  # a ratio never wakes it
+    for t in (queue, kv):
+        assert t["metadata"]["query"].endswith("or vector(0)"), "no replica: an empty queue, not a failure"
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not found: install Debian's `prometheus` package")
+def test_scale_to_zero_queue_counts_the_router_and_reads_zero_when_nothing_runs(tmp_path):
+    """Nothing at first (0 replicas, idle router): 0. Then 2 requests wait at the router:
+    2 (activates). Then one replica serves and the router drained: the replica's queue."""
+    (obj,) = TO_ZERO
+    query = obj["spec"]["triggers"][0]["metadata"]["query"]
+    owner = ('kube_pod_owner{{namespace="llm",pod="{0}",owner_kind="ReplicaSet",owner_name="{1}",'
+             'owner_is_controller="true"}}')
+    rs = ('kube_replicaset_owner{{namespace="llm",replicaset="{0}",owner_kind="Deployment",owner_name="{1}",'
+          'owner_is_controller="true"}}')
+    series = [
+        {"series": 'gpulse_workload_queue_depth{job="gpulse",node="n1",namespace="llm",pod="router-1",server="dynamo",model="m"}',
+         "values": "_x5 2x5 0x10"},
+        {"series": 'gpulse_workload_queue_depth{job="gpulse",node="n1",namespace="llm",pod="vllm-1",server="vllm",model="m"}',
+         "values": "_x10 3x10"},
+        {"series": owner.format("router-1", "vllm-router-5f6"), "values": "1x20"},
+        {"series": owner.format("vllm-1", "vllm-6d5"), "values": "_x10 1x10"},
+        {"series": rs.format("vllm-router-5f6", "vllm-router"), "values": "1x20"},
+        {"series": rs.format("vllm-6d5", "vllm"), "values": "1x20"},
+    ]
+    test = {"rule_files": [str(p) for p in sorted((ROOT / "deploy/prometheus").glob("*.rules.yml"))],
+            "evaluation_interval": "1m",
+            "tests": [{"interval": "1m", "input_series": series, "promql_expr_test": [
+                {"expr": query, "eval_time": "2m", "exp_samples": [{"labels": "{}", "value": 0}]},
+                {"expr": query, "eval_time": "7m", "exp_samples": [{"labels": "{}", "value": 2}]},
+                {"expr": query, "eval_time": "15m", "exp_samples": [{"labels": "{}", "value": 3}]}]}]}
+    path = tmp_path / "zero.test.yml"
+    path.write_text(yaml.safe_dump(test, sort_keys=False))
+    out = subprocess.run([PROMTOOL, "test", "rules", str(path)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -156,3 +156,129 @@ def test_listen_address_in_the_log_brackets_ipv6():
     assert _host_port("::1", 9445) == "[::1]:9445"
     assert _host_port("::", 9445) == "[::]:9445"
     assert _host_port("127.0.0.1", 9445) == "127.0.0.1:9445"
+
+
+# --- gpulse probe ------------------------------------------------------------------------------
+def _sim_server(server, version="", tp=1, dp=1, model="org/model-7b", q=7, r=5, kv=0.42):
+    """One simulated server (gpulse.sim.inference) of that kind and version: (handle, url, workload)."""
+    from types import SimpleNamespace
+
+    from gpulse.sim.inference import start_inference_servers
+    from gpulse.sim.scenario import PodSpec, WorkloadSpec
+    from gpulse.sim.traces import parse_trace
+
+    w = WorkloadSpec(server, model, parse_trace(q), parse_trace(r), parse_trace(kv), version=version,
+                     tensor_parallel=tp, data_parallel=dp)
+    handle = start_inference_servers(SimpleNamespace(pods=(PodSpec("ns", "p", "uid-p", (), workload=w),)),
+                                     clock=lambda: 30.0)
+    host, port, path = handle.endpoints[("ns", "p")]
+    return handle, f"http://{host}:{port}{path}", w
+
+
+def _every_simulated_format():
+    from gpulse.sim import expositions
+    from gpulse.sim.scenario import SERVERS
+    for server in SERVERS:
+        for fmt in expositions.FORMATS[server]:
+            for variant in fmt.variants:
+                yield server, fmt.since + (f"-{variant}" if variant else "")
+
+
+@pytest.mark.parametrize("server,version", list(_every_simulated_format()))
+def test_probe_reads_every_simulated_server_as_the_simulator_served_it(server, version, capsys):
+    """Each simulated server kind and version, with 2 tensor- and 3 data-parallel ranks where
+    the format has them: `gpulse probe --json` gives the values the simulator knows it served."""
+    import json
+
+    from gpulse.cli import main
+    from gpulse.sim.inference import serve
+    handle, url, w = _sim_server(server, version, tp=2, dp=3)
+    try:
+        code = main(["probe", "--json", url])
+    finally:
+        handle.stop()
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    truth = serve(w, 30.0)[1]
+    want = [{"model": m, **{s: v.get(s) for s in ("queue_depth", "running_requests", "kv_cache_usage")}}
+            for m, v in sorted(truth.items())]
+    assert (out["server"], out["up"], out["error"], out["models"]) == (server, True, None, want), out
+    assert out["url"] == url and 0 < out["duration_seconds"] < 5
+    no_queue = [w.split(": no queue depth")[0] for w in out["warnings"] if ": no queue depth" in w]
+    assert no_queue == [f"model {m!r}" if m else "this endpoint" for m, v in sorted(truth.items())
+                        if "queue_depth" not in v], out["warnings"]
+
+
+def test_probe_prints_a_short_table(capsys):
+    handle, url, _w = _sim_server("vllm", "0.6.3", model="meta-llama/Llama-3.1-8B-Instruct", q=3, r=12, kv=0.5)
+    try:
+        r = subprocess.run(gpulse_cmd("probe", url), capture_output=True, text=True, timeout=60)
+    finally:
+        handle.stop()
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    lines = r.stdout.splitlines()
+    assert re.fullmatch(re.escape(url) + r": vllm \(detected from its metric names\), 1 model, answered in \d+ ms",
+                        lines[0]), lines[0]
+    assert [line.split() for line in lines[1:]] == [["MODEL", "QUEUE", "RUNNING", "KV", "CACHE"],
+                                                   ["meta-llama/Llama-3.1-8B-Instruct", "3", "12", "0.5"]]
+
+
+def test_probe_with_server_reads_as_that_server_and_warns_of_a_missing_queue(capsys):
+    import json
+
+    from gpulse.cli import main
+    handle, url, _w = _sim_server("tgi", q=4, r=2)
+    try:
+        code = main(["probe", "--json", "--server", "vllm", url])
+    finally:
+        handle.stop()
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["server"] == "vllm"
+    assert out["models"] == [{"model": "", "queue_depth": None, "running_requests": None, "kv_cache_usage": None}]
+    assert any(w.startswith("this endpoint: no queue depth") for w in out["warnings"]), out["warnings"]
+
+
+@pytest.mark.parametrize("argv,code,needle", [
+    (["https://127.0.0.1:8443/metrics"], 2, "gpulse probe: https://127.0.0.1:8443/metrics: expected "
+                                            "http://host:port/path (the agent scrapes inference servers over plain HTTP)"),
+    (["ftp://x/metrics"], 2, "expected http://host:port/path"),
+    (["http:///metrics"], 2, "no host"),
+    (["http://u:p@127.0.0.1:1/metrics"], 2, "credentials in the URL"),
+    (["http://127.0.0.1:99999/metrics"], 2, "not a URL"),
+    (["http://127.0.0.1:9/metrics", "--server", "nope"], 2, "--server 'nope': unknown server (one of "),
+    (["http://127.0.0.1:9/metrics", "--timeout", "0"], 2, "--timeout 0: expected 0.01 to 60 seconds"),
+    (["http://127.0.0.1:9/metrics", "--timeout", "soon"], 2, "--timeout 'soon': expected seconds"),
+    (["http://127.0.0.1:9/metrics"], 1, "gpulse probe: http://127.0.0.1:9/metrics: ConnectionRefusedError"),
+])
+def test_probe_bad_input_and_failed_fetch_are_one_line(argv, code, needle):
+    r = subprocess.run(gpulse_cmd("probe", *argv), capture_output=True, text=True, timeout=60)
+    assert r.returncode == code, r.stderr
+    assert r.stdout == "" and r.stderr.strip().splitlines() == [r.stderr.strip()] and needle in r.stderr, r.stderr
+
+
+def test_probe_failed_fetch_as_json_names_url_and_error(capsys):
+    import json
+
+    from gpulse.cli import main
+    handle, url, _w = _sim_server("vllm")
+    handle.set_fault(("ns", "p"), "error")
+    try:
+        code = main(["probe", "--json", "--timeout", "2", url])
+        missing = url.replace("/metrics", "/nope")
+        code_404 = main(["probe", missing])
+    finally:
+        handle.stop()
+    out, err = capsys.readouterr()
+    first = json.loads(out)
+    assert code == 1 and code_404 == 1
+    assert (first["url"], first["up"], first["server"], first["models"]) == (url, False, None, [])
+    assert first["error"].startswith("HTTP 500")
+    assert err.strip() == f"gpulse probe: {missing}: HTTP 404 Not Found"
+
+
+def test_probe_bare_host_port_fetches_the_default_path():
+    from gpulse.probe import target_for_url
+    target, url = target_for_url("http://[::1]:8000")
+    assert (target.host, target.port, target.path, url) == ("::1", 8000, "/metrics", "http://[::1]:8000/metrics")
+    target, url = target_for_url("http://server/stats?format=prometheus", "tgi")
+    assert (target.port, target.path, target.server) == (80, "/stats?format=prometheus", "tgi")
