@@ -144,7 +144,8 @@ _RAY_WORKER_LABELS = ("WorkerId", "ReplicaId", "replica", "engine", "NodeAddress
 
 ADAPTERS: tuple[ServerAdapter, ...] = (
     ServerAdapter(
-        "vllm", *_VLLM, model_labels=("model_name",), additive_labels=("engine",),
+        # Triton's vLLM backend labels the same gauges model/version
+        "vllm", *_VLLM, model_labels=("model_name", "model"), additive_labels=("engine", "version"),
         markers=("vllm:request_success_total", "vllm:cache_config_info"),
     ),
     ServerAdapter(
@@ -183,10 +184,15 @@ ADAPTERS: tuple[ServerAdapter, ...] = (
     ServerAdapter(
         "sglang",
         # sglang_* (underscore) names: later releases as a second source, same meanings
-        queue_depth=(_s("sglang:num_queue_reqs"), _s("sglang_num_queue_reqs")),
-        running_requests=(_s("sglang:num_running_reqs"), _s("sglang_num_running_reqs")),
+        # sglang:num_requests_waiting/_running: the first (0.3.x) names, with a `name` label
+        queue_depth=(_s("sglang:num_queue_reqs"), _s("sglang_num_queue_reqs"), _s("sglang:num_requests_waiting")),
+        running_requests=(_s("sglang:num_running_reqs"), _s("sglang_num_running_reqs"),
+                          _s("sglang:num_requests_running")),
         kv_cache_usage=(_s("sglang:token_usage"), _s("sglang_token_usage")),
-        model_labels=("model_name",), duplicate_labels=("tp_rank",), additive_labels=("dp_rank",),
+        model_labels=("model_name", "name"),
+        # every rank of one scheduler's tensor/pipeline/expert group reports its one queue;
+        # data-parallel ranks and the workers behind a model gateway each have their own
+        duplicate_labels=("tp_rank", "pp_rank", "moe_ep_rank"), additive_labels=("dp_rank", "worker_addr"),
         markers=("sglang:gen_throughput", "sglang:num_requests_total", "sglang_gen_throughput"),
     ),
     ServerAdapter(
@@ -201,7 +207,9 @@ ADAPTERS: tuple[ServerAdapter, ...] = (
         queue_depth=(_s("dynamo_frontend_queued_requests"),),
         # the frontend's inflight includes its queued requests; a worker's generate endpoint
         # counts the requests it runs
+        # (2026 frontends add dynamo_frontend_active_requests, the same window under a clearer name)
         running_requests=(Source("dynamo_frontend_inflight_requests", minus="dynamo_frontend_queued_requests"),
+                          Source("dynamo_frontend_active_requests", minus="dynamo_frontend_queued_requests"),
                           _s("dynamo_component_inflight_requests", dynamo_endpoint="generate")),
         kv_cache_usage=(_s("dynamo_component_kvstats_gpu_cache_usage_percent"),),  # 0-1 despite the name
         model_labels=("model", "model_name"),

@@ -319,3 +319,34 @@ def test_warnings_are_bounded():
     text = "".join(f'vllm:num_requests_waiting{{model_name="m{i}"}} -1\n' for i in range(100))
     ext = extract_text(text)[2]
     assert len(ext.warnings) == adapters.MAX_WARNINGS and ext.dropped == (("negative", 100),)
+
+
+def test_sglang_first_release_names_and_name_label():
+    # SGLang 0.3.x (its first Prometheus metrics) named the model in `name`
+    text = ('sglang:num_requests_waiting{name="/models/llama-3.2-3b"} 4\n'
+            'sglang:num_requests_running{name="/models/llama-3.2-3b"} 9\n'
+            'sglang:token_usage{name="/models/llama-3.2-3b"} 0.25\n')
+    assert extract_text(text)[:2] == ("sglang", {"/models/llama-3.2-3b": (4, 9, 0.25)})
+
+
+def test_sglang_pipeline_and_expert_ranks_count_once_gateway_workers_add_up():
+    text = "".join(f'sglang_num_queue_reqs{{model_name="m",moe_ep_rank="{ep}",pp_rank="{pp}",tp_rank="0",'
+                   f'worker_addr="grpc://10.0.0.{w}:8001"}} {3 + w}\n'
+                   for w in range(2) for pp in range(2) for ep in range(4))
+    server, got, _ext = extract_text(text)
+    assert (server, got) == ("sglang", {"m": (7, None, None)})  # 3 + 4, each worker once
+
+
+def test_vllm_behind_triton_is_keyed_by_model_and_versions_add_up():
+    # Triton's vLLM backend re-labels vLLM's gauges with Triton's model/version
+    text = ('nv_inference_pending_request_count{model="vllm_model",version="1"} 0\n'
+            'vllm:num_requests_waiting{model="vllm_model",version="1"} 2\n'
+            'vllm:num_requests_waiting{model="vllm_model",version="2"} 1\n'
+            'vllm:num_requests_running{model="vllm_model",version="1"} 5\n'
+            'vllm:gpu_cache_usage_perc{model="vllm_model",version="1"} 0.5\n')
+    assert extract_text(text)[:2] == ("vllm", {"vllm_model": (3, 5, 0.5)})
+
+
+def test_dynamo_active_requests_stand_in_for_inflight():
+    text = ('dynamo_frontend_active_requests{model="q"} 12\ndynamo_frontend_queued_requests{model="q"} 5\n')
+    assert extract_text(text)[1] == {"q": (5, 7, None)}
