@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol, Union
 
 __all__ = [
     "COMPRESSOR",
+    "DEFAULT_MAX_SAMPLES",
     "EXTENSIONS_LOADED",
     "NO_EXTENSIONS",
     "OPENMETRICS_CONTENT_TYPE",
@@ -39,7 +40,14 @@ __all__ = [
 ]
 
 from ._expo_py import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, ExpositionEncoder
-from ._textparse_py import Exposition, ExpositionParser, ParseError, SampleLimitError, parse_exposition
+from ._textparse_py import (
+    DEFAULT_MAX_SAMPLES,
+    Exposition,
+    ExpositionParser,
+    ParseError,
+    SampleLimitError,
+    parse_exposition,
+)
 from ._window_py import WindowSet, fold_process_samples
 
 NO_EXTENSIONS = os.environ.get("GPULSE_NO_EXTENSIONS", "") not in ("", "0")

@@ -4,8 +4,12 @@ One scheduler thread wakes every `interval` (drift-free) and hands every target 
 no scrape in flight to a pool of `concurrency` workers. Each scrape is bounded by
 `timeout` (connect, headers and body share one deadline) and `max_body` bytes, so a hung,
 slow or garbage endpoint costs one worker for at most the timeout and marks only its own
-result down. Results are published as one immutable tuple that `states()` returns without
-locking: the sampler reads it every tick and never waits on a scrape.
+result down. Each target keeps one HTTP/1.1 connection open across rounds
+(gpulse.workloads.keepalive; closed when the target goes away or changes, opened anew after
+a failure or when the server closes it), and its body is parsed as it arrives, lines of
+families no adapter reads skipped unread, at most exposition.MAX_SERIES samples kept.
+Results are published as one immutable tuple that `states()` returns without locking:
+the sampler reads it every tick and never waits on a scrape.
 
 A failed scrape publishes scrape_up=0 and no values: a stale queue depth from a dead
 server would mislead an autoscaler more than a gap does.
@@ -25,7 +29,7 @@ from .. import httpfetch
 from ..errors import OneLineError, one_line
 from ..refresh import Refresher
 from ..snapshot import WorkloadState
-from . import adapters, exposition, signals
+from . import adapters, exposition, keepalive, signals
 from .adapters import ServerAdapter
 from .discovery import ScrapeTarget
 from .signals import StartSignals
@@ -60,17 +64,39 @@ def fetch(target: ScrapeTarget, timeout: float, max_body: int) -> bytes:
         raise ScrapeError(str(exc)) from None
 
 
+def connect(target: ScrapeTarget) -> keepalive.Connection:
+    """The target's connection, to pass to scrape() round after round (opened on first use)."""
+    return keepalive.Connection(target.host, target.port, target.path, ACCEPT)
+
+
+def fetch_samples(target: ScrapeTarget, timeout: float, max_body: int,
+                  conn: Optional[keepalive.Connection] = None) -> list[exposition.Sample]:
+    """GET and parse as the body arrives: the samples of WANTED families, NaN dropped."""
+    own = conn is None
+    if conn is None:
+        conn = connect(target)
+    stream = exposition.Stream(WANTED)
+    try:
+        conn.get(timeout, max_body, stream.feed)
+        return stream.finish()[0]
+    except httpfetch.FetchError as exc:
+        raise ScrapeError(str(exc)) from None
+    except exposition.TooManySeriesError as exc:
+        raise ScrapeError(str(exc)) from None
+    except exposition.ExpositionError as exc:
+        raise ScrapeError(f"not Prometheus text: {exc}") from None
+    finally:
+        if own:
+            conn.close()
+
+
 def scrape(target: ScrapeTarget, timeout: float, max_body: int,
-           last_server: str = "") -> EndpointResult:
-    """Fetch, parse and map one endpoint; never raises."""
+           last_server: str = "", conn: Optional[keepalive.Connection] = None) -> EndpointResult:
+    """Fetch, parse and map one endpoint; never raises. `conn`: the target's kept connection."""
     started = time.monotonic()
     server = target.server or last_server
     try:
-        body = fetch(target, timeout, max_body)
-        try:
-            samples, _types = exposition.parse(body, WANTED)
-        except exposition.ExpositionError as exc:
-            raise ScrapeError(f"not Prometheus text: {exc}") from None
+        samples = fetch_samples(target, timeout, max_body, conn)
         adapter: Optional[ServerAdapter]
         if target.server:
             adapter = adapters.BY_SERVER[target.server]
@@ -104,6 +130,7 @@ class Scraper:
         self._targets: dict[tuple[str, str], ScrapeTarget] = {}  # by ScrapeTarget.key
         self._results: dict[tuple[str, str], EndpointResult] = {}
         self._in_flight: set[tuple[str, str]] = set()
+        self._conns: dict[tuple[str, str], tuple[ScrapeTarget, keepalive.Connection]] = {}  # one per target
         self._lock = threading.Lock()
         self._published: tuple[WorkloadState, ...] = ()
         self._results_view: tuple[EndpointResult, ...] = ()
@@ -129,7 +156,12 @@ class Scraper:
             for key in list(self._results):
                 if key not in new or self._results[key].target != new[key]:
                     del self._results[key]
+            gone = [key for key, (t, _c) in self._conns.items()
+                    if new.get(key) != t and key not in self._in_flight]  # in flight: closed when done
+            closing = [self._conns.pop(key)[1] for key in gone]
             self._republish()
+        for conn in closing:
+            conn.close()
         if changed:
             self.refresher.wake()  # scrape new pods now, not at the next round
 
@@ -141,6 +173,11 @@ class Scraper:
         self.refresher.stop()
         if self._pool:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            closing = [c for _t, c in self._conns.values()]
+            self._conns.clear()
+        for conn in closing:
+            conn.close()
 
     # --- internals ---
 
@@ -158,10 +195,22 @@ class Scraper:
                 return
 
     def _scrape_one(self, target: ScrapeTarget, last_server: str) -> None:
-        result = scrape(target, self.timeout, self.max_body, last_server)
+        with self._lock:
+            kept = self._conns.get(target.key)
+            stale = kept[1] if kept is not None and kept[0] != target else None
+            if kept is None or stale is not None:
+                kept = (target, connect(target))
+                self._conns[target.key] = kept
+        if stale is not None:
+            stale.close()
+        conn = kept[1]
+        result = scrape(target, self.timeout, self.max_body, last_server, conn)
         with self._lock:
             self._in_flight.discard(target.key)
             if self._targets.get(target.key) != target:
+                if self._conns.get(target.key) is kept:
+                    del self._conns[target.key]
+                conn.close()
                 return  # the pod went away or changed while we scraped
             previous = self._results.get(target.key)
             self._results[target.key] = result
