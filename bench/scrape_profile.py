@@ -14,7 +14,6 @@ import cProfile
 import json
 import pathlib
 import pstats
-import statistics
 import subprocess
 import sys
 import threading
@@ -62,39 +61,38 @@ def main() -> int:
         assert child.stdout is not None
         eps = json.loads(child.stdout.readline())
         targets = [ScrapeTarget(ns, pod, f"uid-{i}", host, port, path) for i, (ns, pod, host, port, path) in enumerate(eps)]
-        done = threading.Semaphore(0)
         results = []
-
-        def on_result(r):
-            results.append(r)
-            done.release()
-
-        s = scrape.Scraper(3600.0, 0.5, 2 * 1024 * 1024, 8, on_result=on_result)
+        s = scrape.Scraper(1.0, 0.5, 2 * 1024 * 1024, 8, on_result=results.append)
         s.set_targets(targets)
         s.start()
-        for _ in targets:  # the first round (the scheduler runs one at start)
-            done.acquire(timeout=10)
-        per_round = []
-        for _ in range(args.rounds):
-            c0 = thread_cpu("gpulse-scrape") + thread_cpu("scrape-sched")
-            s.refresher.wake()
-            for _ in targets:
-                done.acquire(timeout=10)
-            time.sleep(0.02)  # let the workers finish their bookkeeping
-            per_round.append(thread_cpu("gpulse-scrape") + thread_cpu("scrape-sched") - c0)
+        time.sleep(1.5)  # the first round: connections opened
+        c0, t0, n0 = thread_cpu("gpulse-scrape"), time.monotonic(), len(results)
+        time.sleep(args.rounds)
+        cpu, elapsed, n = thread_cpu("gpulse-scrape") - c0, time.monotonic() - t0, len(results) - n0
         s.stop()
         up = sum(r.up for r in results[-len(targets):])
-        med = statistics.median(per_round)
-        print(f"{len(targets)} endpoints ({up} up); scrape threads' CPU per round: median {med * 1e3:.2f} ms "
-              f"= {med / len(targets) * 1e6:.0f} us per scrape = {med * 100:.2f}% of a core at 1 s")
+        print(f"{len(targets)} endpoints ({up} up) at 1 s: {n} scrapes in {elapsed:.1f} s; scrape thread CPU "
+              f"{cpu / n * 1e6:.0f} us per scrape = {cpu / elapsed * 100:.2f}% of a core")
+        state = {}
+        conns = {t.key: scrape.connect(t) for t in targets}
+
+        def one_round():
+            for t in targets:
+                r = scrape.scrape(t, 0.5, 2 * 1024 * 1024, state.get(t.key, ""), conns[t.key])
+                state[t.key] = r.server
+
+        one_round()
+        c0 = time.thread_time()
+        for _ in range(args.rounds):
+            one_round()
+        seq = (time.thread_time() - c0) / args.rounds
+        print(f"the same scrapes one after another, blocking, in one thread (kept connections): "
+              f"{seq / len(targets) * 1e6:.0f} us per scrape")
         if args.profile:
-            prof = cProfile.Profile()
-            state = {}
+            prof = cProfile.Profile(time.thread_time)
             prof.enable()
             for _ in range(args.rounds):
-                for t in targets:
-                    r = scrape.scrape(t, 0.5, 2 * 1024 * 1024, state.get(t.key, ""))
-                    state[t.key] = r.server
+                one_round()
             prof.disable()
             st = pstats.Stats(prof)
             st.sort_stats("tottime").print_stats(25)

@@ -19,9 +19,12 @@ httpfetch.FetchError whose str() is one line; what `sink` raises passes through 
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator
 from typing import Optional
 
 from ..errors import one_line
@@ -33,58 +36,58 @@ READ_BYTES = 64 * 1024
 MAX_CHUNK_LINE = 1024  # a chunk-size line (with extensions) or a trailer line
 
 
+Answer = Generator[None, bytes, bool]  # fed the bytes read (b"" at the end), -> keep the connection
+
+
 class _StaleError(Exception):
     """A kept connection that the server had closed: nothing of the answer arrived."""
 
 
 class Connection:
-    """GETs `path` from host:port; one caller at a time (the scraper's in-flight set)."""
+    """GETs `path` from host:port; one caller at a time (the scraper's in-flight set).
+
+    Blocking: get(). On an event loop (gpulse.workloads.scrape.Scraper): begin(), then
+    on_writable() / on_readable() as `wants` says, until on_readable() returns True; a
+    deadline the loop enforces (fail() ends the exchange)."""
 
     def __init__(self, host: str, port: int, path: str, accept: str = "*/*") -> None:
         self.host, self.port, self.path = host, port, path
         hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._request = (f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: {accept}\r\n"
                          f"Accept-Encoding: identity\r\nUser-Agent: {USER_AGENT}\r\n\r\n").encode("latin-1")
-        self._sock: Optional[socket.socket] = None
+        self.sock: Optional[socket.socket] = None
         self._buf = bytearray(READ_BYTES)
         self._view = memoryview(self._buf)
         self.connects = 0  # connections opened, for tests and the bench
+        # event-loop exchange state
+        self.wants = 0  # 0 idle, WANT_WRITE while connecting, WANT_READ while reading the answer
+        self._answer: Optional[Answer] = None
+        self._reused = False
+        self._max_body = 0
+        self._sink: Callable[[bytes], object] = _discard
 
     @property
     def is_open(self) -> bool:
-        return self._sock is not None
+        return self.sock is not None
 
     def close(self) -> None:
-        sock, self._sock = self._sock, None
+        sock, self.sock = self.sock, None
+        self.wants = 0
+        self._answer = None
         if sock is not None:
             sock.close()
+
+    # --- blocking ---
 
     def get(self, timeout: float, max_body: int, sink: Callable[[bytes], object]) -> None:
         """The body of a 200 answer to `sink`, within `timeout` seconds and `max_body` bytes."""
         deadline = time.monotonic() + timeout
-        try:
+        with _errors(self, timeout):
             try:
                 self._exchange(deadline, timeout, max_body, sink)
             except _StaleError:
                 self.close()
                 self._exchange(deadline, timeout, max_body, sink)  # a fresh connection: not stale
-        except _StaleError:
-            self.close()
-            raise FetchError("connection closed before the answer") from None
-        except TimeoutError:
-            self.close()
-            raise FetchError(f"timed out after {timeout:g}s") from None
-        except FetchError:
-            self.close()
-            raise
-        except OSError as exc:
-            self.close()
-            raise FetchError(one_line(exc)) from None
-        except BaseException:
-            self.close()  # the sink refused the body: the rest of the answer is unread
-            raise
-
-    # --- one request and its answer ---
 
     def _left(self, deadline: float, timeout: float) -> float:
         left = deadline - time.monotonic()
@@ -93,12 +96,12 @@ class Connection:
         return left
 
     def _exchange(self, deadline: float, timeout: float, max_body: int, sink: Callable[[bytes], object]) -> None:
-        reused = self._sock is not None
-        if self._sock is None:
-            self._sock = socket.create_connection((self.host, self.port), timeout=self._left(deadline, timeout))
-            self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reused = self.sock is not None
+        if self.sock is None:
+            self.sock = socket.create_connection((self.host, self.port), timeout=self._left(deadline, timeout))
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.connects += 1
-        sock = self._sock
+        sock = self.sock
         try:
             sock.settimeout(self._left(deadline, timeout))
             sock.sendall(self._request)
@@ -106,76 +109,197 @@ class Connection:
             if reused:
                 raise _StaleError() from None
             raise
-        reader = _Reader(sock, self._view, deadline, timeout, self._left)
-        head = reader.head(reused)
-        keep, length, chunked = _parse_head(head)
-        if length is not None and length > max_body:
-            raise FetchError(f"body of {length} bytes exceeds the {max_body}-byte limit")
-        if chunked:
-            _read_chunked(reader, max_body, sink)
-        elif length is not None:
-            _read_length(reader, length, sink)
-        else:
-            keep = False
-            _read_to_close(reader, max_body, sink)
-        if not keep or reader.pending:  # bytes past the answer: a server out of step
-            self.close()
-
-
-class _Reader:
-    """Buffered reads of one answer, each bounded by the deadline."""
-
-    def __init__(self, sock: socket.socket, view: memoryview, deadline: float, timeout: float,
-                 left: Callable[[float, float], float]) -> None:
-        self.sock, self.view, self.deadline, self.timeout, self.left = sock, view, deadline, timeout, left
-        self.pending = b""  # read but not yet consumed
-
-    def recv(self) -> bytes:
-        """The next bytes of the answer (what is pending first); b"" when the server closed."""
-        if self.pending:
-            data, self.pending = self.pending, b""
-            return data
-        self.sock.settimeout(self.left(self.deadline, self.timeout))
-        n = self.sock.recv_into(self.view)
-        return bytes(self.view[:n])
-
-    def head(self, reused: bool) -> bytes:
-        data = b""
+        answer = _answer(reused, max_body, sink)
+        next(answer)
         while True:
+            sock.settimeout(self._left(deadline, timeout))
             try:
-                more = self.recv()
+                n = sock.recv_into(self._view)
             except ConnectionResetError:
-                if reused and not data:
-                    raise _StaleError() from None
-                raise
-            if not more:
-                if reused and not data:
-                    raise _StaleError()
-                raise FetchError("connection closed in the answer's head")
-            start = max(0, len(data) - 3)
-            data += more
-            end = data.find(b"\r\n\r\n", start)
-            if end >= 0:
-                self.pending = data[end + 4:]
-                return data[:end]
-            if len(data) > MAX_HEAD_BYTES:
-                raise FetchError(f"answer head longer than {MAX_HEAD_BYTES} bytes")
+                n = 0
+            try:
+                answer.send(self._view[:n].tobytes())
+            except StopIteration as done:
+                if not done.value:
+                    self.close()
+                return
 
-    def line(self) -> bytes:
-        """One CRLF-ended line of the chunked framing (without the CRLF)."""
-        data = b""
-        while True:
-            more = self.recv()
-            if not more:
-                raise FetchError("connection closed inside a chunked body")
-            start = max(0, len(data) - 1)
-            data += more
-            end = data.find(b"\r\n", start)
-            if end >= 0:
-                self.pending = data[end + 2:]
-                return data[:end]
-            if len(data) > MAX_CHUNK_LINE:
-                raise FetchError("chunked body: a size or trailer line is too long")
+    # --- on an event loop (non-blocking socket) ---
+
+    def begin(self, max_body: int, sink: Callable[[bytes], object]) -> bool:
+        """Starts a GET: connects when needed (wants WANT_WRITE) or sends (wants WANT_READ).
+        -> False (the answer is still to come), as on_readable() says it."""
+        self._max_body, self._sink = max_body, sink
+        self._reused = self.sock is not None
+        if self.sock is None:
+            sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            self.sock = sock
+            self.connects += 1
+            err = sock.connect_ex((self.host, self.port))
+            if err not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
+                raise OSError(err, os.strerror(err))
+            self.wants = WANT_WRITE
+            return False
+        self._send()
+        return False
+
+    def on_writable(self) -> bool:
+        """The connect finished: send the request. -> False, as begin()."""
+        assert self.sock is not None
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            raise OSError(err, os.strerror(err))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._send()
+        return False
+
+    def _send(self) -> None:
+        assert self.sock is not None
+        try:
+            sent = self.sock.send(self._request)  # a few hundred bytes: an empty send buffer takes them
+        except (BrokenPipeError, ConnectionResetError):
+            if self._reused:
+                self._retry()
+                return
+            raise
+        if sent != len(self._request):
+            raise OSError("request not sent whole")
+        self._answer = _answer(self._reused, self._max_body, self._sink)
+        next(self._answer)
+        self.wants = WANT_READ
+
+    def _retry(self) -> None:
+        """The kept connection was stale: once more on a fresh one."""
+        self.close()
+        self.begin(self._max_body, self._sink)
+        self._reused = False
+
+    def on_readable(self) -> bool:
+        """Reads what arrived; True when the answer is complete (the connection then idle or
+        closed). While idle, readable means the server closed it (or sent what nobody asked
+        for): closed here, False."""
+        assert self.sock is not None
+        try:
+            n = self.sock.recv_into(self._view)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except ConnectionResetError:
+            n = 0
+        if self._answer is None:
+            self.close()
+            return False
+        try:
+            self._answer.send(self._view[:n].tobytes())
+        except StopIteration as done:
+            self._answer = None
+            self.wants = 0
+            if not done.value:
+                self.close()
+            return True
+        except _StaleError:
+            self._retry()
+        return False
+
+    def finish(self, run: Callable[[], bool]) -> bool:
+        """Runs one event-loop step under the errors' rules of get(); what it returns."""
+        with _errors(self, 0.0):
+            return run()
+
+
+WANT_READ, WANT_WRITE = 1, 2  # selectors.EVENT_READ, selectors.EVENT_WRITE
+
+
+def _discard(_data: bytes) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _errors(conn: Connection, timeout: float) -> Iterator[None]:
+    """Every failure closes the connection and is one FetchError line; the sink's own
+    errors pass through as they are."""
+    try:
+        yield
+    except _StaleError:
+        conn.close()
+        raise FetchError("connection closed before the answer") from None
+    except TimeoutError:
+        conn.close()
+        raise FetchError(f"timed out after {timeout:g}s") from None
+    except FetchError:
+        conn.close()
+        raise
+    except OSError as exc:
+        conn.close()
+        raise FetchError(one_line(exc)) from None
+    except BaseException:
+        conn.close()  # the sink refused the body: the rest of the answer is unread
+        raise
+
+
+class _Pending:
+    """Bytes read past what the framing consumed so far."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = b""
+
+
+def _recv(p: _Pending) -> Generator[None, bytes, bytes]:
+    if p.data:
+        data, p.data = p.data, b""
+        return data
+    return (yield)
+
+
+def _answer(reused: bool, max_body: int, sink: Callable[[bytes], object]) -> Answer:
+    """Reads one answer from the bytes it is sent; -> whether the connection can be kept."""
+    p = _Pending()
+    head = b""
+    while True:
+        more = yield from _recv(p)
+        if not more:
+            if reused and not head:
+                raise _StaleError()
+            raise FetchError("connection closed in the answer's head")
+        start = max(0, len(head) - 3)
+        head += more
+        end = head.find(b"\r\n\r\n", start)
+        if end >= 0:
+            p.data = head[end + 4:]
+            head = head[:end]
+            break
+        if len(head) > MAX_HEAD_BYTES:
+            raise FetchError(f"answer head longer than {MAX_HEAD_BYTES} bytes")
+    keep, length, chunked = _parse_head(head)
+    if length is not None and length > max_body:
+        raise FetchError(f"body of {length} bytes exceeds the {max_body}-byte limit")
+    if chunked:
+        yield from _read_chunked(p, max_body, sink)
+    elif length is not None:
+        yield from _read_length(p, length, sink)
+    else:
+        yield from _read_to_close(p, max_body, sink)
+        keep = False
+    return keep and not p.data  # bytes past the answer: a server out of step, not reused
+
+
+def _line(p: _Pending) -> Generator[None, bytes, bytes]:
+    """One CRLF-ended line of the chunked framing (without the CRLF)."""
+    data = b""
+    while True:
+        more = yield from _recv(p)
+        if not more:
+            raise FetchError("connection closed inside a chunked body")
+        start = max(0, len(data) - 1)
+        data += more
+        end = data.find(b"\r\n", start)
+        if end >= 0:
+            p.data = data[end + 2:]
+            return data[:end]
+        if len(data) > MAX_CHUNK_LINE:
+            raise FetchError("chunked body: a size or trailer line is too long")
 
 
 def _parse_head(head: bytes) -> tuple[bool, Optional[int], bool]:
@@ -219,23 +343,23 @@ def _parse_head(head: bytes) -> tuple[bool, Optional[int], bool]:
     return keep, length, chunked
 
 
-def _read_length(reader: _Reader, length: int, sink: Callable[[bytes], object]) -> None:
+def _read_length(p: _Pending, length: int, sink: Callable[[bytes], object]) -> Generator[None, bytes, None]:
     left = length
     while left > 0:
-        data = reader.recv()
+        data = yield from _recv(p)
         if not data:
             raise FetchError(f"connection closed after {length - left} of {length} body bytes")
         if len(data) > left:
-            reader.pending = data[left:]
+            p.data = data[left:]
             data = data[:left]
         left -= len(data)
         sink(data)
 
 
-def _read_to_close(reader: _Reader, max_body: int, sink: Callable[[bytes], object]) -> None:
+def _read_to_close(p: _Pending, max_body: int, sink: Callable[[bytes], object]) -> Generator[None, bytes, None]:
     size = 0
     while True:
-        data = reader.recv()
+        data = yield from _recv(p)
         if not data:
             return
         size += len(data)
@@ -244,19 +368,16 @@ def _read_to_close(reader: _Reader, max_body: int, sink: Callable[[bytes], objec
         sink(data)
 
 
-def _read_chunked(reader: _Reader, max_body: int, sink: Callable[[bytes], object]) -> None:
+def _read_chunked(p: _Pending, max_body: int, sink: Callable[[bytes], object]) -> Generator[None, bytes, None]:
     size = 0
     while True:
-        line = reader.line()
+        line = yield from _line(p)
         digits = line.split(b";", 1)[0].strip()
-        try:
-            n = int(digits, 16) if digits and all(c in b"0123456789abcdefABCDEF" for c in digits) else -1
-        except ValueError:
-            n = -1
-        if n < 0:
+        if not digits or len(digits) > 16 or any(c not in b"0123456789abcdefABCDEF" for c in digits):
             raise FetchError(f"chunked body: invalid chunk size {digits[:20].decode('latin-1')!r}")
+        n = int(digits, 16)
         if n == 0:
-            while reader.line():  # trailers, up to the empty line
+            while (yield from _line(p)):  # trailers, up to the empty line
                 pass
             return
         size += n
@@ -264,13 +385,13 @@ def _read_chunked(reader: _Reader, max_body: int, sink: Callable[[bytes], object
             raise FetchError(f"body exceeds the {max_body}-byte limit")
         left = n
         while left > 0:
-            data = reader.recv()
+            data = yield from _recv(p)
             if not data:
                 raise FetchError("connection closed inside a chunked body")
             if len(data) > left:
-                reader.pending = data[left:]
+                p.data = data[left:]
                 data = data[:left]
             left -= len(data)
             sink(data)
-        if reader.line():
+        if (yield from _line(p)):
             raise FetchError("chunked body: a chunk does not end with CRLF")
