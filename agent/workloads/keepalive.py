@@ -50,14 +50,16 @@ class Connection:
     on_writable() / on_readable() as `wants` says, until on_readable() returns True; a
     deadline the loop enforces (fail() ends the exchange)."""
 
-    def __init__(self, host: str, port: int, path: str, accept: str = "*/*") -> None:
+    def __init__(self, host: str, port: int, path: str, accept: str = "*/*",
+                 buffer: Optional[memoryview] = None) -> None:
+        """`buffer`: where reads land, shared by the connections of one thread (an event loop
+        reads one socket at a time); a buffer of their own otherwise."""
         self.host, self.port, self.path = host, port, path
         hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         self._request = (f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: {accept}\r\n"
                          f"Accept-Encoding: identity\r\nUser-Agent: {USER_AGENT}\r\n\r\n").encode("latin-1")
         self.sock: Optional[socket.socket] = None
-        self._buf = bytearray(READ_BYTES)
-        self._view = memoryview(self._buf)
+        self._view = buffer if buffer is not None else memoryview(bytearray(READ_BYTES))
         self.connects = 0  # connections opened, for tests and the bench
         # event-loop exchange state
         self.wants = 0  # 0 idle, WANT_WRITE while connecting, WANT_READ while reading the answer

@@ -67,9 +67,10 @@ def fetch(target: ScrapeTarget, timeout: float, max_body: int) -> bytes:
         raise ScrapeError(str(exc)) from None
 
 
-def connect(target: ScrapeTarget) -> keepalive.Connection:
-    """The target's connection, to pass to scrape() round after round (opened on first use)."""
-    return keepalive.Connection(target.host, target.port, target.path, ACCEPT)
+def connect(target: ScrapeTarget, buffer: Optional[memoryview] = None) -> keepalive.Connection:
+    """The target's connection, to pass to scrape() round after round (opened on first use);
+    `buffer`: the read buffer of the thread that uses it, when it serves several."""
+    return keepalive.Connection(target.host, target.port, target.path, ACCEPT, buffer)
 
 
 Parsed = tuple[list[exposition.Sample], dict[str, str]]  # (samples, types), as exposition.parse() gives
@@ -178,6 +179,7 @@ class Scraper:
         self._keys: dict[keepalive.Connection, tuple[str, str]] = {}  # the target each connection is for
         self._sel: Optional[selectors.BaseSelector] = None
         self._unpublished = False  # results not yet in the published tuples (under _lock)
+        self._buffer = memoryview(bytearray(keepalive.READ_BYTES))  # every connection's reads land here
         self.rounds = 0
 
     # --- readers (any thread, lock-free) ---
@@ -292,7 +294,7 @@ class Scraper:
     def _begin(self, target: ScrapeTarget, now: float) -> None:
         kept = self._conns.get(target.key)
         if kept is None:
-            kept = self._conns[target.key] = (target, connect(target))
+            kept = self._conns[target.key] = (target, connect(target, self._buffer))
             self._keys[kept[1]] = target.key
         conn = kept[1]
         with self._lock:
