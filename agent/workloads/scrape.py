@@ -304,7 +304,8 @@ class Scraper:
         self._step(flight, lambda: conn.begin(self.max_body, flight.stream.feed))
 
     def _event(self, conn: keepalive.Connection) -> None:
-        flight = self._flights.get(self._keys[conn])
+        key = self._keys.get(conn)
+        flight = self._flights.get(key) if key is not None else None
         if flight is None or flight.conn is not conn:  # idle: the server closed it (or spoke out of turn)
             with contextlib.suppress(Exception):
                 conn.on_readable()
