@@ -87,6 +87,21 @@ def parse_exposition(data: Data, *, max_samples: int = DEFAULT_MAX_SAMPLES,
     return parser.close()
 
 
+_ENCODED: dict[frozenset[str], frozenset[bytes]] = {}  # a scraper's wanted set, encoded once
+_ENCODED_MAX = 16
+
+
+def _encoded(wanted: Iterable[str]) -> frozenset[bytes]:
+    if not isinstance(wanted, frozenset):
+        return frozenset(w.encode("utf-8") for w in wanted)
+    got = _ENCODED.get(wanted)
+    if got is None:
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        got = _ENCODED[wanted] = frozenset(w.encode("utf-8") for w in wanted)
+    return got
+
+
 class ExpositionParser:
     """Streaming parse: feed(chunk)... then close() -> Exposition. A ParseError ends it."""
 
@@ -97,7 +112,7 @@ class ExpositionParser:
         self.helps: dict[str, str] = {}
         self.max_samples = max_samples
         self.max_line_bytes = max_line_bytes
-        self._wanted = None if wanted is None else frozenset(w.encode("utf-8") for w in wanted)
+        self._wanted = None if wanted is None else _encoded(wanted)
         self._tail = b""
         self._lineno = 0
         self._closed = False

@@ -212,6 +212,21 @@ cdef inline Py_ssize_t _name_end(const char *s, Py_ssize_t i, Py_ssize_t n) noex
     return i
 
 
+cdef dict _ENCODED = {}  # a scraper's wanted set, encoded once
+cdef Py_ssize_t _ENCODED_MAX = 16
+
+
+cdef object _encoded(wanted):
+    if not isinstance(wanted, frozenset):
+        return frozenset(w.encode("utf-8") for w in wanted)
+    got = _ENCODED.get(wanted)
+    if got is None:
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        got = _ENCODED[wanted] = frozenset(w.encode("utf-8") for w in wanted)
+    return got
+
+
 cdef class ExpositionParser:
     """Streaming parse: feed(chunk)... then close() -> Exposition. A ParseError ends it."""
     cdef readonly list samples
@@ -233,7 +248,7 @@ cdef class ExpositionParser:
         self.helps = {}
         self.max_samples = max_samples
         self.max_line_bytes = max_line_bytes
-        self.wanted = None if wanted is None else frozenset(w.encode("utf-8") for w in wanted)
+        self.wanted = None if wanted is None else _encoded(wanted)
         self.tail = b""
         self.lineno = 0
         self.closed = False

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ACCEPT = "text/plain;version=0.0.4;q=1.0,*/*;q=0.1"  # never OpenMetrics: one format to parse
 WANTED = adapters.ALL_METRICS | signals.METRICS  # queue families, and the start signals' counters and gauges
+PUBLISH_DELAY = 0.05  # a result waits at most this long for the rest of its round before it is published
 
 
 class ScrapeError(OneLineError):
@@ -178,7 +179,7 @@ class Scraper:
         self._registered: dict[keepalive.Connection, tuple[socket.socket, int]] = {}
         self._keys: dict[keepalive.Connection, tuple[str, str]] = {}  # the target each connection is for
         self._sel: Optional[selectors.BaseSelector] = None
-        self._unpublished = False  # results not yet in the published tuples (under _lock)
+        self._unpublished = 0.0  # when the oldest result not yet published came (0: none)
         self._buffer = memoryview(bytearray(keepalive.READ_BYTES))  # every connection's reads land here
         self.rounds = 0
 
@@ -255,6 +256,8 @@ class Scraper:
                         self._done(f, ScrapeError(f"timed out after {self.timeout:g}s"))
                     else:
                         wait = min(wait, f.deadline - now)
+                if self._unpublished:
+                    wait = min(wait, self._unpublished + PUBLISH_DELAY - now)
                 for key, _mask in sel.select(max(0.0, wait)):
                     conn = key.data
                     if conn is None:
@@ -262,9 +265,9 @@ class Scraper:
                             self._wake_r.recv(4096)
                         continue
                     self._event(conn)
-                if self._unpublished:
+                if self._unpublished and (not self._flights or time.monotonic() - self._unpublished >= PUBLISH_DELAY):
                     with self._lock:
-                        self._unpublished = False
+                        self._unpublished = 0.0
                         self._republish()
         except Exception:
             log.exception("workloads: the scrape loop failed; workload scrapes stop")
@@ -367,7 +370,8 @@ class Scraper:
                 return  # the pod went away or changed while we scraped
             previous = self._results.get(target.key)
             self._results[target.key] = result
-            self._unpublished = True  # published once per pass of the loop, not per result
+            if not self._unpublished:  # published when the round's scrapes are done, not per result
+                self._unpublished = time.monotonic()
         if not result.up and (previous is None or previous.up or previous.error != result.error):
             log.warning("workloads: scrape of %s/%s at %s failed: %s",
                         target.namespace, target.pod, target.url, result.error)
