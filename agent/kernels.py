@@ -7,6 +7,9 @@ GPULSE_NO_EXTENSIONS=1 forces the twins. Everything else imports kernels from he
 - compress(body) -> gzip bytes at a fast level (ISA-L, else zlib-ng, else zlib level 1).
 - WindowSet(horizon, capacity) and fold_process_samples(samples, since_us).
 - parse_exposition(data, max_samples=, max_line_bytes=) -> Exposition; ParseError.
+- ExpositionParser(wanted, max_samples=, max_line_bytes=): the same parse fed in chunks
+  (.feed(chunk), .close() -> Exposition), skipping lines of unwanted metric names before
+  building anything; past max_samples kept samples a SampleLimitError (a ParseError).
 
 Type checkers see the pure twins: the compiled extensions are untyped and behave the same.
 """
@@ -20,13 +23,16 @@ from typing import TYPE_CHECKING, Protocol, Union
 
 __all__ = [
     "COMPRESSOR",
+    "DEFAULT_MAX_SAMPLES",
     "EXTENSIONS_LOADED",
     "NO_EXTENSIONS",
     "OPENMETRICS_CONTENT_TYPE",
     "TEXT_CONTENT_TYPE",
     "Exposition",
     "ExpositionEncoder",
+    "ExpositionParser",
     "ParseError",
+    "SampleLimitError",
     "WindowSet",
     "compress",
     "fold_process_samples",
@@ -34,7 +40,14 @@ __all__ = [
 ]
 
 from ._expo_py import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, ExpositionEncoder
-from ._textparse_py import Exposition, ParseError, parse_exposition
+from ._textparse_py import (
+    DEFAULT_MAX_SAMPLES,
+    Exposition,
+    ExpositionParser,
+    ParseError,
+    SampleLimitError,
+    parse_exposition,
+)
 from ._window_py import WindowSet, fold_process_samples
 
 NO_EXTENSIONS = os.environ.get("GPULSE_NO_EXTENSIONS", "") not in ("", "0")
@@ -43,7 +56,7 @@ EXTENSIONS_LOADED = False
 if not TYPE_CHECKING and not NO_EXTENSIONS:
     try:
         from ._expo import ExpositionEncoder
-        from ._textparse import Exposition, ParseError, parse_exposition
+        from ._textparse import Exposition, ExpositionParser, ParseError, SampleLimitError, parse_exposition
         from ._window import WindowSet, fold_process_samples
 
         EXTENSIONS_LOADED = True

@@ -318,6 +318,12 @@ def bench_agent(ctx):
         rows.append(_row("agent", f"  {label}", "", f"{total * 1e3:.1f} ms/s", f"{total * 100:.2f}% of one core; {note}".rstrip("; ")))
         for g, v in sorted(mine.items(), key=lambda kv: -kv[1]):
             rows.append(_row("agent", f"    {g}", "", f"{v * 1e3:.1f} ms/s", f"{v * 100:.2f}% of one core"))
+    endpoints = sum(1 for (name, _), v in v1.items() if name == "gpulse_workload_scrape_up" and v == 1)
+    scrape_group = groups.get("workload endpoint scrapes (agent)", 0.0)
+    if endpoints:
+        rows.append(_row("agent", "  per workload endpoint scrape (agent)", f"{endpoints} endpoints up, 1 scrape/s each",
+                         f"{scrape_group / endpoints * 1e6:.0f} us",
+                         "scrape thread CPU / scrapes: kept connections, body parsed as it arrives, unwanted families skipped"))
     rows += nvml_rows(v0, v1)
     mib = [r / MIB for r in rss]
     start, mid, end = mib[0], mib[len(mib) // 2], mib[-1]

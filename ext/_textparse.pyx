@@ -3,13 +3,16 @@
 """Prometheus text-format parser, compiled twin of agent/_textparse_py.py (same results,
 same error lines; the grammar is documented there).
 
+ExpositionParser is the streaming form (feed chunks, close); with a `wanted` set a line
+whose metric name is not in it is skipped after scanning the name, the decision for the
+previous line's name reused when the next line has the same name (families are contiguous).
 One pass over the bytes. Strings equal to the previous sample's (metric name, label names,
 label values, whole label pairs) are reused instead of decoded again: exporters repeat
 them from line to line, so most samples allocate only their value.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.list cimport PyList_GET_ITEM
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.stdlib cimport strtod
@@ -32,6 +35,10 @@ class ParseError(ValueError):
     def __init__(self, lineno, message):
         super().__init__(f"line {lineno}: {message}")
         self.lineno = lineno
+
+
+class SampleLimitError(ParseError):
+    """More samples (kept samples, with a filter) than max_samples."""
 
 
 class Exposition(NamedTuple):
@@ -155,7 +162,7 @@ cdef str _decode(const char *p, Py_ssize_t n, Py_ssize_t lineno, what):
         raise ParseError(lineno, f"{what} is not valid UTF-8") from None
 
 
-cdef bytes _unescape(const char *p, Py_ssize_t n, bint label, Py_ssize_t lineno):
+cdef bytes _unescape(const char *p, Py_ssize_t n):
     cdef bytearray out = bytearray()
     cdef Py_ssize_t i = 0
     cdef char c
@@ -167,9 +174,7 @@ cdef bytes _unescape(const char *p, Py_ssize_t n, bint label, Py_ssize_t lineno)
                 out.append(<unsigned char>c)
             elif c == b'n':
                 out.append(10)
-            elif label:
-                raise ParseError(lineno, f"invalid escape \\{chr(<unsigned char>c)} in label value")
-            else:
+            else:  # kept as written, as Prometheus keeps it
                 out.append(b'\\')
                 out.append(<unsigned char>c)
             i += 2
@@ -179,79 +184,191 @@ cdef bytes _unescape(const char *p, Py_ssize_t n, bint label, Py_ssize_t lineno)
     return bytes(out)
 
 
-def parse_exposition(data, *, max_samples=DEFAULT_MAX_SAMPLES, max_line_bytes=DEFAULT_MAX_LINE_BYTES):
-    cdef bytes raw
+cdef bytes _as_bytes(data):
+    if isinstance(data, bytes):
+        return data
     if isinstance(data, str):
         try:
-            raw = data.encode("utf-8")
+            return data.encode("utf-8")
         except UnicodeEncodeError as e:
             raise ParseError(data.count("\n", 0, e.start) + 1, "text is not valid UTF-8") from None
-    elif isinstance(data, bytes):
-        raw = data
-    elif isinstance(data, (bytearray, memoryview)):
-        raw = bytes(data)
-    else:
-        raise TypeError(f"exposition must be bytes or str, got {type(data).__name__}")
-    return _parse(raw, max_samples, max_line_bytes)
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"exposition must be bytes or str, got {type(data).__name__}")
 
 
-cdef object _parse(bytes raw, Py_ssize_t max_samples, Py_ssize_t max_line_bytes):
-    cdef const char *s = PyBytes_AS_STRING(raw)
-    cdef Py_ssize_t size = PyBytes_GET_SIZE(raw)
-    cdef Py_ssize_t pos = 0, lineno = 0, stop, n, i, nsamples = 0
-    cdef const char *line
-    cdef const char *nl
-    cdef list samples = []
-    cdef dict types = {}
-    cdef dict helps = {}
-    cdef _Reuse reuse = _Reuse()
-    while pos < size:
-        lineno += 1
-        nl = <const char*>memchr(s + pos, b'\n', size - pos)
-        stop = size if nl == NULL else nl - s
-        if stop - pos > max_line_bytes:
-            raise ParseError(lineno, f"line longer than {max_line_bytes} bytes")
-        if nl == NULL:
-            raise ParseError(lineno, "input ends in the middle of a line (truncated?)")
-        line = s + pos
-        n = stop - pos
-        pos = stop + 1
-        i = _skip_blanks(line, 0, n)
-        if i == n:
-            continue
-        if line[i] == b'#':
-            if _comment(line, i + 1, n, lineno, types, helps, max_samples):
-                if pos < size:
-                    raise ParseError(lineno + 1, "data after # EOF")
-                break
-            continue
-        if nsamples >= max_samples:
-            raise ParseError(lineno, f"more than {max_samples} samples")
-        samples.append(reuse.sample(line, i, n, lineno))
-        nsamples += 1
-    return Exposition(samples, types, helps)
+def parse_exposition(data, *, max_samples=DEFAULT_MAX_SAMPLES, max_line_bytes=DEFAULT_MAX_LINE_BYTES):
+    cdef ExpositionParser parser = ExpositionParser(None, max_samples=max_samples, max_line_bytes=max_line_bytes)
+    parser.feed(data)
+    return parser.close()
 
 
-cdef bint _comment(const char *line, Py_ssize_t i, Py_ssize_t n, Py_ssize_t lineno, dict types, dict helps, Py_ssize_t max_meta) except -1:
+cdef inline Py_ssize_t _name_end(const char *s, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """The end of the metric name starting at i (i itself when there is none)."""
+    if i < n and _name_start(s[i]):
+        i += 1
+        while i < n and _name_char(s[i]):
+            i += 1
+    return i
+
+
+cdef dict _ENCODED = {}  # a scraper's wanted set, encoded once
+cdef Py_ssize_t _ENCODED_MAX = 16
+
+
+cdef object _encoded(wanted):
+    if not isinstance(wanted, frozenset):
+        return frozenset(w.encode("utf-8") for w in wanted)
+    got = _ENCODED.get(wanted)
+    if got is None:
+        if len(_ENCODED) >= _ENCODED_MAX:
+            _ENCODED.clear()
+        got = _ENCODED[wanted] = frozenset(w.encode("utf-8") for w in wanted)
+    return got
+
+
+cdef class ExpositionParser:
+    """Streaming parse: feed(chunk)... then close() -> Exposition. A ParseError ends it."""
+    cdef readonly list samples
+    cdef readonly dict types
+    cdef readonly dict helps
+    cdef readonly Py_ssize_t max_samples
+    cdef readonly Py_ssize_t max_line_bytes
+    cdef object wanted  # frozenset of UTF-8 names, or None
+    cdef bytes tail
+    cdef Py_ssize_t lineno
+    cdef bint closed
+    cdef _Reuse reuse
+    cdef bytes last_name  # the previous filtered line's name, and whether it was wanted
+    cdef bint last_wanted
+
+    def __init__(self, wanted=None, *, max_samples=DEFAULT_MAX_SAMPLES, max_line_bytes=DEFAULT_MAX_LINE_BYTES):
+        self.samples = []
+        self.types = {}
+        self.helps = {}
+        self.max_samples = max_samples
+        self.max_line_bytes = max_line_bytes
+        self.wanted = None if wanted is None else _encoded(wanted)
+        self.tail = b""
+        self.lineno = 0
+        self.closed = False
+        self.reuse = _Reuse()
+        self.last_name = None
+        self.last_wanted = False
+
+    def feed(self, data):
+        cdef bytes raw
+        cdef const char *s
+        cdef const char *nl
+        cdef Py_ssize_t size, last
+        if self.closed:
+            raise ValueError("feed() after close()")
+        raw = _as_bytes(data)
+        if PyBytes_GET_SIZE(self.tail):
+            raw = self.tail + raw
+        s = PyBytes_AS_STRING(raw)
+        size = PyBytes_GET_SIZE(raw)
+        last = size - 1
+        while last >= 0 and s[last] != b'\n':
+            last -= 1
+        if last < 0:
+            self.tail = raw
+        else:
+            self.tail = raw[last + 1:] if last + 1 < size else b""
+            self._lines(raw, last + 1)
+        if PyBytes_GET_SIZE(self.tail) > self.max_line_bytes:
+            raise ParseError(self.lineno + 1, f"line longer than {self.max_line_bytes} bytes")
+
+    def close(self):
+        """The last line needs no newline (as in Prometheus); -> everything parsed."""
+        cdef bytes tail
+        if not self.closed:
+            self.closed = True
+            tail = self.tail
+            self.tail = b""
+            if PyBytes_GET_SIZE(tail):
+                self._lines(tail + b"\n", PyBytes_GET_SIZE(tail) + 1)
+        return Exposition(self.samples, self.types, self.helps)
+
+    cdef bint _skip(self, const char *line, Py_ssize_t n) except -1:
+        """With a filter: whether this line names a metric that is not wanted."""
+        cdef Py_ssize_t i = _skip_blanks(line, 0, n), e, k
+        if i < n and line[i] == b'#':
+            k = i + 1
+            if not (k < n and _blank(line[k])):
+                return False
+            k = _skip_blanks(line, k, n)
+            if not (n - k > 4 and (memcmp(line + k, b"HELP", 4) == 0 or memcmp(line + k, b"TYPE", 4) == 0)
+                    and _blank(line[k + 4])):
+                return False
+            i = _skip_blanks(line, k + 4, n)
+        e = _name_end(line, i, n)
+        if e == i:
+            return False
+        if (self.last_name is not None and PyBytes_GET_SIZE(self.last_name) == e - i
+                and memcmp(PyBytes_AS_STRING(self.last_name), line + i, e - i) == 0):
+            return not self.last_wanted
+        self.last_name = line[i:e]
+        self.last_wanted = self.last_name in self.wanted
+        return not self.last_wanted
+
+    cdef int _lines(self, bytes raw, Py_ssize_t size) except -1:
+        """Parses raw[:size], which ends with a newline."""
+        cdef const char *s = PyBytes_AS_STRING(raw)
+        cdef Py_ssize_t pos = 0, stop, n, i
+        cdef Py_ssize_t lineno = self.lineno
+        cdef Py_ssize_t max_samples = self.max_samples
+        cdef const char *line
+        cdef const char *nl
+        cdef list samples = self.samples
+        cdef bint filtered = self.wanted is not None
+        try:
+            while pos < size:
+                lineno += 1
+                nl = <const char*>memchr(s + pos, b'\n', size - pos)
+                stop = nl - s
+                if stop - pos > self.max_line_bytes:
+                    raise ParseError(lineno, f"line longer than {self.max_line_bytes} bytes")
+                line = s + pos
+                n = stop - pos
+                pos = stop + 1
+                if filtered and self._skip(line, n):
+                    continue
+                i = _skip_blanks(line, 0, n)
+                if i == n:
+                    continue
+                if line[i] == b'#':
+                    _comment(line, i + 1, n, lineno, self.types, self.helps, max_samples)
+                    continue
+                if PyList_GET_SIZE(samples) >= max_samples:
+                    raise SampleLimitError(lineno, f"more than {max_samples} samples")
+                samples.append(self.reuse.sample(line, i, n, lineno))
+        finally:
+            self.lineno = lineno
+        return 0
+
+
+cdef int _comment(const char *line, Py_ssize_t i, Py_ssize_t n, Py_ssize_t lineno, dict types, dict helps, Py_ssize_t max_meta) except -1:
+    """Handles a `#` line (i is just past the `#`)."""
     cdef Py_ssize_t word, word_end, name_start, j
     cdef bint is_help
+    if not (i < n and _blank(line[i])):
+        return 0  # "#HELP ..." is a plain comment, as in Prometheus
     i = _skip_blanks(line, i, n)
     word = i
     word_end = i
     while word_end < n and not _blank(line[word_end]):
         word_end += 1
-    if word_end - word == 3 and memcmp(line + word, b"EOF", 3) == 0:
-        return _skip_blanks(line, word_end, n) == n
     if word_end - word != 4:
-        return False
+        return 0
     if memcmp(line + word, b"HELP", 4) == 0:
         is_help = True
     elif memcmp(line + word, b"TYPE", 4) == 0:
         is_help = False
     else:
-        return False
+        return 0
     if word_end == n:
-        return False
+        return 0
     kind_name = "HELP" if is_help else "TYPE"
     i = _skip_blanks(line, word_end, n)
     name_start = i
@@ -267,7 +384,7 @@ cdef bint _comment(const char *line, Py_ssize_t i, Py_ssize_t n, Py_ssize_t line
     i = _skip_blanks(line, i, n)
     if is_help:
         if memchr(line + i, b'\\', n - i) != NULL:
-            text = _unescape(line + i, n - i, False, lineno)
+            text = _unescape(line + i, n - i)
             value = _decode(PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text), lineno, "HELP text")
         else:
             value = _decode(line + i, n - i, lineno, "HELP text")
@@ -285,7 +402,7 @@ cdef bint _comment(const char *line, Py_ssize_t i, Py_ssize_t n, Py_ssize_t line
     if name not in target and len(types) + len(helps) >= max_meta:
         raise ParseError(lineno, f"more than {max_meta} HELP/TYPE names")
     target[name] = value
-    return False
+    return 0
 
 
 cdef Py_ssize_t _label_block_end(const char *line, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
@@ -437,7 +554,7 @@ cdef class _Reuse:
                 else:
                     j += 1
             if escaped:
-                text = _unescape(line + i + 1, j - i - 1, True, lineno)
+                text = _unescape(line + i + 1, j - i - 1)
                 value = _decode(PyBytes_AS_STRING(text), PyBytes_GET_SIZE(text), lineno, f"value of label {key}")
                 if pv is not None and value == pv:
                     value = pv

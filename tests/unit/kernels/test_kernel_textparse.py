@@ -116,7 +116,6 @@ def test_escapes_help_type_eof_and_timestamps(textparse):
         (b"m{a\"1\"} 1\n", 1, "expected '=' after label a"),
         (b"m{a=1} 1\n", 1, "expected '\"' to open the value of label a"),
         (b"m{a=\"1\" b=\"2\"} 1\n", 1, "expected ',' or '}' after label a"),
-        (b"m{a=\"\\t\"} 1\n", 1, "invalid escape \\t in label value"),
         (b"m\n", 1, "expected a space between the metric name and the value"),
         (b"m{} \n", 1, "missing value"),
         (b"m 1 2 3\n", 1, "unexpected text after the timestamp"),
@@ -129,8 +128,8 @@ def test_escapes_help_type_eof_and_timestamps(textparse):
         (b"# HELP 1m x\n", 1, "HELP line without a valid metric name"),
         (b"# HELP m-x x\n", 1, "invalid metric name in HELP line"),
         (b"m{a=\"\xff\"} 1\n", 1, "value of label a is not valid UTF-8"),
-        (b"m 1\n# EOF\nm 2\n", 3, "data after # EOF"),
-        (b"m 1\nm 2", 2, "input ends in the middle of a line (truncated?)"),
+        (b"m 1\nm 2\r\n", 2, "invalid value '2\\r'"),  # Prometheus fails CRLF on the value too
+        (b"m 1\nm{a=\"x\"} 1 2 3", 2, "unexpected text after the timestamp"),  # the unterminated last line is read
         ("m 1\nm{a=\"\udcff\"} 1\n", 2, "text is not valid UTF-8"),
     ],
 )
@@ -142,14 +141,136 @@ def test_errors_name_the_line_and_the_problem(textparse, data, lineno, message):
     assert isinstance(err.value, ValueError)
 
 
-def test_every_truncation_is_reported(textparse):
+def test_every_cut_parses_as_prometheus_reads_it(textparse):
+    """Prometheus reads a last line without a newline: a body cut at a line end parses to
+    the lines before the cut, a cut inside a line parses that partial line or fails on it."""
     body = _expo_py.ExpositionEncoder().render(gpu_node_families(gpus=2, migs=2, pods=3))
+    whole = textparse.parse_exposition(body).samples
     for cut in range(1, len(body)):
+        lines = body[:cut].count(b"\n")
         if body[cut - 1] == 0x0A:
-            textparse.parse_exposition(body[:cut])
+            assert textparse.parse_exposition(body[:cut]).samples == whole[:sum(
+                1 for line in body[:cut].split(b"\n") if line and not line.startswith(b"#"))]
         else:
-            with pytest.raises(textparse.ParseError, match="truncated|unterminated|invalid|missing|expected"):
+            try:
                 textparse.parse_exposition(body[:cut])
+            except textparse.ParseError as e:
+                assert e.lineno == lines + 1
+
+
+def test_prometheus_leniencies(textparse):
+    """What Prometheus' scrape parser (model/textparse/promparse.go) accepts, read the same."""
+    body = (
+        b"\n"
+        b" \t \n"                          # blanks-only line
+        b"m 1\n"                             # a sample before its TYPE
+        b"# TYPE m gauge\n"
+        b"# TYPE m counter\n"                # repeated: the last wins
+        b"#HELP m not help\n"                # no blank after '#': a comment
+        b"# HELP m the help\n"
+        b"# EOF\n"                           # text 0.0.4 has no end marker: a comment
+        b'm{a="\\t\\d",b="y",} 2\n'       # unknown escapes kept, trailing comma
+        b"\n\n"
+        b"  m\t3   1700000000000  \n"
+        b"m 4"                               # no final newline
+    )
+    exp = textparse.parse_exposition(body)
+    assert exp.samples == [("m", (), 1.0, None), ("m", (("a", "\\t\\d"), ("b", "y")), 2.0, None),
+                           ("m", (), 3.0, 1700000000000.0), ("m", (), 4.0, None)]
+    assert exp.types == {"m": "counter"} and exp.helps == {"m": "the help"}
+    assert _agree(body)[0] == "ok"
+    assert textparse.parse_exposition(b"m 1").samples == [("m", (), 1.0, None)]
+    assert textparse.parse_exposition(b"# HELP m x").helps == {"m": "x"}
+    assert textparse.parse_exposition(b"\n\n").samples == []
+
+
+def _feed(mod, chunks, wanted=None, **kw):
+    try:
+        p = mod.ExpositionParser(wanted, **kw)
+        for c in chunks:
+            p.feed(c)
+        return _canon(("ok", p.close()))
+    except mod.ParseError as e:
+        return ("error", e.lineno, str(e), type(e).__name__)
+
+
+def _chunks(data, cuts):
+    points = sorted({c % (len(data) + 1) for c in cuts})
+    return [data[a:b] for a, b in zip([0, *points], [*points, len(data)])]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(GRAMMAR_PIECES, max_size=40).map(b"".join), st.lists(st.integers(0, 400), max_size=6),
+       st.sampled_from([None, ["m"], ["m_total", ":x"], []]))
+def test_streaming_agrees_with_one_shot_and_between_twins(data, cuts, wanted):
+    compiled, pure = both("textparse")
+    chunks = _chunks(data, cuts)
+    a, b = _feed(compiled, chunks, wanted), _feed(pure, chunks, wanted)
+    assert a == b
+    if wanted is None:
+        one = _canon(_run(pure, data))
+        assert (a[0], a[1] if a[0] == "error" else a[1:]) == (one[0], one[1] if one[0] == "error" else one[1:])
+
+
+@settings(max_examples=100, deadline=None)
+@given(families(), st.lists(st.integers(0, 100_000), max_size=8), st.data())
+def test_filter_keeps_exactly_the_wanted_names(fams, cuts, data):
+    body = _expo_py.ExpositionEncoder().render(fams)
+    names = sorted({n for n, *_ in _expo_py_samples(body)})
+    wanted = data.draw(st.lists(st.sampled_from(names), unique=True) if names else st.just([]))
+    whole = parse_both(body)
+    for mod in both("textparse"):
+        p = mod.ExpositionParser(wanted)
+        for c in _chunks(body, cuts):
+            p.feed(c)
+        got = p.close()
+        nan_safe = _canon(("ok", got))[1]  # NaN compares unequal to itself
+        assert nan_safe == _canon(("ok", whole._replace(samples=[s for s in whole.samples if s[0] in wanted])))[1]
+        assert got.types == {k: v for k, v in whole.types.items() if k in wanted}
+        assert got.helps == {k: v for k, v in whole.helps.items() if k in wanted}
+
+
+def _expo_py_samples(body):
+    from gpulse import _textparse_py
+
+    return _textparse_py.parse_exposition(body).samples
+
+
+def parse_both(body):
+    compiled, pure = both("textparse")
+    a, b = compiled.parse_exposition(body), pure.parse_exposition(body)
+    assert _canon(("ok", a)) == _canon(("ok", b))
+    return b
+
+
+def test_filter_skips_unwanted_lines_unread_and_caps_kept_samples(textparse):
+    junk = b"".join(b'http_requests_total{handler="/h%d",code="200"} 1\n' % i for i in range(5000))
+    bad = b"other_family{this is not parsed at all\n# HELP other_family \xff\n# TYPE other_family bogus\n"
+    body = b"# TYPE q gauge\nq{model=\"a\"} 3\n" + junk + bad + b"q{model=\"b\"} 4"
+    p = textparse.ExpositionParser(["q"], max_samples=2)
+    for i in range(0, len(body), 1000):
+        p.feed(body[i:i + 1000])
+    exp = p.close()
+    assert exp.samples == [("q", (("model", "a"),), 3.0, None), ("q", (("model", "b"),), 4.0, None)]
+    assert exp.types == {"q": "gauge"} and exp.helps == {}
+    # The cap counts kept samples only, and names the line where it was passed.
+    p = textparse.ExpositionParser(["q"], max_samples=1)
+    with pytest.raises(textparse.SampleLimitError, match=r"^line 5006: more than 1 samples$") as err:
+        p.feed(body)
+        p.close()
+    assert isinstance(err.value, textparse.ParseError) and err.value.lineno == 5006
+    # Unfiltered, the same body fails on the bad line.
+    with pytest.raises(textparse.ParseError, match=r"^line 5003: "):
+        textparse.parse_exposition(body)
+    # A line longer than the limit is refused while it streams in, before its newline.
+    p = textparse.ExpositionParser(["q"], max_line_bytes=100)
+    p.feed(b"q 1\n" + b"x" * 60)
+    with pytest.raises(textparse.ParseError, match=r"^line 2: line longer than 100 bytes$"):
+        p.feed(b"x" * 60)
+    p = textparse.ExpositionParser()
+    p.close()
+    with pytest.raises(ValueError, match="after close"):
+        p.feed(b"m 1\n")
 
 
 def test_limits_bound_hostile_input(textparse):
