@@ -64,6 +64,7 @@ for that signal is not reported: a partial sum would under-report.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -276,9 +277,17 @@ assert len(BY_SERVER) == len(ADAPTERS), "duplicate server in ADAPTERS"
 ALL_METRICS: frozenset[str] = frozenset().union(*(a.wanted() for a in ADAPTERS))
 
 
-def _resolvable(adapter: ServerAdapter, present: set[str]) -> int:
-    return sum(1 for sig in SIGNALS
-               if any(all(f in present for f in s.families()) for s in adapter.sources(sig)))
+# Per adapter, per signal: the family sets of its sources (a source needs all of its families).
+_SIGNAL_FAMILIES = {a.server: tuple(tuple(frozenset(s.families()) for s in a.sources(sig)) for sig in SIGNALS)
+                    for a in ADAPTERS}
+_WANTED = {a.server: a.wanted() for a in ADAPTERS}
+# An endpoint shows the same families scrape after scrape: detection is remembered per set.
+DETECT_CACHE_SIZE = 512
+
+
+def _resolvable(adapter: ServerAdapter, present: frozenset[str]) -> int:
+    return sum(1 for sources in _SIGNAL_FAMILIES[adapter.server]
+               if any(families <= present for families in sources))
 
 
 def detect(names: Iterable[str]) -> Optional[ServerAdapter]:
@@ -290,14 +299,18 @@ def detect(names: Iterable[str]) -> Optional[ServerAdapter]:
     "ray-serve-llm", and NIM and MindIE (the same unprefixed counts) part on their KV gauge
     and markers. None when no signal family is present.
     """
-    present = set(names)
+    return _detect(frozenset(names) & ALL_METRICS)
+
+
+@functools.lru_cache(maxsize=DETECT_CACHE_SIZE)
+def _detect(present: frozenset[str]) -> Optional[ServerAdapter]:
     best: Optional[ServerAdapter] = None
     best_score = (0, 0)
     for adapter in ADAPTERS:
         signals = _resolvable(adapter, present)
         if not signals:
             continue
-        score = (signals, len(adapter.wanted() & present))
+        score = (signals, len(_WANTED[adapter.server] & present))
         if score > best_score:
             best, best_score = adapter, score
     return best
