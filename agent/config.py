@@ -34,9 +34,10 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 WINDOW_SAMPLES = 1024  # the ring buffer behind each window (gpulse.kernels.WindowSet)
 MAX_VALUE_CHARS = 4096  # one setting's value, from any origin (a path, a URL, a list of names)
-# Workload scrape bodies held at once: every worker may hold a body of max-body-bytes (and a
-# copy while it is joined), so concurrency x max-body-bytes is kept within this share of the
-# DaemonSet's 128 MiB limit (steady RSS is ~60 MiB; see docs/hardening.md).
+# Workload scrape bodies in flight at once: bodies are parsed as they arrive (a scrape holds a
+# partial line and the samples of the families gpulse reads, at most
+# gpulse.workloads.exposition.MAX_SERIES), so concurrency x max-body-bytes within this share
+# of the DaemonSet's 128 MiB limit is a conservative bound (steady RSS ~60 MiB; docs/hardening.md).
 WORKLOAD_BODY_BUDGET = 16 * 1024 * 1024
 MAX_BODY_BYTES = WORKLOAD_BODY_BUDGET
 
