@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from gpulse.sim import dra
+from gpulse.sim.inference import serve
 
 from tests.e2e.promql import adapter_label_matchers, adapter_resource_label, by_label, render_adapter_query
 
@@ -33,8 +34,18 @@ def scenario(stack):
         procs = [p for c in pod.containers for p in c.processes]
         pods[pod.name] = {"allocated": sum(1.0 / holders[(d.gpu, d.mig)] for d in refs),
                           "used": sum(p.utilization.at(0) for p in procs),
-                          "queue": pod.workload.queue_depth.at(0) if pod.workload and pod.workload.queue_depth else None}
+                          "queue": pod.workload.queue_depth.at(0) if pod.workload and pod.workload.queue_depth else None,
+                          "kv": _served_kv(pod.workload)}
     return spec, pods
+
+
+def _served_kv(workload):
+    """The pod's fullest KV cache as its simulated server reports it (None: the server's
+    format has no KV gauge)."""
+    if workload is None:
+        return None
+    ratios = [v["kv_cache_usage"] for v in serve(workload, 0.0)[1].values() if "kv_cache_usage" in v]
+    return max(ratios) if ratios else None
 
 
 def test_pod_series_carry_allocation_dra(stack, scenario):
@@ -69,7 +80,8 @@ def test_adapter_pod_rules_serve_dra_pods(stack, scenario):
             continue
         label = adapter_resource_label(rule, "pod")
         metric = rule["name"]["as"]
-        want = {name: (p["used"] / p["allocated"] if metric == "gpu_utilization" else p["queue"])
+        want = {name: (p["used"] / p["allocated"] if metric == "gpu_utilization"
+                       else p["kv"] if metric == "gpu_kv_cache_usage" else p["queue"])
                 for name, p in pods.items()}
         want = {k: v for k, v in want.items() if v is not None}
         assert want, f"{metric}: the DRA fixture has no pod to ask"
