@@ -258,22 +258,11 @@ def _recv(p: _Pending) -> Generator[None, bytes, bytes]:
 def _answer(reused: bool, max_body: int, sink: Callable[[bytes], object]) -> Answer:
     """Reads one answer from the bytes it is sent; -> whether the connection can be kept."""
     p = _Pending()
-    head = b""
-    while True:
-        more = yield from _recv(p)
-        if not more:
-            if reused and not head:
-                raise _StaleError()
-            raise FetchError("connection closed in the answer's head")
-        start = max(0, len(head) - 3)
-        head += more
-        end = head.find(b"\r\n\r\n", start)
-        if end >= 0:
-            p.data = head[end + 4:]
-            head = head[:end]
-            break
-        if len(head) > MAX_HEAD_BYTES:
-            raise FetchError(f"answer head longer than {MAX_HEAD_BYTES} bytes")
+
+    def closed(head: bytes) -> Exception:
+        return _StaleError() if reused and not head else FetchError("connection closed in the answer's head")
+
+    head = yield from _until(p, b"\r\n\r\n", MAX_HEAD_BYTES, closed, f"answer head longer than {MAX_HEAD_BYTES} bytes")
     keep, length, chunked = _parse_head(head)
     if length is not None and length > max_body:
         raise FetchError(f"body of {length} bytes exceeds the {max_body}-byte limit")
@@ -287,21 +276,30 @@ def _answer(reused: bool, max_body: int, sink: Callable[[bytes], object]) -> Ans
     return keep and not p.data  # bytes past the answer: a server out of step, not reused
 
 
-def _line(p: _Pending) -> Generator[None, bytes, bytes]:
-    """One CRLF-ended line of the chunked framing (without the CRLF)."""
+def _until(p: _Pending, delimiter: bytes, limit: int, closed: Callable[[bytes], Exception],
+           too_long: str) -> Generator[None, bytes, bytes]:
+    """The bytes up to `delimiter` (dropped); what follows stays in `p`. A close before it
+    raises closed(bytes so far); more than `limit` bytes without it raises FetchError(too_long)."""
     data = b""
     while True:
         more = yield from _recv(p)
         if not more:
-            raise FetchError("connection closed inside a chunked body")
-        start = max(0, len(data) - 1)
+            raise closed(data)
+        start = max(0, len(data) - len(delimiter) + 1)
         data += more
-        end = data.find(b"\r\n", start)
+        end = data.find(delimiter, start)
         if end >= 0:
-            p.data = data[end + 2:]
+            p.data = data[end + len(delimiter):]
             return data[:end]
-        if len(data) > MAX_CHUNK_LINE:
-            raise FetchError("chunked body: a size or trailer line is too long")
+        if len(data) > limit:
+            raise FetchError(too_long)
+
+
+def _line(p: _Pending) -> Generator[None, bytes, bytes]:
+    """One CRLF-ended line of the chunked framing (without the CRLF)."""
+    return (yield from _until(p, b"\r\n", MAX_CHUNK_LINE,
+                              lambda _data: FetchError("connection closed inside a chunked body"),
+                              "chunked body: a size or trailer line is too long"))
 
 
 def _parse_head(head: bytes) -> tuple[bool, Optional[int], bool]:
