@@ -54,7 +54,9 @@ Version and meaning facts behind the rows (sources in tests/fixtures/exposition/
   llamacpp:kv_cache_usage_ratio; text-embeddings-inference te_queue_size,
   te_batch_current_size.
 - SGLang router / model gateway: requests in flight per worker (sgl_router_running_requests,
-  smg_worker_requests_active, label worker); it has no waiting-queue or KV gauge.
+  smg_worker_requests_active, label worker); it has no waiting-queue or KV gauge of its own.
+  A gateway that relays its workers' engine gauges (sglang_* with worker_addr) is read from
+  those, summed over workers.
 
 Values are checked as pushed ones are (gpulse.workloads.push): counts finite, 0 to
 push.MAX_VALUE; the KV ratio 0 to 1 (within KV_EPSILON, clamped). A series out of range is
@@ -197,9 +199,17 @@ ADAPTERS: tuple[ServerAdapter, ...] = (
         markers=("sglang:gen_throughput", "sglang:num_requests_total", "sglang_gen_throughput"),
     ),
     ServerAdapter(
-        "sglang-router",  # the SGLang router / model gateway: no waiting queue, no KV cache
-        running_requests=(_s("sgl_router_running_requests"), _s("smg_worker_requests_active")),
-        additive_labels=("worker", "worker_addr", "url"),
+        # The SGLang router / model gateway. Its own gauges count requests in flight per
+        # worker (no waiting queue, no KV cache); a gateway that relays its workers' engine
+        # gauges (sglang_* with worker_addr) gives their queues, batches and caches, which
+        # come first: in-flight at the router includes what waits in the engine.
+        "sglang-router",
+        queue_depth=(_s("sglang_num_queue_reqs"),),
+        running_requests=(_s("sglang_num_running_reqs"), _s("sgl_router_running_requests"),
+                          _s("smg_worker_requests_active")),
+        kv_cache_usage=(_s("sglang_token_usage"),),
+        model_labels=("model_name",), duplicate_labels=("tp_rank", "pp_rank", "moe_ep_rank"),
+        additive_labels=("worker", "worker_addr", "url", "dp_rank"),
         markers=("sgl_router_requests_total", "sgl_router_processed_requests_total",
                  "sgl_router_active_workers", "smg_http_requests_total", "smg_worker_pool_size"),
     ),

@@ -350,3 +350,30 @@ def test_vllm_behind_triton_is_keyed_by_model_and_versions_add_up():
 def test_dynamo_active_requests_stand_in_for_inflight():
     text = ('dynamo_frontend_active_requests{model="q"} 12\ndynamo_frontend_queued_requests{model="q"} 5\n')
     assert extract_text(text)[1] == {"q": (5, 7, None)}
+
+
+def test_sglang_gateway_relaying_worker_gauges_reads_the_engines_not_its_in_flight():
+    # a model gateway in front of two workers: its own in-flight count per worker includes
+    # the requests waiting in the engines, so the relayed engine gauges come first
+    text = ('smg_http_requests_total{method="POST",path="/v1/chat/completions"} 40\n'
+            'smg_worker_requests_active{worker="http://10.0.0.1:30000"} 9\n'
+            'smg_worker_requests_active{worker="http://10.0.0.2:30000"} 4\n')
+    for i, (q, r, kv) in enumerate(((5, 4, 0.5), (1, 3, 0.25))):
+        for tp in range(2):
+            labels = f'model_name="m",tp_rank="{tp}",worker_addr="grpc://10.0.0.{i + 1}:8001"'
+            text += (f'sglang_num_queue_reqs{{{labels}}} {q}\nsglang_num_running_reqs{{{labels}}} {r}\n'
+                     f'sglang_token_usage{{{labels}}} {kv}\n')
+    assert extract_text(text)[:2] == ("sglang-router", {"m": (6, 7, 0.5)})
+
+
+def test_sglang_gateway_without_relayed_gauges_reads_its_in_flight():
+    text = ('smg_http_requests_total{method="POST",path="/generate"} 3\n'
+            'smg_worker_requests_active{worker="http://10.0.0.1:30000"} 2\n'
+            'smg_worker_requests_active{worker="http://10.0.0.2:30000"} 1\n')
+    assert extract_text(text)[:2] == ("sglang-router", {"": (None, 3, None)})
+
+
+def test_sglang_engine_with_underscore_names_stays_sglang():
+    text = ('sglang_num_queue_reqs{model_name="m",tp_rank="0"} 2\nsglang_num_running_reqs{model_name="m",tp_rank="0"} 5\n'
+            'sglang_token_usage{model_name="m",tp_rank="0"} 0.1\n')
+    assert extract_text(text)[:2] == ("sglang", {"m": (2, 5, 0.1)})
