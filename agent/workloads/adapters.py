@@ -142,7 +142,10 @@ _TRT_KV_BLOCKS = "kv_cache_block_type"
 _TRITON_TRTLLM_MARKERS = ("nv_trt_llm_runtime_memory_metrics", "nv_trt_llm_inflight_batcher_metrics",
                           "nv_trt_llm_general_metrics", "nv_trt_llm_runtime_memory_statistics",
                           "nv_trt_llm_inflight_batcher_statistics", "nv_trt_llm_general_statistics")
-_RAY_LABELS = ("application", "handle", "actor_id", "replica", "route")
+# each handle (proxies, calling deployments) queues its own requests; each replica runs its own;
+# Ray adds the reporting worker's process labels
+_RAY_LABELS = ("application", "handle", "actor_id", "replica", "replica_id", "route", "WorkerId", "ReplicaId",
+               "NodeAddress", "Component")
 _RAY_WORKER_LABELS = ("WorkerId", "ReplicaId", "replica", "engine", "NodeAddress", "Component")
 
 ADAPTERS: tuple[ServerAdapter, ...] = (

@@ -377,3 +377,15 @@ def test_sglang_engine_with_underscore_names_stays_sglang():
     text = ('sglang_num_queue_reqs{model_name="m",tp_rank="0"} 2\nsglang_num_running_reqs{model_name="m",tp_rank="0"} 5\n'
             'sglang_token_usage{model_name="m",tp_rank="0"} 0.1\n')
     assert extract_text(text)[:2] == ("sglang", {"m": (2, 5, 0.1)})
+
+
+def test_ray_serve_process_labels_add_up_without_warnings():
+    # Ray exports each worker process's series with its own process labels (Ray 2.0 had no
+    # application label): two replicas of one deployment, two handles queueing for it
+    lab = 'Component="core_worker",NodeAddress="10.47.123.4",Version="2.0.0",deployment="BoostingModel"'
+    text = (f'ray_serve_deployment_queued_queries{{{lab},WorkerId="a1"}} 2\n'
+            f'ray_serve_deployment_queued_queries{{{lab},WorkerId="b2"}} 3\n'
+            f'ray_serve_replica_processing_queries{{{lab},WorkerId="c3",replica="BoostingModel#x"}} 4\n'
+            f'ray_serve_replica_processing_queries{{{lab},WorkerId="d4",replica="BoostingModel#y"}} 1\n')
+    server, got, ext = extract_text(text)
+    assert (server, got, ext.warnings) == ("ray-serve", {"BoostingModel": (5, 5, None)}, ())
