@@ -59,6 +59,7 @@ AGENTS = {
 
 START_TIMEOUT = 60.0  # per server; generous for a loaded 2-core machine
 DATA_TIMEOUT = 60.0  # first scrapes and rule evaluations (Prometheus applies targets after ~5 s)
+SETTLE_SECONDS = 6.0  # a tick, a scrape and a rule evaluation after a change, and the scenario clock's lead
 
 
 def _free_port() -> int:
@@ -121,6 +122,23 @@ class Stack:
 
     def wait_for(self, check, what: str, timeout: float = DATA_TIMEOUT, interval: float = 0.5):
         return wait_for(check, timeout, what, self.diagnostics, interval)
+
+    def wait_until_serving(self, settle: float = SETTLE_SECONDS) -> None:
+        """Wait, if need be, until every pod with a start-up timeline (the scale-up node's)
+        has served its first request and has not crashed since, for `settle` seconds: the
+        per-pod comparisons hold only then. Its replicas start at 2-25 s, one crashes at
+        100 s and serves again about 21 s later; when a module runs depends on the others."""
+        from gpulse.sim.lifecycle import Timeline
+
+        for agent in self.agents.values():
+            timelines = [Timeline(p.startup) for p in agent.spec.pods if p.startup is not None]
+            for _ in range(16):  # each step leaves one unsettled window; a timeline has a few
+                t = time.time() - agent.started_at  # the scenario's clock, a little ahead
+                waits = [min(r.end, r.first_request + settle) - t
+                         for tl in timelines for r in tl.runs if r.begin <= t < r.first_request + settle]
+                if not waits:
+                    break
+                time.sleep(max(waits))
 
 
 def alertmanager_test_config(receiver_url: str) -> tuple[dict, dict]:

@@ -116,6 +116,7 @@ def test_every_recording_rule_has_data(stack):
 
 
 def test_per_pod_recording_rules_match_the_scenarios(stack):
+    stack.wait_until_serving()  # the scale-up node's replicas start, and one restarts, while modules run
     expected = _expected_pods(stack)
     prom = stack.prometheus
     per_pod = [r for r in _records() if r.startswith("namespace_pod:")]
@@ -168,6 +169,7 @@ def test_per_workload_recording_rules_join_pods_to_their_owners(stack):
 
 
 def test_node_and_namespace_recording_rules(stack):
+    stack.wait_until_serving()  # the scale-up node's replicas start, and one restarts, while modules run
     prom = stack.prometheus
     allocated = by_label(prom.query("namespace:gpulse_pod_gpu_allocated:sum"), "namespace")
     # dra (tests/fixtures/e2e/dra-node.yaml): 1 whole + 4 quarters of a shared claim + 1 MIG + 1 extended;
