@@ -1,5 +1,6 @@
 """Shared test switches and helpers."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -73,3 +74,43 @@ def wait_for(predicate, timeout: float = 20.0, interval: float = 0.02) -> bool:
             return True
         time.sleep(interval)
     return predicate()
+
+
+@contextlib.contextmanager
+def serve_process(*flags, settle: float = 2.5, ready_timeout: float = 60.0):
+    """`gpulse serve --nvml.backend=fake FLAGS` on a free loopback port, as users run it:
+    yields (process, base URL) once /readyz answers 200 and `settle` seconds of ticks have
+    passed; stopped with SIGTERM (then killed) afterwards unless the test stopped it."""
+    import signal
+    import subprocess
+    import time
+    import urllib.request
+
+    port = free_port()
+    proc = subprocess.Popen(gpulse_cmd("serve", "--nvml.backend=fake", *flags, f"--web.listen-address=127.0.0.1:{port}"),
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + ready_timeout
+    while True:
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("gpulse serve did not become ready:\n" + (proc.stdout.read() if proc.stdout else ""))
+        time.sleep(0.2)
+    time.sleep(settle)
+    try:
+        yield proc, base
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if proc.stdout:
+            proc.stdout.close()

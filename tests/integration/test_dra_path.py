@@ -7,16 +7,13 @@ come from the scenario files."""
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
-import time
 import urllib.request
 
 import pytest
 from gpulse.sim import dra
 from gpulse.sim import scenario as scen
 
-from tests.conftest import ROOT, free_port, gpulse_cmd, wait_for
+from tests.conftest import ROOT, serve_process, wait_for
 from tests.harness import Run
 
 TWO_CONTAINERS = f"{ROOT}/tests/fixtures/scenarios/two-containers.yaml"
@@ -155,30 +152,8 @@ def test_without_the_slice_watch_dra_allocations_are_counted_not_guessed():
 
 @pytest.fixture(scope="module")
 def served_dra():
-    port = free_port()
-    proc = subprocess.Popen(gpulse_cmd("serve", "--nvml.backend=fake", "--scenario=dra",
-                                       f"--web.listen-address=127.0.0.1:{port}"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("gpulse serve did not become ready:\n" + (proc.stdout.read() if proc.stdout else ""))
-        time.sleep(0.2)
-    time.sleep(4.0)  # a few ticks at 1 s: windows, slices and attribution fill in
-    yield base
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with serve_process("--scenario=dra", settle=4.0) as (proc, base):  # a few ticks at 1 s: windows, slices and attribution fill in
+        yield base
 
 
 def test_gpulse_serve_scenario_dra(served_dra):

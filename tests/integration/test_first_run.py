@@ -12,37 +12,15 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT, free_port, gpulse_cmd
+from tests.conftest import ROOT, free_port, gpulse_cmd, serve_process
 
 README = os.path.join(ROOT, "README.md")
 
 
 @pytest.fixture(scope="module")
 def served():
-    port = free_port()
-    proc = subprocess.Popen(gpulse_cmd("serve", "--nvml.backend=fake", "--compat.dcgm",
-                                       f"--web.listen-address=127.0.0.1:{port}"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("gpulse serve did not become ready:\n" + (proc.stdout.read() if proc.stdout else ""))
-        time.sleep(0.2)
-    time.sleep(2.5)  # workload scrapes (1 s) fill in the queue depths
-    yield port
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with serve_process("--compat.dcgm", settle=2.5) as (proc, base):  # workload scrapes (1 s) fill in the queue depths
+        yield int(base.rsplit(":", 1)[1])
 
 
 def _demo_command() -> str:

@@ -3,41 +3,17 @@
 import re
 import signal
 import subprocess
-import time
 import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT, free_port, gpulse_cmd, require_promtool
+from tests.conftest import require_promtool, serve_process
 
 
 @pytest.fixture(scope="module")
 def served():
-    port = free_port()
-    proc = subprocess.Popen(gpulse_cmd("serve", "--nvml.backend=fake", "--scenario=reference",
-                                       f"--web.listen-address=127.0.0.1:{port}"),
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/readyz", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("gpulse serve did not become ready:\n" + (proc.stdout.read() if proc.stdout else ""))
-        time.sleep(0.2)
-    time.sleep(2.5)  # a few ticks: windows, attribution and workload scrapes fill in
-    yield proc, base
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    with serve_process("--scenario=reference", settle=2.5) as (proc, base):  # a few ticks: windows, attribution and workload scrapes fill in
+        yield proc, base
 
 
 def _scrape(base: str) -> str:
