@@ -27,6 +27,7 @@ Shared interface (used by workload discovery and by pod attribution):
   PodInfo   - frozen: uid, namespace, name, node, phase, ip, annotations, labels, container_ids,
               lifecycle (conditions, container states, owner: gpulse.kube.lifecycle)
   PodWatcher(client, node_name, index=None).start()/.stop(); .index; .status() -> (up, error)
+  ListWatcher - the list-and-watch session PodWatcher and ResourceSliceWatcher share
   KubeClient(KubeConfig).list_pods(node) / .watch_pods(node, rv) / .get_node(name)
 
 Watch protocol: list with fieldSelector=spec.nodeName=<node> gives a resourceVersion;
@@ -48,7 +49,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Optional
+from typing import Any, Generic, Optional, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 from ..config import Config
@@ -249,12 +250,12 @@ class KubeClient:
     # --- the calls ---
 
     @staticmethod
-    def _pods_path(node: str, extra: str = "") -> str:
+    def pods_path(node: str, extra: str = "") -> str:
         return "/api/v1/pods?fieldSelector=" + quote(f"spec.nodeName={node}", safe="") + extra
 
     def list_pods(self, node: str) -> tuple[tuple[PodInfo, ...], str]:
         """-> (pods as PodInfo tuple, list resourceVersion)."""
-        data = self._get_json(self._pods_path(node))
+        data = self._get_json(self.pods_path(node))
         items = data.get("items") or []
         rv: str = (data.get("metadata") or {}).get("resourceVersion", "")
         return tuple(PodInfo.from_object(o) for o in items), rv
@@ -263,7 +264,7 @@ class KubeClient:
                    on_connection: Optional[Callable[[http.client.HTTPConnection], object]] = None,
                    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yields (event type, object dict) until the server ends the watch."""
-        return self.watch(self._pods_path(node, self.watch_query(resource_version)), "pods", on_connection)
+        return self.watch(self.pods_path(node, self.watch_query(resource_version)), "pods", on_connection)
 
     @staticmethod
     def watch_query(resource_version: str) -> str:
@@ -371,24 +372,47 @@ class PodIndex:
                 log.exception("kube: pod index subscriber failed")
 
 
-class PodWatcher:
-    """Keeps a PodIndex current from list + watch, on a Refresher's thread (source
-    "apiserver"): one refresh is one list-and-watch session; a session that fails backs
-    off 1 s doubling to 30 s; a 410 Gone lists again at once."""
+class _Synced(Protocol):
+    synced: bool
 
-    def __init__(self, client: KubeClient, node_name: str, index: Optional[PodIndex] = None) -> None:
+
+IndexT = TypeVar("IndexT", bound=_Synced)
+
+
+class ListWatcher(Generic[IndexT]):
+    """One resource on this node kept current from list + watch, on a Refresher's thread:
+    one refresh is one list-and-watch session; a session that fails backs off 1 s doubling
+    to 30 s; a 410 Gone lists again at once. Subclasses say how to list (`_list`, False when
+    the API server does not serve the resource: the session then idles `idle_when_unserved`
+    seconds), where to watch (`_watch_path`) and how to apply an event (`_apply`)."""
+
+    what = ""  # names the resource in logs and errors
+    idle_when_unserved = 300.0
+
+    def __init__(self, client: KubeClient, node_name: str, index: IndexT, source: str) -> None:
         if not node_name:
             raise KubeError("node.name is empty: set NODE_NAME from the downward API (spec.nodeName)")
         self.client = client
         self.node_name = node_name
-        self.index = index or PodIndex()
+        self.index = index
         self.relists = 0
         self._rv = ""
         self._conn: Optional[http.client.HTTPConnection] = None
-        self.refresher = Refresher("pod-watch", self._session, 0.0, retry_base=1.0, retry_ceiling=30.0,
+        self._stopped = threading.Event()
+        self.refresher = Refresher(source, self._session, 0.0, retry_base=1.0, retry_ceiling=30.0,
                                    interrupt=self._interrupt)
 
+    def _list(self) -> bool:
+        raise NotImplementedError
+
+    def _watch_path(self, resource_version: str) -> str:
+        raise NotImplementedError
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        raise NotImplementedError
+
     def start(self) -> None:
+        self._stopped.clear()
         self.refresher.start()
 
     def stop(self) -> None:
@@ -407,6 +431,7 @@ class PodWatcher:
         return self.index.synced
 
     def _interrupt(self) -> None:
+        self._stopped.set()
         conn = self._conn
         if conn is not None and conn.sock is not None:
             try:  # wakes the blocked readline; close() alone does not
@@ -424,22 +449,23 @@ class PodWatcher:
         server ends the watch; raises on failure."""
         try:
             if not self._rv:
-                pods, self._rv = self.client.list_pods(self.node_name)
-                self.index.replace(pods)
-                self.relists += 1
+                served = self._list()
                 self.refresher.mark_up()
+                if not served:
+                    self._stopped.wait(self.idle_when_unserved)
+                    return
             started, events = time.monotonic(), 0
-            for kind, obj in self.client.watch_pods(self.node_name, self._rv, self._set_conn):
+            for kind, obj in self.client.watch(self._watch_path(self._rv), self.what, self._set_conn):
                 events += 1
                 meta = obj.get("metadata") or {}
                 self._rv = meta.get("resourceVersion", self._rv) or self._rv
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
-                    self.index.apply(kind, PodInfo.from_object(obj))
+                    self._apply(kind, obj)
                 self.refresher.mark_up()
             if not events and time.monotonic() - started < 1.0 and not self.refresher.stopping:
                 time.sleep(1.0)  # a server that ends watches at once must not make us spin
         except Gone as exc:
-            log.info("kube: %s; listing pods again", exc)
+            log.info("kube: %s; listing %s again", exc, self.what)
             self._rv = ""
         except KubeError:
             raise
@@ -448,3 +474,24 @@ class PodWatcher:
             raise
         finally:
             self._conn = None
+
+
+class PodWatcher(ListWatcher[PodIndex]):
+    """Keeps a PodIndex current from list + watch of this node's pods (source "apiserver")."""
+
+    what = "pods"
+
+    def __init__(self, client: KubeClient, node_name: str, index: Optional[PodIndex] = None) -> None:
+        super().__init__(client, node_name, index or PodIndex(), "pod-watch")
+
+    def _list(self) -> bool:
+        pods, self._rv = self.client.list_pods(self.node_name)
+        self.index.replace(pods)
+        self.relists += 1
+        return True
+
+    def _watch_path(self, resource_version: str) -> str:
+        return KubeClient.pods_path(self.node_name, KubeClient.watch_query(resource_version))
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        self.index.apply(kind, PodInfo.from_object(obj))
