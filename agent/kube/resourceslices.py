@@ -10,7 +10,8 @@ its attributes. gpulse reads the ones that tie a device to NVML, whatever the dr
   profile     its MIG profile ("1g.10gb"); all that a not-yet-created (dynamic) MIG
               device carries
   pciBusID    resource.kubernetes.io/pciBusID, the standard attribute, for drivers that
-              publish no uuid
+              publish no uuid; else the driver's own pciBusID, or pcieBusID (what NVIDIA's
+              driver published before it added the standard one)
 
 An attribute name without a domain is in the driver's own domain, so "uuid" and
 "<driver>/uuid" are the same attribute; any other domain is accepted last. NVIDIA's DRA
@@ -107,6 +108,11 @@ def _string(raw: object) -> str:
     return ""
 
 
+def _pci_bus_id(attributes: Mapping[str, Any], driver: str) -> str:
+    return (_string(attributes.get(PCI_BUS_ID_ATTRIBUTE)) or _attribute(attributes, driver, "pciBusID")
+            or _attribute(attributes, driver, "pcieBusID"))
+
+
 def parse_slice(obj: Mapping[str, Any]) -> Optional[Slice]:
     """A ResourceSlice object as the API server's JSON decodes it -> Slice; None when it is
     not one this node can use (no driver, pool or name)."""
@@ -132,7 +138,7 @@ def parse_slice(obj: Mapping[str, Any]) -> Optional[Slice]:
         attrs = attrs if isinstance(attrs, Mapping) else {}
         devices.append(SliceDevice(driver, pool_name, dev["name"], _attribute(attrs, driver, "uuid"),
                                    _attribute(attrs, driver, "parentUUID"), _attribute(attrs, driver, "profile"),
-                                   _string(attrs.get(PCI_BUS_ID_ATTRIBUTE)) or _attribute(attrs, driver, "pciBusID"),
+                                   _pci_bus_id(attrs, driver),
                                    _attribute(attrs, driver, "type")))
     return Slice(name, driver, pool_name, generation if isinstance(generation, int) else 0, tuple(devices))
 
