@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_REFRESH_SECONDS = 60.0
 WATCH_TIMEOUT_SECONDS = 300  # the API server ends a watch after this; the watcher resumes
+# An object is at most ~1.5 MiB (etcd's request limit), so a watch event line is a little more
+# and a list of one node's pods or slices well under the second bound; past them is not an API server.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
@@ -240,12 +244,17 @@ class KubeClient:
         """The decoded JSON body (an API object; its fields are not validated here)."""
         conn, resp = self._open(path, self.timeout)
         try:
-            data: dict[str, Any] = json.loads(resp.read())
-            return data
+            body = resp.read(MAX_RESPONSE_BYTES + 1)
+            if len(body) > MAX_RESPONSE_BYTES:
+                raise KubeError(f"GET {path}: the response is over {MAX_RESPONSE_BYTES} bytes")
+            data = json.loads(body)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise KubeError(f"GET {path}: unreadable response: {exc}") from None
         finally:
             conn.close()
+        if not isinstance(data, dict):
+            raise KubeError(f"GET {path}: the response is JSON {type(data).__name__}, not an object")
+        return data
 
     # --- the calls ---
 
@@ -256,8 +265,7 @@ class KubeClient:
     def list_pods(self, node: str) -> tuple[tuple[PodInfo, ...], str]:
         """-> (pods as PodInfo tuple, list resourceVersion)."""
         data = self._get_json(self.pods_path(node))
-        items = data.get("items") or []
-        rv: str = (data.get("metadata") or {}).get("resourceVersion", "")
+        items, rv = self._items(data)
         return tuple(PodInfo.from_object(o) for o in items), rv
 
     def watch_pods(self, node: str, resource_version: str,
@@ -274,10 +282,14 @@ class KubeClient:
 
     def list_objects(self, path: str) -> tuple[list[dict[str, Any]], str]:
         """A list call: (items as decoded JSON, the list's resourceVersion)."""
-        data = self._get_json(path)
-        items = data.get("items") or []
-        rv: str = (data.get("metadata") or {}).get("resourceVersion", "")
-        return list(items) if isinstance(items, list) else [], rv
+        return self._items(self._get_json(path))
+
+    @staticmethod
+    def _items(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """A list's objects (what is not an object is skipped) and its resourceVersion."""
+        items = data.get("items")
+        objects = [o for o in items if isinstance(o, dict)] if isinstance(items, list) else []
+        return objects, _resource_version(data)
 
     def watch(self, path: str, what: str,
               on_connection: Optional[Callable[[http.client.HTTPConnection], object]] = None,
@@ -290,18 +302,23 @@ class KubeClient:
         try:
             while True:
                 try:
-                    line = resp.readline()
+                    line = resp.readline(MAX_EVENT_BYTES + 1)
                 except (OSError, http.client.HTTPException, ValueError) as exc:
                     raise KubeError(f"watch {what}: stream broke: {exc}") from None
                 if not line:
                     return
+                if len(line) > MAX_EVENT_BYTES:
+                    raise KubeError(f"watch {what}: an event over {MAX_EVENT_BYTES} bytes")
                 if not line.strip():
                     continue
                 try:
                     event = json.loads(line)
                 except ValueError:
                     raise KubeError(f"watch {what}: undecodable event {line[:80]!r}") from None
-                kind, obj = event.get("type", ""), event.get("object") or {}
+                kind = event.get("type", "") if isinstance(event, dict) else None
+                obj = event.get("object") or {} if isinstance(event, dict) else None
+                if not isinstance(kind, str) or not isinstance(obj, dict):
+                    raise KubeError(f"watch {what}: not a watch event {line[:80]!r}")
                 if kind == "ERROR":
                     code = obj.get("code", 0)
                     msg = f"watch {what}: {obj.get('message', 'error event')} (code {code})"
@@ -313,6 +330,13 @@ class KubeClient:
     def get_node(self, name: str) -> dict[str, Any]:
         """The Node object as a dict (metadata.labels, spec.providerID, status...)."""
         return self._get_json("/api/v1/nodes/" + quote(name, safe=""))
+
+
+def _resource_version(obj: Mapping[str, Any]) -> str:
+    """metadata.resourceVersion of an object or a list; "" when absent or not a string."""
+    meta = obj.get("metadata")
+    rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    return rv if isinstance(rv, str) else ""
 
 
 def _status_message(body: bytes) -> str:
@@ -457,8 +481,7 @@ class ListWatcher(Generic[IndexT]):
             started, events = time.monotonic(), 0
             for kind, obj in self.client.watch(self._watch_path(self._rv), self.what, self._set_conn):
                 events += 1
-                meta = obj.get("metadata") or {}
-                self._rv = meta.get("resourceVersion", self._rv) or self._rv
+                self._rv = _resource_version(obj) or self._rv
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
                     self._apply(kind, obj)
                 self.refresher.mark_up()

@@ -237,7 +237,7 @@ class ResourceSliceWatcher(ListWatcher[SliceIndex]):
             self.index.replace(())
             return False
         self.served = True
-        self.index.replace(s for s in (parse_slice(o) for o in items if isinstance(o, Mapping)) if s is not None)
+        self.index.replace(s for s in (parse_slice(o) for o in items) if s is not None)
         self.relists += 1
         return True
 
