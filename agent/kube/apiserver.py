@@ -259,8 +259,13 @@ class KubeClient:
     # --- the calls ---
 
     @staticmethod
+    def on_node(collection: str, node: str, extra: str = "") -> str:
+        """The path of `collection` ("/api/v1/pods") selected to objects of spec.nodeName=`node`."""
+        return collection + "?fieldSelector=" + quote(f"spec.nodeName={node}", safe="") + extra
+
+    @staticmethod
     def pods_path(node: str, extra: str = "") -> str:
-        return "/api/v1/pods?fieldSelector=" + quote(f"spec.nodeName={node}", safe="") + extra
+        return KubeClient.on_node("/api/v1/pods", node, extra)
 
     def list_pods(self, node: str) -> tuple[tuple[PodInfo, ...], str]:
         """-> (pods as PodInfo tuple, list resourceVersion)."""

@@ -34,7 +34,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Optional, Protocol
-from urllib.parse import quote
 
 from .apiserver import KubeClient, KubeError, ListWatcher
 
@@ -218,7 +217,7 @@ class ResourceSliceWatcher(ListWatcher[SliceIndex]):
         self.served = True  # False while the API server answers 404 for resource.k8s.io/v1
 
     def _path(self, extra: str = "") -> str:
-        return API_PATH + "?fieldSelector=" + quote(f"spec.nodeName={self.node_name}", safe="") + extra
+        return KubeClient.on_node(API_PATH, self.node_name, extra)
 
     def _watch_path(self, resource_version: str) -> str:
         return self._path(KubeClient.watch_query(resource_version))
