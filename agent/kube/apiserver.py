@@ -4,7 +4,7 @@ Why the standard library's http.client and not the `kubernetes` package: a Daemo
 on every node, so its memory and start-up are paid N times. The official client pulls in
 its generated models for the whole API (thousands of modules), urllib3, requests-oauthlib
 and google-auth, costs tens of MiB of RSS and about a second of import time, and the
-agent needs three calls: list pods, watch pods, get one node. http.client is already
+agent needs a handful: list and watch pods and ResourceSlices, get one node, post reviews. http.client is already
 loaded by the agent's own HTTP server, handles chunked watch streams, and with
 ssl.create_default_context(cafile=...) does the in-cluster TLS the service account needs.
 
@@ -158,7 +158,7 @@ def _container_ids(status: Mapping[str, Any]) -> Mapping[str, str]:
 
 
 class KubeClient:
-    """Three API calls over http.client; one connection per call (calls are rare)."""
+    """The API calls over http.client; one connection per call (calls are rare; a watch holds one)."""
 
     def __init__(self, kube: KubeConfig, timeout: float = 10.0) -> None:
         self.kube = kube
