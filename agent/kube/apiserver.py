@@ -233,7 +233,9 @@ class KubeClient:
             if resp.status not in (200, 201):
                 raise KubeError(f"POST {path}: HTTP {resp.status}: {_status_message(data) or resp.reason}",
                                 resp.status)
-            reply: dict[str, Any] = json.loads(data)
+            reply = json.loads(data)
+            if not isinstance(reply, dict):
+                raise ValueError(f"the reply is JSON {type(reply).__name__}, not an object")
             return reply
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise KubeError(f"POST {path}: {exc}") from None

@@ -229,3 +229,15 @@ def test_list_skips_items_that_are_not_objects_and_a_bad_resource_version():
     items, rv = KubeClient._items({"items": [{"metadata": {"name": "a"}}, "junk", 3], "metadata": {"resourceVersion": 7}})
     assert items == [{"metadata": {"name": "a"}}] and rv == ""
     assert KubeClient._items({"items": "x", "metadata": "y"}) == ([], "")
+
+
+def test_a_review_reply_that_is_not_an_object_is_one_line():
+    handler = type("H", (_Raw,), {"body": b"[]", "do_POST": _Raw.do_GET})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(KubeError, match="POST /x: the reply is JSON list, not an object"):
+            KubeClient(KubeConfig(f"http://127.0.0.1:{server.server_address[1]}")).post_json("/x", {})
+    finally:
+        server.shutdown()
+        server.server_close()
