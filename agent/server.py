@@ -63,6 +63,8 @@ INDEX = f"""<html><head><title>gpulse</title></head><body><h1>gpulse {__version_
 <ul><li><a href="/metrics">/metrics</a></li><li><a href="/identity">/identity</a></li>
 <li><a href="/livez">/livez</a></li><li><a href="/readyz">/readyz</a></li></ul></body></html>
 """.encode()
+
+
 class ScrapeSource(Protocol):
     """What the handler reads (gpulse.sampler.Sampler): the last tick's bytes and health."""
 
