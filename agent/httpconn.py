@@ -73,11 +73,7 @@ class BadRequestError(Exception):
 
 def parse_head(head: bytes) -> Request:
     """The request line and headers (without the blank line); BadRequestError otherwise."""
-    try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError:  # latin-1 decodes any byte; kept for clarity
-        raise BadRequestError(400, "undecodable head") from None
-    lines = text.split("\r\n")
+    lines = head.decode("latin-1").split("\r\n")  # latin-1 decodes any byte
     if len(lines) > MAX_HEADERS + 1:
         raise BadRequestError(431, f"more than {MAX_HEADERS} header lines")
     parts = lines[0].split(" ")
@@ -243,12 +239,10 @@ class Connection(asyncio.Protocol):
     # --- requests -----------------------------------------------------------------------------
     def _try_request(self) -> None:
         end = self.buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(self.buffer) > MAX_HEAD_BYTES:
-                self._refuse(431, "headers_too_large", f"request head over {MAX_HEAD_BYTES} bytes")
-            return
-        if end > MAX_HEAD_BYTES:
+        if end > MAX_HEAD_BYTES or (end < 0 and len(self.buffer) > MAX_HEAD_BYTES):
             self._refuse(431, "headers_too_large", f"request head over {MAX_HEAD_BYTES} bytes")
+            return
+        if end < 0:
             return
         head = bytes(self.buffer[:end])
         del self.buffer[:end + 4]

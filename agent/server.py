@@ -63,6 +63,8 @@ INDEX = f"""<html><head><title>gpulse</title></head><body><h1>gpulse {__version_
 <ul><li><a href="/metrics">/metrics</a></li><li><a href="/identity">/identity</a></li>
 <li><a href="/livez">/livez</a></li><li><a href="/readyz">/readyz</a></li></ul></body></html>
 """.encode()
+
+
 class ScrapeSource(Protocol):
     """What the handler reads (gpulse.sampler.Sampler): the last tick's bytes and health."""
 
@@ -178,8 +180,7 @@ class WebServer:
         self._bcrypt = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="gpulse-http-bcrypt")
         self._pending_work = 0
         self._auth_cache = AuthCache()
-        self._bucket: Optional[TokenBucket] = None
-        self._bucket_for: Any = None
+        self._bucket: Optional[TokenBucket] = None  # for the rate_limit in force; a new one when it changes
         self._json_cache: dict[str, tuple[Optional[Rendered], asyncio.Future[bytes]]] = {}
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -279,8 +280,8 @@ class WebServer:
         rate = cfg.rate_limit if cfg is not None else None
         if rate is None:
             return False
-        if self._bucket is None or self._bucket_for != rate:
-            self._bucket, self._bucket_for = TokenBucket(rate.interval, rate.burst), rate
+        if self._bucket is None or (self._bucket.interval, self._bucket.burst) != (rate.interval, rate.burst):
+            self._bucket = TokenBucket(rate.interval, rate.burst)
         return not self._bucket.take()
 
     def respond(self, conn: Connection, req: Request) -> None:

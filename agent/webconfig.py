@@ -266,7 +266,7 @@ def _ssl_reason(exc: BaseException) -> str:
 
 
 def _version(value: Any, where: str) -> ssl.TLSVersion:
-    if value not in TLS_VERSIONS:
+    if not isinstance(value, str) or value not in TLS_VERSIONS:  # a list or mapping is not hashable
         raise WebConfigError(f"{where}: {str(value)[:20]!r} is not one of {', '.join(TLS_VERSIONS)}")
     return TLS_VERSIONS[value]
 

@@ -4,7 +4,7 @@ Why the standard library's http.client and not the `kubernetes` package: a Daemo
 on every node, so its memory and start-up are paid N times. The official client pulls in
 its generated models for the whole API (thousands of modules), urllib3, requests-oauthlib
 and google-auth, costs tens of MiB of RSS and about a second of import time, and the
-agent needs three calls: list pods, watch pods, get one node. http.client is already
+agent needs a handful: list and watch pods and ResourceSlices, get one node, post reviews. http.client is already
 loaded by the agent's own HTTP server, handles chunked watch streams, and with
 ssl.create_default_context(cafile=...) does the in-cluster TLS the service account needs.
 
@@ -27,6 +27,7 @@ Shared interface (used by workload discovery and by pod attribution):
   PodInfo   - frozen: uid, namespace, name, node, phase, ip, annotations, labels, container_ids,
               lifecycle (conditions, container states, owner: gpulse.kube.lifecycle)
   PodWatcher(client, node_name, index=None).start()/.stop(); .index; .status() -> (up, error)
+  ListWatcher - the list-and-watch session PodWatcher and ResourceSliceWatcher share
   KubeClient(KubeConfig).list_pods(node) / .watch_pods(node, rv) / .get_node(name)
 
 Watch protocol: list with fieldSelector=spec.nodeName=<node> gives a resourceVersion;
@@ -48,7 +49,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Optional
+from typing import Any, Generic, Optional, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 from ..config import Config
@@ -62,6 +63,10 @@ log = logging.getLogger(__name__)
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_REFRESH_SECONDS = 60.0
 WATCH_TIMEOUT_SECONDS = 300  # the API server ends a watch after this; the watcher resumes
+# An object is at most ~1.5 MiB (etcd's request limit), so a watch event line is a little more
+# and a list of one node's pods or slices well under the second bound; past them is not an API server.
+MAX_EVENT_BYTES = 8 * 1024 * 1024
+MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 
@@ -153,7 +158,7 @@ def _container_ids(status: Mapping[str, Any]) -> Mapping[str, str]:
 
 
 class KubeClient:
-    """Three API calls over http.client; one connection per call (calls are rare)."""
+    """The API calls over http.client; one connection per call (calls are rare; a watch holds one)."""
 
     def __init__(self, kube: KubeConfig, timeout: float = 10.0) -> None:
         self.kube = kube
@@ -228,7 +233,9 @@ class KubeClient:
             if resp.status not in (200, 201):
                 raise KubeError(f"POST {path}: HTTP {resp.status}: {_status_message(data) or resp.reason}",
                                 resp.status)
-            reply: dict[str, Any] = json.loads(data)
+            reply = json.loads(data)
+            if not isinstance(reply, dict):
+                raise ValueError(f"the reply is JSON {type(reply).__name__}, not an object")
             return reply
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise KubeError(f"POST {path}: {exc}") from None
@@ -239,31 +246,40 @@ class KubeClient:
         """The decoded JSON body (an API object; its fields are not validated here)."""
         conn, resp = self._open(path, self.timeout)
         try:
-            data: dict[str, Any] = json.loads(resp.read())
-            return data
+            body = resp.read(MAX_RESPONSE_BYTES + 1)
+            if len(body) > MAX_RESPONSE_BYTES:
+                raise KubeError(f"GET {path}: the response is over {MAX_RESPONSE_BYTES} bytes")
+            data = json.loads(body)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             raise KubeError(f"GET {path}: unreadable response: {exc}") from None
         finally:
             conn.close()
+        if not isinstance(data, dict):
+            raise KubeError(f"GET {path}: the response is JSON {type(data).__name__}, not an object")
+        return data
 
     # --- the calls ---
 
     @staticmethod
-    def _pods_path(node: str, extra: str = "") -> str:
-        return "/api/v1/pods?fieldSelector=" + quote(f"spec.nodeName={node}", safe="") + extra
+    def on_node(collection: str, node: str, extra: str = "") -> str:
+        """The path of `collection` ("/api/v1/pods") selected to objects of spec.nodeName=`node`."""
+        return collection + "?fieldSelector=" + quote(f"spec.nodeName={node}", safe="") + extra
+
+    @staticmethod
+    def pods_path(node: str, extra: str = "") -> str:
+        return KubeClient.on_node("/api/v1/pods", node, extra)
 
     def list_pods(self, node: str) -> tuple[tuple[PodInfo, ...], str]:
         """-> (pods as PodInfo tuple, list resourceVersion)."""
-        data = self._get_json(self._pods_path(node))
-        items = data.get("items") or []
-        rv: str = (data.get("metadata") or {}).get("resourceVersion", "")
+        data = self._get_json(self.pods_path(node))
+        items, rv = self._items(data)
         return tuple(PodInfo.from_object(o) for o in items), rv
 
     def watch_pods(self, node: str, resource_version: str,
                    on_connection: Optional[Callable[[http.client.HTTPConnection], object]] = None,
                    ) -> Iterator[tuple[str, dict[str, Any]]]:
         """Yields (event type, object dict) until the server ends the watch."""
-        return self.watch(self._pods_path(node, self.watch_query(resource_version)), "pods", on_connection)
+        return self.watch(self.pods_path(node, self.watch_query(resource_version)), "pods", on_connection)
 
     @staticmethod
     def watch_query(resource_version: str) -> str:
@@ -273,10 +289,14 @@ class KubeClient:
 
     def list_objects(self, path: str) -> tuple[list[dict[str, Any]], str]:
         """A list call: (items as decoded JSON, the list's resourceVersion)."""
-        data = self._get_json(path)
-        items = data.get("items") or []
-        rv: str = (data.get("metadata") or {}).get("resourceVersion", "")
-        return list(items) if isinstance(items, list) else [], rv
+        return self._items(self._get_json(path))
+
+    @staticmethod
+    def _items(data: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """A list's objects (what is not an object is skipped) and its resourceVersion."""
+        items = data.get("items")
+        objects = [o for o in items if isinstance(o, dict)] if isinstance(items, list) else []
+        return objects, _resource_version(data)
 
     def watch(self, path: str, what: str,
               on_connection: Optional[Callable[[http.client.HTTPConnection], object]] = None,
@@ -289,18 +309,23 @@ class KubeClient:
         try:
             while True:
                 try:
-                    line = resp.readline()
+                    line = resp.readline(MAX_EVENT_BYTES + 1)
                 except (OSError, http.client.HTTPException, ValueError) as exc:
                     raise KubeError(f"watch {what}: stream broke: {exc}") from None
                 if not line:
                     return
+                if len(line) > MAX_EVENT_BYTES:
+                    raise KubeError(f"watch {what}: an event over {MAX_EVENT_BYTES} bytes")
                 if not line.strip():
                     continue
                 try:
                     event = json.loads(line)
                 except ValueError:
                     raise KubeError(f"watch {what}: undecodable event {line[:80]!r}") from None
-                kind, obj = event.get("type", ""), event.get("object") or {}
+                kind = event.get("type", "") if isinstance(event, dict) else None
+                obj = event.get("object") or {} if isinstance(event, dict) else None
+                if not isinstance(kind, str) or not isinstance(obj, dict):
+                    raise KubeError(f"watch {what}: not a watch event {line[:80]!r}")
                 if kind == "ERROR":
                     code = obj.get("code", 0)
                     msg = f"watch {what}: {obj.get('message', 'error event')} (code {code})"
@@ -312,6 +337,13 @@ class KubeClient:
     def get_node(self, name: str) -> dict[str, Any]:
         """The Node object as a dict (metadata.labels, spec.providerID, status...)."""
         return self._get_json("/api/v1/nodes/" + quote(name, safe=""))
+
+
+def _resource_version(obj: Mapping[str, Any]) -> str:
+    """metadata.resourceVersion of an object or a list; "" when absent or not a string."""
+    meta = obj.get("metadata")
+    rv = meta.get("resourceVersion") if isinstance(meta, Mapping) else None
+    return rv if isinstance(rv, str) else ""
 
 
 def _status_message(body: bytes) -> str:
@@ -371,24 +403,47 @@ class PodIndex:
                 log.exception("kube: pod index subscriber failed")
 
 
-class PodWatcher:
-    """Keeps a PodIndex current from list + watch, on a Refresher's thread (source
-    "apiserver"): one refresh is one list-and-watch session; a session that fails backs
-    off 1 s doubling to 30 s; a 410 Gone lists again at once."""
+class _Synced(Protocol):
+    synced: bool
 
-    def __init__(self, client: KubeClient, node_name: str, index: Optional[PodIndex] = None) -> None:
+
+IndexT = TypeVar("IndexT", bound=_Synced)
+
+
+class ListWatcher(Generic[IndexT]):
+    """One resource on this node kept current from list + watch, on a Refresher's thread:
+    one refresh is one list-and-watch session; a session that fails backs off 1 s doubling
+    to 30 s; a 410 Gone lists again at once. Subclasses say how to list (`_list`, False when
+    the API server does not serve the resource: the session then idles `idle_when_unserved`
+    seconds), where to watch (`_watch_path`) and how to apply an event (`_apply`)."""
+
+    what = ""  # names the resource in logs and errors
+    idle_when_unserved = 300.0
+
+    def __init__(self, client: KubeClient, node_name: str, index: IndexT, source: str) -> None:
         if not node_name:
             raise KubeError("node.name is empty: set NODE_NAME from the downward API (spec.nodeName)")
         self.client = client
         self.node_name = node_name
-        self.index = index or PodIndex()
+        self.index = index
         self.relists = 0
         self._rv = ""
         self._conn: Optional[http.client.HTTPConnection] = None
-        self.refresher = Refresher("pod-watch", self._session, 0.0, retry_base=1.0, retry_ceiling=30.0,
+        self._stopped = threading.Event()
+        self.refresher = Refresher(source, self._session, 0.0, retry_base=1.0, retry_ceiling=30.0,
                                    interrupt=self._interrupt)
 
+    def _list(self) -> bool:
+        raise NotImplementedError
+
+    def _watch_path(self, resource_version: str) -> str:
+        raise NotImplementedError
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        raise NotImplementedError
+
     def start(self) -> None:
+        self._stopped.clear()
         self.refresher.start()
 
     def stop(self) -> None:
@@ -407,6 +462,7 @@ class PodWatcher:
         return self.index.synced
 
     def _interrupt(self) -> None:
+        self._stopped.set()
         conn = self._conn
         if conn is not None and conn.sock is not None:
             try:  # wakes the blocked readline; close() alone does not
@@ -424,22 +480,22 @@ class PodWatcher:
         server ends the watch; raises on failure."""
         try:
             if not self._rv:
-                pods, self._rv = self.client.list_pods(self.node_name)
-                self.index.replace(pods)
-                self.relists += 1
+                served = self._list()
                 self.refresher.mark_up()
+                if not served:
+                    self._stopped.wait(self.idle_when_unserved)
+                    return
             started, events = time.monotonic(), 0
-            for kind, obj in self.client.watch_pods(self.node_name, self._rv, self._set_conn):
+            for kind, obj in self.client.watch(self._watch_path(self._rv), self.what, self._set_conn):
                 events += 1
-                meta = obj.get("metadata") or {}
-                self._rv = meta.get("resourceVersion", self._rv) or self._rv
+                self._rv = _resource_version(obj) or self._rv
                 if kind in ("ADDED", "MODIFIED", "DELETED"):
-                    self.index.apply(kind, PodInfo.from_object(obj))
+                    self._apply(kind, obj)
                 self.refresher.mark_up()
             if not events and time.monotonic() - started < 1.0 and not self.refresher.stopping:
                 time.sleep(1.0)  # a server that ends watches at once must not make us spin
         except Gone as exc:
-            log.info("kube: %s; listing pods again", exc)
+            log.info("kube: %s; listing %s again", exc, self.what)
             self._rv = ""
         except KubeError:
             raise
@@ -448,3 +504,24 @@ class PodWatcher:
             raise
         finally:
             self._conn = None
+
+
+class PodWatcher(ListWatcher[PodIndex]):
+    """Keeps a PodIndex current from list + watch of this node's pods (source "apiserver")."""
+
+    what = "pods"
+
+    def __init__(self, client: KubeClient, node_name: str, index: Optional[PodIndex] = None) -> None:
+        super().__init__(client, node_name, index or PodIndex(), "pod-watch")
+
+    def _list(self) -> bool:
+        pods, self._rv = self.client.list_pods(self.node_name)
+        self.index.replace(pods)
+        self.relists += 1
+        return True
+
+    def _watch_path(self, resource_version: str) -> str:
+        return KubeClient.pods_path(self.node_name, KubeClient.watch_query(resource_version))
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        self.index.apply(kind, PodInfo.from_object(obj))

@@ -10,7 +10,8 @@ its attributes. gpulse reads the ones that tie a device to NVML, whatever the dr
   profile     its MIG profile ("1g.10gb"); all that a not-yet-created (dynamic) MIG
               device carries
   pciBusID    resource.kubernetes.io/pciBusID, the standard attribute, for drivers that
-              publish no uuid
+              publish no uuid; else the driver's own pciBusID, or pcieBusID (what NVIDIA's
+              driver published before it added the standard one)
 
 An attribute name without a domain is in the driver's own domain, so "uuid" and
 "<driver>/uuid" are the same attribute; any other domain is accepted last. NVIDIA's DRA
@@ -27,19 +28,14 @@ again every NOT_SERVED_RECHECK_SECONDS.
 
 from __future__ import annotations
 
-import http.client
 import logging
-import socket
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Optional, Protocol
-from urllib.parse import quote
 
-from ..refresh import Refresher, SourceStatus
-from .apiserver import Gone, KubeClient, KubeError
+from .apiserver import KubeClient, KubeError, ListWatcher
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +107,11 @@ def _string(raw: object) -> str:
     return ""
 
 
+def _pci_bus_id(attributes: Mapping[str, Any], driver: str) -> str:
+    return (_string(attributes.get(PCI_BUS_ID_ATTRIBUTE)) or _attribute(attributes, driver, "pciBusID")
+            or _attribute(attributes, driver, "pcieBusID"))
+
+
 def parse_slice(obj: Mapping[str, Any]) -> Optional[Slice]:
     """A ResourceSlice object as the API server's JSON decodes it -> Slice; None when it is
     not one this node can use (no driver, pool or name)."""
@@ -136,7 +137,7 @@ def parse_slice(obj: Mapping[str, Any]) -> Optional[Slice]:
         attrs = attrs if isinstance(attrs, Mapping) else {}
         devices.append(SliceDevice(driver, pool_name, dev["name"], _attribute(attrs, driver, "uuid"),
                                    _attribute(attrs, driver, "parentUUID"), _attribute(attrs, driver, "profile"),
-                                   _string(attrs.get(PCI_BUS_ID_ATTRIBUTE)) or _attribute(attrs, driver, "pciBusID"),
+                                   _pci_bus_id(attrs, driver),
                                    _attribute(attrs, driver, "type")))
     return Slice(name, driver, pool_name, generation if isinstance(generation, int) else 0, tuple(devices))
 
@@ -204,60 +205,22 @@ class SliceIndex:
         self.version += 1
 
 
-class ResourceSliceWatcher:
-    """Keeps a SliceIndex current from list + watch of this node's ResourceSlices, on a
-    Refresher's thread (source "resourceslices"); like the pod watch, one refresh is one
-    list-and-watch session and a 410 Gone lists again."""
+class ResourceSliceWatcher(ListWatcher[SliceIndex]):
+    """Keeps a SliceIndex current from list + watch of this node's ResourceSlices (source
+    "resourceslices"); the session loop is the pod watch's (gpulse.kube.apiserver.ListWatcher)."""
+
+    what = "resourceslices"
+    idle_when_unserved = NOT_SERVED_RECHECK_SECONDS
 
     def __init__(self, client: KubeClient, node_name: str, index: Optional[SliceIndex] = None) -> None:
-        if not node_name:
-            raise KubeError("node.name is empty: set NODE_NAME from the downward API (spec.nodeName)")
-        self.client = client
-        self.node_name = node_name
-        self.index = index or SliceIndex()
-        self.relists = 0
+        super().__init__(client, node_name, index or SliceIndex(), "resourceslices")
         self.served = True  # False while the API server answers 404 for resource.k8s.io/v1
-        self._rv = ""
-        self._conn: Optional[http.client.HTTPConnection] = None
-        self._stopped = threading.Event()
-        self.refresher = Refresher("resourceslices", self._session, 0.0, retry_base=1.0, retry_ceiling=30.0,
-                                   interrupt=self._interrupt)
 
     def _path(self, extra: str = "") -> str:
-        return API_PATH + "?fieldSelector=" + quote(f"spec.nodeName={self.node_name}", safe="") + extra
+        return KubeClient.on_node(API_PATH, self.node_name, extra)
 
-    def start(self) -> None:
-        self._stopped.clear()
-        self.refresher.start()
-
-    def stop(self) -> None:
-        self._stopped.set()
-        self.refresher.stop()
-
-    def status(self) -> SourceStatus:
-        """Like the pod watch: age 0 while the watch is live."""
-        status = self.refresher.status()
-        return SourceStatus(True, 0.0, "") if status.up else status
-
-    def wait_synced(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while not self.index.synced and time.monotonic() < deadline:
-            time.sleep(0.01)
-        return self.index.synced
-
-    def _interrupt(self) -> None:
-        self._stopped.set()
-        conn = self._conn
-        if conn is not None and conn.sock is not None:
-            try:  # wakes the blocked readline; close() alone does not
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def _set_conn(self, conn: http.client.HTTPConnection) -> None:
-        self._conn = conn
-        if self.refresher.stopping:
-            self._interrupt()
+    def _watch_path(self, resource_version: str) -> str:
+        return self._path(KubeClient.watch_query(resource_version))
 
     def _list(self) -> bool:
         """List this node's slices into the index; False when the API is not served (404)."""
@@ -273,38 +236,11 @@ class ResourceSliceWatcher:
             self.index.replace(())
             return False
         self.served = True
-        self.index.replace(s for s in (parse_slice(o) for o in items if isinstance(o, Mapping)) if s is not None)
+        self.index.replace(s for s in (parse_slice(o) for o in items) if s is not None)
         self.relists += 1
         return True
 
-    def _session(self) -> None:
-        try:
-            if not self._rv:
-                if not self._list():
-                    self.refresher.mark_up()
-                    self._stopped.wait(NOT_SERVED_RECHECK_SECONDS)
-                    return
-                self.refresher.mark_up()
-            started, events = time.monotonic(), 0
-            for kind, obj in self.client.watch(self._path(KubeClient.watch_query(self._rv)), "resourceslices",
-                                               self._set_conn):
-                events += 1
-                meta = obj.get("metadata") or {}
-                self._rv = meta.get("resourceVersion", self._rv) or self._rv
-                if kind in ("ADDED", "MODIFIED", "DELETED"):
-                    item = parse_slice(obj)
-                    if item is not None:
-                        self.index.apply(kind, item)
-                self.refresher.mark_up()
-            if not events and time.monotonic() - started < 1.0 and not self.refresher.stopping:
-                time.sleep(1.0)  # a server that ends watches at once must not make us spin
-        except Gone as exc:
-            log.info("resource slices: %s; listing again", exc)
-            self._rv = ""
-        except KubeError:
-            raise
-        except Exception:
-            self._rv = ""  # after a surprise in a response, list again
-            raise
-        finally:
-            self._conn = None
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        item = parse_slice(obj)
+        if item is not None:
+            self.index.apply(kind, item)

@@ -84,6 +84,8 @@ def test_refusals_name_the_key_in_one_line(tmp_path, text, needle):
     ("client_auth_type: Sometimes", "client_auth_type 'Sometimes' is not one of"),
     ("client_auth_type: RequireAndVerifyClientCert", "needs client_ca_file"),
     ("min_version: TLS14", "'TLS14' is not one of"),
+    ("min_version: [TLS12]", "min_version: \"['TLS12']\" is not one of"),  # not a TypeError: unhashable
+    ("max_version: {a: 1}", "max_version: \"{'a': 1}\" is not one of"),
     ("min_version: TLS13\n  max_version: TLS12", "min_version is above max_version"),
     ("cipher_suites: [TLS_FAST]", "unknown suite 'TLS_FAST'"),
     ("curve_preferences: [CurveP256, X25519]", "OpenSSL takes one curve"),

@@ -1,9 +1,13 @@
 """The Kubernetes API client and PodWatcher against the fake API server on loopback."""
 
+import http.server
 import logging
 import os
+import re
+import threading
 
 import pytest
+from gpulse.kube import apiserver
 from gpulse.kube.apiserver import Gone, KubeClient, KubeConfig, KubeError, PodIndex, PodInfo, PodWatcher
 from gpulse.kube.source import as_identity
 from gpulse.sim.apiserver import FakeApiServer, pod_object
@@ -187,3 +191,53 @@ def test_outside_a_cluster_without_url_is_a_clear_error(tmp_path):
         KubeConfig.load(Cfg(""), environ={}, sa_dir=str(tmp_path))
     with pytest.raises(KubeError, match="not an http"):
         KubeConfig.load(Cfg("ftp://x"), environ={}, sa_dir=str(tmp_path))
+
+
+class _Raw(http.server.BaseHTTPRequestHandler):
+    body = b""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("body, call, message", [
+    (b"[]", "list", "the response is JSON list, not an object"),
+    (b"[1]\n", "watch", "not a watch event b'[1]"),
+    (b'{"type": "ADDED", "object": "x"}\n', "watch", "not a watch event"),
+    (b"{" + b" " * 64 + b"}\n", "watch", "an event over 64 bytes"),
+])
+def test_odd_answers_are_one_line_errors(monkeypatch, body, call, message):
+    monkeypatch.setattr(apiserver, "MAX_EVENT_BYTES", 64)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("H", (_Raw,), {"body": body}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    client = KubeClient(KubeConfig(f"http://127.0.0.1:{server.server_address[1]}"))
+    try:
+        with pytest.raises(KubeError, match=re.escape(message)):
+            client.list_pods(NODE) if call == "list" else list(client.watch_pods(NODE, "1"))
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_list_skips_items_that_are_not_objects_and_a_bad_resource_version():
+    items, rv = KubeClient._items({"items": [{"metadata": {"name": "a"}}, "junk", 3], "metadata": {"resourceVersion": 7}})
+    assert items == [{"metadata": {"name": "a"}}] and rv == ""
+    assert KubeClient._items({"items": "x", "metadata": "y"}) == ([], "")
+
+
+def test_a_review_reply_that_is_not_an_object_is_one_line():
+    handler = type("H", (_Raw,), {"body": b"[]", "do_POST": _Raw.do_GET})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(KubeError, match="POST /x: the reply is JSON list, not an object"):
+            KubeClient(KubeConfig(f"http://127.0.0.1:{server.server_address[1]}")).post_json("/x", {})
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -26,7 +26,8 @@ def slice_obj(name, devices, node=NODE, driver="gpu.nvidia.com", pool=NODE, gene
 NVIDIA_GPU = {"name": "gpu-0", "attributes": {
     "type": {"string": "gpu"}, "uuid": {"string": G0}, "productName": {"string": "NVIDIA H100 80GB HBM3"},
     "architecture": {"string": "Hopper"}, "cudaComputeCapability": {"version": "9.0.0"},
-    "driverVersion": {"version": "570.133.20"}, "resource.kubernetes.io/pciBusID": {"string": "0000:18:00.0"}},
+    "driverVersion": {"version": "570.133.20"}, "pcieBusID": {"string": "0000:18:00.0"},
+    "resource.kubernetes.io/pciBusID": {"string": "0000:18:00.0"}},
     "capacity": {"memory": {"value": "81559Mi"}}}
 NVIDIA_MIG = {"name": "gpu-1-mig-1g10gb-19-0", "attributes": {
     "type": {"string": "mig"}, "uuid": {"string": M0}, "parentUUID": {"string": G0}, "profile": {"string": "1g.10gb"}}}
@@ -47,6 +48,8 @@ def test_parse_qualified_names_v1beta1_and_junk():
     s = parse_slice(slice_obj("s", devices, driver="gpu.example.com"))
     assert [(d.name, d.uuid, d.profile) for d in s.devices] == [("a", "U", "P"), ("b", "V", ""), ("c", "", "")]
     assert parse_slice({"metadata": {"name": "x"}, "spec": {"driver": "d"}}) is None  # no pool
+    older = dict(NVIDIA_GPU, attributes={"uuid": {"string": G0}, "pcieBusID": {"string": "0000:18:00.0"}})
+    assert parse_slice(slice_obj("s", [older])).devices[0].pci_bus_id == "0000:18:00.0"  # NVIDIA's own name
     assert parse_slice({"metadata": "x"}) is None
     assert parse_slice({}) is None
 
