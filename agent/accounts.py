@@ -144,6 +144,8 @@ class Accounts:
                 fractions[key] = c.allocation
             totals = self._gpus.setdefault(g.uuid, _GpuTotals())
             power = g.values.get(POWER) if g.up else None
+            if power is not None and power <= 0.0:
+                power = None  # a powered GPU never draws 0 W: a sensor not ready, as IdleFloor reads it
             self.floor.observe(g.uuid, power, gpu_activity)
             estimate = self.floor.estimate(g.uuid)
             floor_watts = estimate[0] if estimate is not None else 0.0
