@@ -50,15 +50,12 @@ _GI_SLICES = re.compile(r"(\d+)g\.")  # "3g.40gb", "1c.3g.40gb", "1g.10gb+me" ->
 AccountKey = tuple[str, ...]  # the values of catalog.POD
 
 
-_POD_VALUES = operator.attrgetter(*POD)  # PodShare fields are named after the labels
+_POD_VALUES = operator.attrgetter(*POD)  # PodShare has a field for every label (test_accounts checks)
 
 
 def pod_labels(share: PodShare) -> AccountKey:
     """The label values of a pod series, in catalog.POD order."""
-    try:
-        return tuple(map(str, _POD_VALUES(share)))
-    except AttributeError:  # a label PodShare does not carry: "" (the renderer omits it)
-        return tuple(str(getattr(share, name, "")) for name in POD)
+    return tuple(map(str, _POD_VALUES(share)))
 
 
 def instance_slices(profile: str) -> Optional[int]:
