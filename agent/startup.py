@@ -160,6 +160,7 @@ class StartupTracker:
         self.started_at: Optional[float] = None
         self._pods: dict[str, _Pod] = {}
         self._hist: dict[tuple[str, str, str, str], _Histogram] = {}
+        self._hist_out: Optional[tuple[StartupHistogram, ...]] = None  # _histograms() until one changes
         self._warned: dict[str, str] = {}  # pod uid -> the broken ready annotation warned about
         self._full = False  # pods went unfollowed last tick (warned once per such stretch)
 
@@ -429,6 +430,7 @@ class StartupTracker:
             if len(self._hist) >= MAX_HISTOGRAMS:
                 del self._hist[min(self._hist, key=lambda k: self._hist[k].touched)]
             h = self._hist[key] = _Histogram([0] * (len(BUCKETS) + 1))
+            self._hist_out = None
         h.touched = now
         return h
 
@@ -437,10 +439,15 @@ class StartupTracker:
         for i in range(bisect.bisect_left(BUCKETS, seconds), len(BUCKETS) + 1):
             h.counts[i] += 1
         h.total += seconds
+        self._hist_out = None
 
     def _histograms(self) -> tuple[StartupHistogram, ...]:
-        return tuple(StartupHistogram(ns, wl, wt, kind, tuple(float(c) for c in h.counts), h.total)
-                     for (ns, wl, wt, kind), h in sorted(self._hist.items()))
+        """Built again only when a series is added, dropped or observed (at the 512-series
+        bound building them costs 0.9 ms: most ticks change none)."""
+        if self._hist_out is None:
+            self._hist_out = tuple(StartupHistogram(ns, wl, wt, kind, tuple(float(c) for c in h.counts), h.total)
+                                   for (ns, wl, wt, kind), h in sorted(self._hist.items()))
+        return self._hist_out
 
 
 def _last_time(start: _Start) -> Optional[float]:

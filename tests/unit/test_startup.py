@@ -376,9 +376,13 @@ def test_the_pods_followed_are_bounded_and_the_rest_named_once(world, monkeypatc
 def test_observations_fall_in_the_buckets_that_hold_them(world, seconds, first_bucket):
     clock, wl, directory, tracker = world
     directory.list = [p := pod(running=T0 + 1)]
+    assert tracker._histograms() == ()
     tracker._observe(p, "initial", seconds, T0)
     (h,) = tracker._histograms()
+    assert tracker._histograms() is tracker._histograms(), "built once until one changes"
     counts = dict(zip([*startup.BUCKETS, float("inf")], h.counts, strict=True))
     first = next((b for b, c in counts.items() if c), None)
     assert first == (first_bucket if first_bucket is not None else float("inf"))
     assert all(c == 1 for b, c in counts.items() if b >= first) and h.total == seconds
+    tracker._observe(p, "initial", seconds, T0)
+    assert tracker._histograms()[0].total == 2 * seconds, "an observation shows at once"
