@@ -27,7 +27,7 @@ import operator
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .catalog import POD
 from .energy import Claim, IdleFloor, split
@@ -50,15 +50,12 @@ _GI_SLICES = re.compile(r"(\d+)g\.")  # "3g.40gb", "1c.3g.40gb", "1g.10gb+me" ->
 AccountKey = tuple[str, ...]  # the values of catalog.POD
 
 
-_POD_VALUES = operator.attrgetter(*POD)  # PodShare fields are named after the labels
+_POD_VALUES = operator.attrgetter(*POD)  # PodShare has a field for every label (test_accounts checks)
 
 
 def pod_labels(share: PodShare) -> AccountKey:
     """The label values of a pod series, in catalog.POD order."""
-    try:
-        return tuple(map(str, _POD_VALUES(share)))
-    except AttributeError:  # a label PodShare does not carry: "" (the renderer omits it)
-        return tuple(str(getattr(share, name, "")) for name in POD)
+    return tuple(map(str, _POD_VALUES(share)))
 
 
 def instance_slices(profile: str) -> Optional[int]:
@@ -109,7 +106,6 @@ class Accounts:
         self._last: Optional[float] = None
         self._pods: dict[AccountKey, _PodTotals] = {}
         self._gpus: dict[str, _GpuTotals] = {}
-        self._price_cache: dict[tuple[str, str, str, str], Optional[Price]] = {}
 
     # --- the tick -------------------------------------------------------------------------
     def update(self, now: float, reading: NvmlReading, gpus: tuple[GpuState, ...], migs: tuple[MigState, ...],
@@ -145,6 +141,8 @@ class Accounts:
                 fractions[key] = c.allocation
             totals = self._gpus.setdefault(g.uuid, _GpuTotals())
             power = g.values.get(POWER) if g.up else None
+            if power is not None and power <= 0.0:
+                power = None  # a powered GPU never draws 0 W: a sensor not ready, as IdleFloor reads it
             self.floor.observe(g.uuid, power, gpu_activity)
             estimate = self.floor.estimate(g.uuid)
             floor_watts = estimate[0] if estimate is not None else 0.0
@@ -161,20 +159,13 @@ class Accounts:
                 parts, _ = split(power, floor_watts, claims, rest)
                 for key, part in zip(keys, parts, strict=True):
                     power_parts[key] = part
-            price = self._price(record, cloud, kind)
+            price = _price(self.prices, record, cloud, kind)
             gpu_out.append(GpuAccount(
                 g.index, g.uuid,
                 unattributed_energy_joules=totals.unattributed if totals.has_energy else None,
                 idle_power_watts=estimate[0] if estimate is not None else None,
                 idle_power_estimate=estimate[1] if estimate is not None else "",
-                price_per_hour=price.per_gpu_hour if price is not None else None,
-                price_key=(price.sku or price.model) if price is not None else "",
-                cloud=cloud if price is not None else "",
-                pricing_kind=price.kind if price is not None else "",
-                currency=price.currency if price is not None else "",
-                price_region=price.region if price is not None else "",
-                price_source=price.source if price is not None else "",
-                price_as_of=price.as_of if price is not None else ""))
+                **(_price_fields(price, cloud) if price is not None else {})))
         live_gpus = {g.uuid for g in gpus}
         for uuid in [u for u in self._gpus if u not in live_gpus]:
             del self._gpus[uuid]
@@ -231,16 +222,6 @@ class Accounts:
         totals.tick, totals.t, totals.has_energy = self._tick, now, True
         return (power * seconds if consecutive else None), seconds, True
 
-    def _price(self, record: Optional[GpuRecord], cloud: str, kind: str) -> Optional[Price]:
-        if record is None or record.unknown or record.virtualization == "vgpu":
-            return None  # an unknown part or a vGPU slice has no list price of its own
-        key = (record.sku, record.model, cloud, kind)
-        if key not in self._price_cache:
-            if len(self._price_cache) > 256:
-                self._price_cache.clear()
-            self._price_cache[key] = self.prices.lookup(*key)
-        return self._price_cache[key]
-
     # --- per pod ------------------------------------------------------------------------------
     def _pod_accounts(self, pods: tuple[PodShare, ...], labels: list[AccountKey], dt: float,
                       energy: Mapping[AccountKey, float],
@@ -274,6 +255,19 @@ class Accounts:
         for key in [k for k in self._pods if k not in live]:
             del self._pods[key]
         return tuple(out)
+
+
+def _price(prices: PriceTable, record: Optional[GpuRecord], cloud: str, kind: str) -> Optional[Price]:
+    if record is None or record.unknown or record.virtualization == "vgpu":
+        return None  # an unknown part or a vGPU slice has no list price of its own
+    return prices.lookup(record.sku, record.model, cloud, kind)
+
+
+def _price_fields(price: Price, cloud: str) -> dict[str, Any]:
+    """GpuAccount's price fields from the row (a GPU without one keeps their defaults)."""
+    return {"price_per_hour": price.per_gpu_hour, "price_key": price.sku or price.model, "cloud": cloud,
+            "pricing_kind": price.kind, "currency": price.currency, "price_region": price.region,
+            "price_source": price.source, "price_as_of": price.as_of}
 
 
 def _mig_claims(gpu: int, shares: list[PodShare], total: int,

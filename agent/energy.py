@@ -41,6 +41,7 @@ FIT_MIN_SPREAD = 0.005  # standard deviation of activity below which a fit is no
 FIT_MAX_ERROR = 0.05  # the intercept's standard error, as a fraction of it, that the fit accepts
 FIT_MIN_ERROR_WATTS = 2.0  # ... or in watts, for floors near zero
 FIT_MEMORY = 3600.0  # samples: older ones fade out exponentially (an hour at 1 s ticks)
+_KEEP = 1.0 - 1.0 / FIT_MEMORY  # the weight a sample keeps at each new one
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ class _Fit:
         self.n = self.su = self.sp = self.suu = self.sup = self.spp = 0.0
 
     def add(self, u: float, p: float) -> None:
-        keep = 1.0 - 1.0 / FIT_MEMORY
+        keep = _KEEP
         self.n = self.n * keep + 1.0
         self.su = self.su * keep + u
         self.sp = self.sp * keep + p

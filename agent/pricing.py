@@ -33,14 +33,13 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Optional
 
-import yaml
-
-from .errors import OneLineError
+from . import safeyaml
+from .errors import OneLineError, one_line
 
 BUILTIN = "gpulse/data/gpu_prices.yaml"
 ANY_CLOUD = "*"
@@ -50,7 +49,10 @@ _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 _ROW_KEYS = {"sku", "model", "cloud", "kind", "per_gpu_hour", "instance_type", "instance_per_hour", "gpus",
              "region", "as_of", "source"}
 _TOP_KEYS = {"currency", "builtin", "prices"}
-MAX_ROWS = 10_000  # a price file is data a person writes: anything larger is a mistake
+MAX_ROWS = 4_000  # a price file is data a person writes: anything larger is a mistake (and
+# 4,000 full rows stay within gpulse.safeyaml's MAX_NODES)
+MAX_BYTES = 4 * 1024 * 1024
+MAX_GPUS = 64  # GPUs of one instance (the largest have 16)
 
 # Node labels that state a node's capacity type, and what their values mean here. Facts:
 # Karpenter `karpenter.sh/capacity-type` (spot, on-demand, reserved), EKS managed node groups
@@ -112,8 +114,7 @@ class PriceTable:
         builtin = _parse(_read_builtin(), BUILTIN, user=False)
         if not path:
             return builtin
-        text = _read_file(path)
-        data = _yaml(text, path)
+        data = _read_file(path)
         user = _parse(data, path, user=True)
         if data.get("builtin", True) is False:
             return user
@@ -145,28 +146,22 @@ def parse_kind(text: Any) -> str:
 # --- reading ---------------------------------------------------------------------------
 def _read_builtin() -> dict[str, Any]:
     text = resources.files("gpulse").joinpath("data").joinpath("gpu_prices.yaml").read_text(encoding="utf-8")
-    return _yaml(text, BUILTIN)
+    return _document(lambda: safeyaml.loads(text), BUILTIN)
 
 
-def _read_file(path: str) -> str:
+def _read_file(path: str) -> dict[str, Any]:
+    return _document(lambda: safeyaml.load_file(path, MAX_BYTES), path)
+
+
+def _document(load: Callable[[], Any], where: str) -> dict[str, Any]:
+    """The top mapping of a price file, read by gpulse.safeyaml (bounded size, depth and
+    aliases); every refusal a PriceFileError naming the file."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read(4 * 1024 * 1024 + 1)
+        data = load()
     except OSError as exc:
-        raise PriceFileError(f"{path}: cannot read the price file: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise PriceFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-
-
-def _yaml(text: str, where: str) -> dict[str, Any]:
-    if len(text) > 4 * 1024 * 1024:
-        raise PriceFileError(f"{where}: larger than 4 MiB")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"{where}:{mark.line + 1}" if mark else where
-        raise PriceFileError(f"{at}: invalid YAML ({getattr(exc, 'problem', None) or 'cannot parse'})") from None
+        raise PriceFileError(f"{where}: cannot read the price file: {exc.strerror or one_line(exc)}") from None
+    except safeyaml.YamlError as exc:
+        raise PriceFileError(exc.at(where)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -217,8 +212,8 @@ def _row(row: Any, where: str, currency: str, user: bool) -> Price:
     per_gpu = _number(row, "per_gpu_hour", where)
     instance = _number(row, "instance_per_hour", where)
     gpus = row.get("gpus")
-    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1):
-        raise PriceFileError(f"{where}: gpus: expected a positive integer, got {gpus!r}")
+    if gpus is not None and (isinstance(gpus, bool) or not isinstance(gpus, int) or not 1 <= gpus <= MAX_GPUS):
+        raise PriceFileError(f"{where}: gpus: expected an integer 1-{MAX_GPUS}, got {_shown(gpus)}")
     if instance is not None and gpus is not None:
         derived = instance / gpus
         if per_gpu is None:
@@ -250,9 +245,19 @@ def _number(row: Mapping[str, Any], key: str, where: str) -> Optional[float]:
     v = row.get(key)
     if v is None:
         return None
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
-        raise PriceFileError(f"{where}: {key}: expected a positive number, got {v!r}")
-    return float(v)
+    try:
+        number = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+    except OverflowError:  # an integer past float range
+        number = math.inf
+    if not math.isfinite(number) or number <= 0:
+        raise PriceFileError(f"{where}: {key}: expected a positive number, got {_shown(v)}")
+    return number
+
+
+def _shown(v: object) -> str:
+    """A value as a message quotes it: repr, at most 40 characters."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _describe(p: Price) -> str:

@@ -73,13 +73,16 @@ EMPTY = PodLifecycle()
 
 
 def parse_time(text: object) -> Optional[float]:
-    """RFC 3339 (`2024-05-01T12:00:00Z`, fractions and offsets allowed) -> Unix seconds."""
+    """RFC 3339 (`2024-05-01T12:00:00Z`, fractions and offsets allowed) -> Unix seconds; None
+    for anything else, a time without its offset included."""
     if not isinstance(text, str) or not text:
         return None
     try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00")).timestamp()
+        when = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
+    # No offset is not RFC 3339: the node's local zone would be a guess (hours off), not the API's.
+    return when.timestamp() if when.tzinfo is not None else None
 
 
 def workload_of(kind: str, name: str, labels: Mapping[str, str], pod: str) -> tuple[str, str]:

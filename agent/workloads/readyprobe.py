@@ -7,13 +7,14 @@ A pod names its server's own readiness endpoint with annotations (discovery's pr
 Then "model ready" is that endpoint's first HTTP 200 rather than a signal in /metrics.
 Only pods whose start is not complete are probed (gpulse.startup hands the list over each
 tick), at the scrape interval, each GET bounded by the scrape timeout and 4 KiB, at most
-MAX_PER_ROUND pods per round: a starting node costs a few GETs a second, a serving one
-none.
+MAX_PER_ROUND pods per round, the least recently probed first: a starting node costs a few
+GETs a second, a serving one none.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -94,9 +95,12 @@ class ReadyProber:
 
     def _round(self) -> None:
         with self._lock:
-            targets = list(self._targets.items())[:MAX_PER_ROUND]
-        results = {uid: r for uid, r in self._results.items() if uid in self._targets}
-        for uid, ep in targets:
+            current = dict(self._targets)
+        results = {uid: r for uid, r in self._results.items() if uid in current}
+        # The least recently probed first (never probed before any): with more than
+        # MAX_PER_ROUND pods starting, each is still probed every few rounds.
+        due = sorted(current.items(), key=lambda kv: results[kv[0]][1] if kv[0] in results else -math.inf)
+        for uid, ep in due[:MAX_PER_ROUND]:
             results[uid] = (probe(ep, self.timeout), time.monotonic())
             self._results = dict(results)
 

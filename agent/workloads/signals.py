@@ -47,6 +47,7 @@ Triton /v2/health/ready) can be probed instead with the gpulse.dev/ready-path an
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -94,11 +95,16 @@ class StartSignals:
     requests: Optional[float] = None  # requests served since the server process started; None: not reported
 
 
+@functools.lru_cache(maxsize=64)  # one entry per adapter: the servers' table is fixed
+def _rule(adapter: ServerAdapter) -> tuple[SignalRule, frozenset[str], frozenset[str]]:
+    """(the server's rule, its own families, its model labels): once per adapter, not per scrape."""
+    rule = RULES.get(adapter.server, SignalRule())
+    return rule, adapter.metrics() | frozenset(rule.requests), frozenset(adapter.model_labels)
+
+
 def extract(adapter: ServerAdapter, samples: Iterable[Sample]) -> StartSignals:
     """The start signals in one parsed scrape body of `adapter`'s server."""
-    rule = RULES.get(adapter.server, SignalRule())
-    own = adapter.metrics() | frozenset(rule.requests)
-    model_labels = frozenset(adapter.model_labels)
+    rule, own, model_labels = _rule(adapter)
     counters: dict[str, float] = {}
     gauge: Optional[bool] = None
     labelled = False

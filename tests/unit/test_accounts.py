@@ -201,6 +201,18 @@ def test_gpu_without_energy_counter_uses_power_and_without_either_has_no_energy(
     assert gpus[G1].unattributed_energy_joules is None and gpus[G1].idle_power_watts is None
 
 
+def test_a_zero_watt_reading_is_no_reading_not_zero_power():
+    # A powered GPU never draws 0 W: a 0 is a sensor that is not ready (IdleFloor reads it so).
+    k = Ticker()
+    a = _share("a")
+    k.tick([_gpu(0, G0, power=0.0)], [a])
+    out, gpus = k.tick([_gpu(0, G0, power=0.0)], [a])
+    assert out["a"].power_watts is None and out["a"].energy_joules is None
+    assert gpus[G0].unattributed_energy_joules is None
+    out, _ = k.tick([_gpu(0, G0, power=80.0)], [a])
+    assert out["a"].power_watts == pytest.approx(80.0)
+
+
 def test_unknown_or_unpriced_gpus_get_no_cost_and_no_price():
     k = Ticker()
     a, b = _share("a"), _share("b", gpu=1, uuid=G1)

@@ -6,7 +6,7 @@ import re
 
 import pytest
 from gpulse.identity.tables import tables
-from gpulse.pricing import PriceFileError, PriceTable, parse_kind, pricing_kind
+from gpulse.pricing import MAX_ROWS, PriceFileError, PriceTable, parse_kind, pricing_kind
 
 
 def _write(tmp_path, text, name="prices.yaml"):
@@ -79,7 +79,13 @@ def test_user_file_can_drop_the_builtin_table_and_use_its_own_currency(tmp_path)
     ("prices: [{sku: X, cloud: aws, per_gpu_hour: 1, colour: red}]", "prices[0]: unknown key 'colour'"),
     ("prices: [{sku: X, cloud: aws, per_gpu_hour: 1, kind: Spot Market}]", "prices[0]: kind:"),
     ("prices: [{sku: X, cloud: aws, per_gpu_hour: 2, instance_per_hour: 8, gpus: 8}]", "is not instance_per_hour / gpus"),
-    ("prices: [{sku: X, cloud: aws, instance_per_hour: 8, gpus: 0}]", "gpus: expected a positive integer"),
+    ("prices: [{sku: X, cloud: aws, instance_per_hour: 8, gpus: 0}]", "gpus: expected an integer 1-64"),
+    ("prices: [{sku: X, cloud: aws, per_gpu_hour: 1" + "0" * 400 + "}]", "per_gpu_hour: expected a positive number"),
+    ("prices: [{sku: X, cloud: aws, instance_per_hour: 8, gpus: 1" + "0" * 400 + "}]", "gpus: expected an integer"),
+    ("prices: [{sku: X, cloud: aws, per_gpu_hour: 1, as_of: 2026-13-45}]", "invalid value"),
+    ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+     "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+     "e: [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]", "alias bomb"),
     ("prices:\n  - {sku: X, cloud: aws, per_gpu_hour: 1}\n  - {sku: X, cloud: aws, per_gpu_hour: 2}",
      "prices[1]: a second row for sku X on aws (on-demand)"),
     ("currency: dollars\nprices: []", "currency: expected an ISO 4217 code"),
@@ -106,6 +112,15 @@ def test_unreadable_file(tmp_path):
     binary.write_bytes(b"\xff\xfe\x00prices")
     with pytest.raises(PriceFileError, match="not UTF-8"):
         PriceTable.load(str(binary))
+
+
+def test_the_largest_file_of_full_rows_loads_and_one_row_more_is_refused(tmp_path):
+    row = ('  - {{sku: S{i}, cloud: aws, kind: on-demand, instance_type: p.{i}, instance_per_hour: 8, gpus: 8, '
+           'per_gpu_hour: 1, region: r, as_of: "2026-11-09", source: "https://example"}}\n')
+    rows = "".join(row.format(i=i) for i in range(MAX_ROWS))
+    assert len(PriceTable.load(_write(tmp_path, "prices:\n" + rows)).rows) > MAX_ROWS
+    with pytest.raises(PriceFileError, match=f"more than {MAX_ROWS}"):
+        PriceTable.load(_write(tmp_path, "prices:\n" + rows + row.format(i=MAX_ROWS)))
 
 
 def test_empty_user_file_is_the_builtin_table(tmp_path):

@@ -358,13 +358,31 @@ def test_the_histogram_series_are_bounded(world, monkeypatch):
     assert [h.workload for h in tick(tracker, clock, T0 + 10)[1]] == ["s2", "s3", "s4"]
 
 
+
+def test_the_pods_followed_are_bounded_and_the_rest_named_once(world, monkeypatch, caplog):
+    clock, wl, directory, tracker = world
+    monkeypatch.setattr(startup, "MAX_PODS", 2)
+    directory.list = [pod(f"p{i}", running=T0 + 1) for i in range(3)]
+    assert len(tick(tracker, clock, T0 + 2)[0]) == 2
+    assert len(tick(tracker, clock, T0 + 3)[0]) == 2
+    assert [r.getMessage() for r in caplog.records if "MAX_PODS" in r.getMessage()] == \
+        ["startup: following 2 pods (MAX_PODS), 1 more on this node get no startup series"]
+    directory.list = directory.list[1:]
+    tick(tracker, clock, T0 + 4)
+    assert len(tick(tracker, clock, T0 + 5)[0]) == 2, "a pod that went frees its place (from the next tick)"
+
+
 @pytest.mark.parametrize("seconds, first_bucket", [(5.0, 5.0), (5.5, 10.0), (3600.0, 3600.0), (4000.0, None)])
 def test_observations_fall_in_the_buckets_that_hold_them(world, seconds, first_bucket):
     clock, wl, directory, tracker = world
     directory.list = [p := pod(running=T0 + 1)]
+    assert tracker._histograms() == ()
     tracker._observe(p, "initial", seconds, T0)
     (h,) = tracker._histograms()
+    assert tracker._histograms() is tracker._histograms(), "built once until one changes"
     counts = dict(zip([*startup.BUCKETS, float("inf")], h.counts, strict=True))
     first = next((b for b, c in counts.items() if c), None)
     assert first == (first_bucket if first_bucket is not None else float("inf"))
     assert all(c == 1 for b, c in counts.items() if b >= first) and h.total == seconds
+    tracker._observe(p, "initial", seconds, T0)
+    assert tracker._histograms()[0].total == 2 * seconds, "an observation shows at once"

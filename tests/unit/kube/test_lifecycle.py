@@ -81,7 +81,8 @@ def test_malformed_objects_read_as_unknown(obj):
 
 @pytest.mark.parametrize("text, value", [
     ("2026-03-01T10:00:00Z", 1772359200.0), ("2026-03-01T10:00:00.250000Z", 1772359200.25),
-    ("2026-03-01T11:00:00+01:00", 1772359200.0), ("", None), ("yesterday", None), (None, None), (5, None)])
+    ("2026-03-01T11:00:00+01:00", 1772359200.0), ("", None), ("yesterday", None), (None, None), (5, None),
+    ("2026-03-01T10:00:00", None), ("2026-03-01", None)])
 def test_parse_time(text, value):
     assert parse_time(text) == value
 
