@@ -240,19 +240,28 @@ def _errors(conn: Connection, timeout: float) -> Iterator[None]:
 
 
 class _Pending:
-    """Bytes read past what the framing consumed so far."""
+    """Bytes read and not yet consumed by the framing: data[pos:]. Consumed by moving `pos`,
+    never by slicing off the rest: a read of many small chunks is parsed in linear time."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "pos")
 
     def __init__(self) -> None:
         self.data = b""
+        self.pos = 0
+
+    def __bool__(self) -> bool:
+        return self.pos < len(self.data)
 
 
-def _recv(p: _Pending) -> Generator[None, bytes, bytes]:
-    if p.data:
-        data, p.data = p.data, b""
-        return data
-    return (yield)
+def _take(p: _Pending, limit: int) -> Generator[None, bytes, bytes]:
+    """Up to `limit` bytes: from what `p` holds, else from the next read (b"": closed)."""
+    if not p:
+        p.data, p.pos = (yield), 0
+    start = p.pos
+    p.pos = min(len(p.data), start + limit)
+    if start == 0 and p.pos == len(p.data):
+        return p.data
+    return p.data[start:p.pos]
 
 
 def _answer(reused: bool, max_body: int, sink: Callable[[bytes], object]) -> Answer:
@@ -273,26 +282,32 @@ def _answer(reused: bool, max_body: int, sink: Callable[[bytes], object]) -> Ans
     else:
         yield from _read_to_close(p, max_body, sink)
         keep = False
-    return keep and not p.data  # bytes past the answer: a server out of step, not reused
+    return keep and not p  # bytes past the answer: a server out of step, not reused
 
 
 def _until(p: _Pending, delimiter: bytes, limit: int, closed: Callable[[bytes], Exception],
            too_long: str) -> Generator[None, bytes, bytes]:
     """The bytes up to `delimiter` (dropped); what follows stays in `p`. A close before it
     raises closed(bytes so far); more than `limit` bytes without it raises FetchError(too_long)."""
-    data = b""
+    end = p.data.find(delimiter, p.pos)
+    if end >= 0:  # within what was read already (a chunked body's lines, mostly)
+        line = p.data[p.pos:end]
+        p.pos = end + len(delimiter)
+        return line
+    data = p.data[p.pos:]
+    p.data, p.pos = b"", 0
     while True:
-        more = yield from _recv(p)
+        if len(data) > limit:
+            raise FetchError(too_long)
+        more = yield
         if not more:
             raise closed(data)
         start = max(0, len(data) - len(delimiter) + 1)
         data += more
         end = data.find(delimiter, start)
         if end >= 0:
-            p.data = data[end + len(delimiter):]
+            p.data, p.pos = data, end + len(delimiter)
             return data[:end]
-        if len(data) > limit:
-            raise FetchError(too_long)
 
 
 def _line(p: _Pending) -> Generator[None, bytes, bytes]:
@@ -321,7 +336,7 @@ def _parse_head(head: bytes) -> tuple[bool, Optional[int], bool]:
         name = name.strip().lower()
         value = value.strip()
         if name == b"content-length":
-            if not value.isdigit() or (length is not None and int(value) != length):
+            if not value.isdigit() or len(value) > 18 or (length is not None and int(value) != length):
                 raise FetchError(f"invalid Content-Length {value[:30].decode('latin-1')!r}")
             length = int(value)
         elif name == b"transfer-encoding":
@@ -346,12 +361,9 @@ def _parse_head(head: bytes) -> tuple[bool, Optional[int], bool]:
 def _read_length(p: _Pending, length: int, sink: Callable[[bytes], object]) -> Generator[None, bytes, None]:
     left = length
     while left > 0:
-        data = yield from _recv(p)
+        data = yield from _take(p, left)
         if not data:
             raise FetchError(f"connection closed after {length - left} of {length} body bytes")
-        if len(data) > left:
-            p.data = data[left:]
-            data = data[:left]
         left -= len(data)
         sink(data)
 
@@ -359,7 +371,7 @@ def _read_length(p: _Pending, length: int, sink: Callable[[bytes], object]) -> G
 def _read_to_close(p: _Pending, max_body: int, sink: Callable[[bytes], object]) -> Generator[None, bytes, None]:
     size = 0
     while True:
-        data = yield from _recv(p)
+        data = yield from _take(p, READ_BYTES)
         if not data:
             return
         size += len(data)
@@ -385,12 +397,9 @@ def _read_chunked(p: _Pending, max_body: int, sink: Callable[[bytes], object]) -
             raise FetchError(f"body exceeds the {max_body}-byte limit")
         left = n
         while left > 0:
-            data = yield from _recv(p)
+            data = yield from _take(p, left)
             if not data:
                 raise FetchError("connection closed inside a chunked body")
-            if len(data) > left:
-                p.data = data[left:]
-                data = data[:left]
             left -= len(data)
             sink(data)
         if (yield from _line(p)):
