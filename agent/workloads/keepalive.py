@@ -26,6 +26,7 @@ import socket
 import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Optional
+from urllib.parse import quote
 
 from ..errors import one_line
 from ..httpfetch import USER_AGENT, FetchError
@@ -33,6 +34,7 @@ from ..httpfetch import USER_AGENT, FetchError
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of the answer
 MAX_HEADERS = 100
 READ_BYTES = 64 * 1024
+_PATH_SAFE = "".join(map(chr, range(0x21, 0x7F)))  # sent as is; the rest percent-encoded (UTF-8)
 MAX_CHUNK_LINE = 1024  # a chunk-size line (with extensions) or a trailer line
 
 
@@ -56,7 +58,9 @@ class Connection:
         reads one socket at a time); a buffer of their own otherwise."""
         self.host, self.port, self.path = host, port, path
         hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self._request = (f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: {accept}\r\n"
+        # a path from an annotation or a command line may hold any character: the request
+        # line gets it percent-encoded, as curl sends it, never a byte that breaks the line
+        self._request = (f"GET {quote(path, safe=_PATH_SAFE)} HTTP/1.1\r\nHost: {hostport}\r\nAccept: {accept}\r\n"
                          f"Accept-Encoding: identity\r\nUser-Agent: {USER_AGENT}\r\n\r\n").encode("latin-1")
         self.sock: Optional[socket.socket] = None
         self._view = buffer if buffer is not None else memoryview(bytearray(READ_BYTES))
