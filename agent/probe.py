@@ -61,8 +61,8 @@ def target_for_url(url: str, server: str = "") -> tuple[ScrapeTarget, str]:
     """(ScrapeTarget, the URL as fetched) for http://host[:port][/path][?query]; ProbeInputError."""
     if server and server not in adapters.BY_SERVER:
         raise ProbeInputError(f"--server {server!r}: unknown server (one of {', '.join(sorted(adapters.BY_SERVER))})")
-    if any(c.isspace() for c in url):
-        raise ProbeInputError(f"{url!r}: a URL has no spaces")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ProbeInputError(f"{url!r}: a URL has no spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -79,11 +79,15 @@ def target_for_url(url: str, server: str = "") -> tuple[ScrapeTarget, str]:
         raise ProbeInputError(f"{url}: a fragment (#...) is not part of what is fetched")
     if port == 0:
         raise ProbeInputError(f"{url}: port 0 is not a port")
+    try:
+        host = parts.hostname.encode("idna").decode("ascii")  # as the connect resolves it; ASCII for Host:
+    except UnicodeError:
+        raise ProbeInputError(f"{url}: {parts.hostname!r} is not a host name") from None
     port = port or 80
     path = parts.path or DEFAULT_PATH
     if parts.query:
         path += "?" + parts.query
-    target = ScrapeTarget("", "", "", parts.hostname, port, path, server)
+    target = ScrapeTarget("", "", "", host, port, path, server)
     return target, target.url
 
 

@@ -282,3 +282,14 @@ def test_probe_bare_host_port_fetches_the_default_path():
     assert (target.host, target.port, target.path, url) == ("::1", 8000, "/metrics", "http://[::1]:8000/metrics")
     target, url = target_for_url("http://server/stats?format=prometheus", "tgi")
     assert (target.port, target.path, target.server) == (80, "/stats?format=prometheus", "tgi")
+
+
+def test_probe_url_host_and_characters():
+    from gpulse.probe import ProbeInputError, target_for_url
+    target, _url = target_for_url("http://b\u00fccher.example:8000/metrics")
+    assert target.host == "xn--bcher-kva.example"  # the Host header must be ASCII
+    for url, needle in [("http://a\x01b:1/metrics", "control characters"),
+                        ("http://127.0.0.1:1/m\x7f", "control characters"),
+                        ("http://" + "a" * 64 + ".example/", "is not a host name")]:
+        with pytest.raises(ProbeInputError, match=needle):
+            target_for_url(url)
