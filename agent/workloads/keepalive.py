@@ -355,7 +355,8 @@ def _parse_head(head: bytes) -> tuple[bool, Optional[int], bool]:
             elif b"keep-alive" in tokens:
                 keep = keep or version == b"HTTP/1.0"
     if code != 200:
-        reason = parts[2].decode("latin-1", "replace") if len(parts) > 2 else ""
+        reason = parts[2][:60].decode("latin-1") if len(parts) > 2 else ""
+        reason = "".join(c if c.isprintable() else "?" for c in reason)  # one line, no escape sequences
         raise FetchError(f"HTTP {code} {reason}".strip())
     if chunked:
         length = None  # chunked framing wins over a Content-Length (RFC 9112 6.3)

@@ -293,3 +293,15 @@ def test_probe_url_host_and_characters():
                         ("http://" + "a" * 64 + ".example/", "is not a host name")]:
         with pytest.raises(ProbeInputError, match=needle):
             target_for_url(url)
+
+
+def test_probe_text_shows_no_control_characters_of_the_server():
+    from gpulse.probe import ProbeReport, render_text
+    from gpulse.snapshot import WorkloadState
+    from gpulse.workloads.discovery import ScrapeTarget
+    from gpulse.workloads.scrape import EndpointResult
+    target = ScrapeTarget("", "", "", "h", 80, "/metrics")
+    state = WorkloadState("", "", "vllm", model="m\x1b]0;owned\x07", queue_depth=1.0)
+    result = EndpointResult(target, True, "vllm", (state,), 0.01)
+    text = render_text(ProbeReport(target.url, "vllm", False, result, ("model 'x\x1b[2J' odd",)))
+    assert "m?]0;owned?" in text and "x?[2J" in text and "\x1b" not in text and "\x07" not in text

@@ -188,6 +188,7 @@ def test_one_deadline_for_a_trickling_head(serve):
 
 @pytest.mark.parametrize("reply, message", [
     (answer("500 Internal Server Error\nContent-Length: 0"), r"^HTTP 500 Internal Server Error$"),
+    (b"HTTP/1.1 503 down\n\x1b[2J" + b"x" * 100 + b"\r\n\r\n", r"^HTTP 503 down\?\?\[2Jx{51}$"),
     (answer("200 OK\nTransfer-Encoding: chunked") + b"zz\r\n", r"invalid chunk size 'zz'"),
     (answer("200 OK\nTransfer-Encoding: gzip"), r"unsupported Transfer-Encoding 'gzip'"),
     (answer("200 OK\nContent-Length: -1"), r"invalid Content-Length '-1'"),
