@@ -116,6 +116,7 @@ def _without(labels: LabelPairs, drop: Iterable[str]) -> LabelPairs:
 # A server names its models (LoRA adapters too): bound the series one endpoint can add.
 MAX_MODELS_PER_ENDPOINT = 32
 OTHER_MODELS = "_other"
+MAX_MODEL_CHARS = 256  # as gpulse.workloads.push accepts a model name
 MAX_WARNINGS = 16  # per scrape: a body with a thousand bad series gives a bounded list
 
 
@@ -128,13 +129,30 @@ def _cap_models(per_model: dict[str, dict[str, float]]) -> dict[str, dict[str, f
     kept = {m: per_model[m] for m in names[:MAX_MODELS_PER_ENDPOINT - 1]}
     other: dict[str, float] = {}
     for m in names[MAX_MODELS_PER_ENDPOINT - 1:]:
-        for signal, value in per_model[m].items():
-            if signal == KV_SIGNAL:
-                other[signal] = max(other.get(signal, value), value)
-            else:
-                other[signal] = other.get(signal, 0.0) + value
+        _merge(other, per_model[m])
     kept[OTHER_MODELS] = other
     return kept
+
+
+def _merge(into: dict[str, float], values: dict[str, float]) -> None:
+    """Two models' values as one: counts summed, the KV ratio the fullest cache."""
+    for signal, value in values.items():
+        if signal == KV_SIGNAL:
+            into[signal] = max(into.get(signal, value), value)
+        else:
+            into[signal] = into.get(signal, 0.0) + value
+
+
+def _bound_names(per_model: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Model names as the push path accepts them: at most MAX_MODEL_CHARS, no control
+    characters (a '?' for each); models whose names then agree are merged."""
+    if all(len(m) <= MAX_MODEL_CHARS and m.isprintable() for m in per_model):
+        return per_model
+    out: dict[str, dict[str, float]] = {}
+    for m, values in per_model.items():
+        name = "".join(c if c.isprintable() else "?" for c in m[:MAX_MODEL_CHARS])
+        _merge(out.setdefault(name, {}), values)
+    return out
 
 
 def check(signal: str, value: float) -> tuple[Optional[float], str]:
@@ -263,7 +281,7 @@ def extract(adapter: ServerAdapter, samples: Iterable[Sample], namespace: str, p
     _name_the_model(adapter, per_model, by_metric, warnings)
     if not per_model:
         per_model[""] = {}
-    per_model = _cap_models(per_model)
+    per_model = _cap_models(_bound_names(per_model))
     states = tuple(WorkloadState(namespace=namespace, pod=pod, server=adapter.server, model=model,
                                  queue_depth=values.get("queue_depth"),
                                  running_requests=values.get("running_requests"),

@@ -166,6 +166,19 @@ def test_models_past_the_cap_fold_into_other_and_keep_the_pod_total():
     assert sum(s.queue_depth for s in states) == sum(range(n))
 
 
+def test_model_names_are_bounded_as_the_push_path_bounds_them():
+    from gpulse.workloads import adapters
+    long_a, long_b = "m" * 300 + "a", "m" * 300 + "b"  # the same name once cut
+    samples = [("vllm:num_requests_waiting", (("model_name", long_a),), 2.0, None),
+               ("vllm:num_requests_waiting", (("model_name", long_b),), 3.0, None),
+               ("vllm:gpu_cache_usage_perc", (("model_name", long_a),), 0.2, None),
+               ("vllm:gpu_cache_usage_perc", (("model_name", long_b),), 0.5, None),
+               ("vllm:num_requests_waiting", (("model_name", "x\x1b[2J"),), 1.0, None)]
+    states = adapters.extract(adapters.BY_SERVER["vllm"], samples, "ns", "pod").states
+    got = {s.model: (s.queue_depth, s.kv_cache_usage) for s in states}
+    assert got == {"m" * 256: (5.0, 0.5), "x?[2J": (1.0, None)}
+
+
 # --- the per-server rules, one by one ---
 
 def test_sglang_tensor_parallel_ranks_count_once_data_parallel_ranks_add_up():
