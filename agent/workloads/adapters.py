@@ -117,6 +117,7 @@ def _without(labels: LabelPairs, drop: Iterable[str]) -> LabelPairs:
 MAX_MODELS_PER_ENDPOINT = 32
 OTHER_MODELS = "_other"
 MAX_MODEL_CHARS = 256  # as gpulse.workloads.push accepts a model name
+MAX_WARNING_CHARS = 2 * MAX_MODEL_CHARS
 MAX_WARNINGS = 16  # per scrape: a body with a thousand bad series gives a bounded list
 
 
@@ -143,6 +144,12 @@ def _merge(into: dict[str, float], values: dict[str, float]) -> None:
             into[signal] = into.get(signal, 0.0) + value
 
 
+def _printable(text: str, limit: int) -> str:
+    """A server's text cut to `limit` characters, a control character as '?'."""
+    text = text[:limit]
+    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
+
+
 def _bound_names(per_model: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     """Model names as the push path accepts them: at most MAX_MODEL_CHARS, no control
     characters (a '?' for each); models whose names then agree are merged."""
@@ -150,7 +157,7 @@ def _bound_names(per_model: dict[str, dict[str, float]]) -> dict[str, dict[str, 
         return per_model
     out: dict[str, dict[str, float]] = {}
     for m, values in per_model.items():
-        name = "".join(c if c.isprintable() else "?" for c in m[:MAX_MODEL_CHARS])
+        name = _printable(m, MAX_MODEL_CHARS)
         _merge(out.setdefault(name, {}), values)
     return out
 
@@ -290,7 +297,9 @@ def extract(adapter: ServerAdapter, samples: Iterable[Sample], namespace: str, p
                    for model, values in sorted(per_model.items()))
     if len(warnings) > MAX_WARNINGS:
         warnings = warnings[:MAX_WARNINGS - 1] + [f"{len(warnings) - MAX_WARNINGS + 1} more warnings"]
-    return Extraction(states, tuple(warnings), tuple(sorted(dropped.items())))
+    # one short line each (they name the server's models): for the log and `gpulse probe`
+    return Extraction(states, tuple(_printable(w, MAX_WARNING_CHARS) for w in warnings),
+                      tuple(sorted(dropped.items())))
 
 
 def _fold(adapter: ServerAdapter, signal: str, series: list[tuple[LabelPairs, float]],

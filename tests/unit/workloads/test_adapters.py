@@ -177,6 +177,11 @@ def test_model_names_are_bounded_as_the_push_path_bounds_them():
     states = adapters.extract(adapters.BY_SERVER["vllm"], samples, "ns", "pod").states
     got = {s.model: (s.queue_depth, s.kv_cache_usage) for s in states}
     assert got == {"m" * 256: (5.0, 0.5), "x?[2J": (1.0, None)}
+    # the warnings that name a model: one short line each, whatever the name
+    samples = [("vllm:num_requests_waiting", (("model_name", "bad\nmodel" + "z" * 5000),), -1.0, None)]
+    (warning,) = adapters.extract(adapters.BY_SERVER["vllm"], samples, "ns", "pod").warnings
+    assert warning.startswith("queue_depth -1 out of range (negative) for model bad?modelzzz")
+    assert len(warning) == adapters.MAX_WARNING_CHARS
 
 
 # --- the per-server rules, one by one ---
