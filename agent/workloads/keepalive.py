@@ -178,8 +178,7 @@ class Connection:
     def _retry(self) -> None:
         """The kept connection was stale: once more on a fresh one."""
         self.close()
-        self.begin(self._max_body, self._sink)
-        self._reused = False
+        self.begin(self._max_body, self._sink)  # on no socket: _reused False, not stale again
 
     def on_readable(self) -> bool:
         """Reads what arrived; True when the answer is complete (the connection then idle or
