@@ -118,11 +118,6 @@ def _value(signal: str, value: Optional[float]) -> str:
     return str(int(value)) if float(value).is_integer() else format(value, "g")
 
 
-def _shown(text: str) -> str:
-    """The server's text for a terminal: a control character (an escape sequence) as '?'."""
-    return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
-
-
 def render_text(report: ProbeReport) -> str:
     """The human output: one line for the server, a table of models, the warnings."""
     r = report.result
@@ -131,12 +126,13 @@ def render_text(report: ProbeReport) -> str:
     lines = [f"{report.url}: {report.server} ({how}), {n} model{'s' if n != 1 else ''}, "
              f"answered in {r.duration * 1000:.0f} ms"]
     rows = [("MODEL", *(_HEADINGS[s] for s in SIGNALS))]
-    rows += [(_shown(s.model) or NO_MODEL, *(_value(sig, getattr(s, sig)) for sig in SIGNALS)) for s in r.states]
+    rows += [(adapters.printable(s.model) or NO_MODEL, *(_value(sig, getattr(s, sig)) for sig in SIGNALS))
+             for s in r.states]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
         lines.append("  " + "  ".join(cells).rstrip())
-    lines += [f"warning: {_shown(w)}" for w in report.warnings]
+    lines += [f"warning: {adapters.printable(w)}" for w in report.warnings]
     return "\n".join(lines)
 
 
@@ -169,5 +165,5 @@ def main(args: argparse.Namespace) -> int:
     elif report.result.up:
         print(render_text(report))
     else:
-        print(f"gpulse probe: {report.url}: {_shown(report.result.error)}", file=sys.stderr)
+        print(f"gpulse probe: {report.url}: {adapters.printable(report.result.error)}", file=sys.stderr)
     return 0 if report.result.up else 1

@@ -144,8 +144,9 @@ def _merge(into: dict[str, float], values: dict[str, float]) -> None:
             into[signal] = into.get(signal, 0.0) + value
 
 
-def _printable(text: str, limit: int) -> str:
-    """A server's text cut to `limit` characters, a control character as '?'."""
+def printable(text: str, limit: Optional[int] = None) -> str:
+    """A server's text for a log line or a terminal: cut to `limit` characters, a control
+    character (a newline, an escape sequence) as '?'."""
     text = text[:limit]
     return text if text.isprintable() else "".join(c if c.isprintable() else "?" for c in text)
 
@@ -157,7 +158,7 @@ def _bound_names(per_model: dict[str, dict[str, float]]) -> dict[str, dict[str, 
         return per_model
     out: dict[str, dict[str, float]] = {}
     for m, values in per_model.items():
-        name = _printable(m, MAX_MODEL_CHARS)
+        name = printable(m, MAX_MODEL_CHARS)
         _merge(out.setdefault(name, {}), values)
     return out
 
@@ -298,7 +299,7 @@ def extract(adapter: ServerAdapter, samples: Iterable[Sample], namespace: str, p
     if len(warnings) > MAX_WARNINGS:
         warnings = warnings[:MAX_WARNINGS - 1] + [f"{len(warnings) - MAX_WARNINGS + 1} more warnings"]
     # one short line each (they name the server's models): for the log and `gpulse probe`
-    return Extraction(states, tuple(_printable(w, MAX_WARNING_CHARS) for w in warnings),
+    return Extraction(states, tuple(printable(w, MAX_WARNING_CHARS) for w in warnings),
                       tuple(sorted(dropped.items())))
 
 
