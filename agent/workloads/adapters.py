@@ -319,9 +319,15 @@ def _fold(adapter: ServerAdapter, signal: str, series: list[tuple[LabelPairs, fl
                 if len(seen) > 1:
                     warnings.append(f"{label} {_span(seen)} report the same {signal}: counted once")
     if len(groups) > 1:
-        keys = list(groups)
-        varying = sorted({k for lab in keys for k, _ in lab
-                          if len({dict(other).get(k) for other in keys}) > 1})
+        # a label varies when its values differ or some series lack it; one pass, not a
+        # pass over every series per label (10,000 series took 27 s of the scrape thread)
+        seen_values: dict[str, set[str]] = {}
+        carried: dict[str, int] = {}
+        for lab in groups:
+            for k, v in lab:
+                seen_values.setdefault(k, set()).add(v)
+                carried[k] = carried.get(k, 0) + 1
+        varying = sorted(k for k, vs in seen_values.items() if len(vs) > 1 or carried[k] < len(groups))
         unknown = [k for k in varying if k not in adapter.additive_labels and k not in adapter.model_labels]
         if unknown and signal != KV_SIGNAL:
             warnings.append(f"series differ in {', '.join(unknown)}: {signal} summed")
