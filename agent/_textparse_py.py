@@ -229,7 +229,7 @@ def _comment(line: bytes, i: int, lineno: int, types: dict[str, str], helps: dic
             raise ParseError(lineno, "unexpected text after the metric type")
         value = kind.decode("ascii", "replace")
         if value not in METRIC_TYPES:
-            raise ParseError(lineno, f"unknown metric type {value!r}")
+            raise ParseError(lineno, f"unknown metric type {value[:40]!r}")
         target = types
     if name not in target and len(types) + len(helps) >= max_meta:
         raise ParseError(lineno, f"more than {max_meta} HELP/TYPE names")

@@ -61,8 +61,8 @@ def target_for_url(url: str, server: str = "") -> tuple[ScrapeTarget, str]:
     """(ScrapeTarget, the URL as fetched) for http://host[:port][/path][?query]; ProbeInputError."""
     if server and server not in adapters.BY_SERVER:
         raise ProbeInputError(f"--server {server!r}: unknown server (one of {', '.join(sorted(adapters.BY_SERVER))})")
-    if any(c.isspace() for c in url):
-        raise ProbeInputError(f"{url!r}: a URL has no spaces")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise ProbeInputError(f"{url!r}: a URL has no spaces or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -79,11 +79,15 @@ def target_for_url(url: str, server: str = "") -> tuple[ScrapeTarget, str]:
         raise ProbeInputError(f"{url}: a fragment (#...) is not part of what is fetched")
     if port == 0:
         raise ProbeInputError(f"{url}: port 0 is not a port")
+    try:
+        host = parts.hostname.encode("idna").decode("ascii")  # as the connect resolves it; ASCII for Host:
+    except UnicodeError:
+        raise ProbeInputError(f"{url}: {parts.hostname!r} is not a host name") from None
     port = port or 80
     path = parts.path or DEFAULT_PATH
     if parts.query:
         path += "?" + parts.query
-    target = ScrapeTarget("", "", "", parts.hostname, port, path, server)
+    target = ScrapeTarget("", "", "", host, port, path, server)
     return target, target.url
 
 
@@ -122,12 +126,13 @@ def render_text(report: ProbeReport) -> str:
     lines = [f"{report.url}: {report.server} ({how}), {n} model{'s' if n != 1 else ''}, "
              f"answered in {r.duration * 1000:.0f} ms"]
     rows = [("MODEL", *(_HEADINGS[s] for s in SIGNALS))]
-    rows += [(s.model or NO_MODEL, *(_value(sig, getattr(s, sig)) for sig in SIGNALS)) for s in r.states]
+    rows += [(adapters.printable(s.model) or NO_MODEL, *(_value(sig, getattr(s, sig)) for sig in SIGNALS))
+             for s in r.states]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
         lines.append("  " + "  ".join(cells).rstrip())
-    lines += [f"warning: {w}" for w in report.warnings]
+    lines += [f"warning: {adapters.printable(w)}" for w in report.warnings]
     return "\n".join(lines)
 
 
@@ -160,5 +165,5 @@ def main(args: argparse.Namespace) -> int:
     elif report.result.up:
         print(render_text(report))
     else:
-        print(f"gpulse probe: {report.url}: {report.result.error}", file=sys.stderr)
+        print(f"gpulse probe: {report.url}: {adapters.printable(report.result.error)}", file=sys.stderr)
     return 0 if report.result.up else 1

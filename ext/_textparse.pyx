@@ -397,7 +397,7 @@ cdef int _comment(const char *line, Py_ssize_t i, Py_ssize_t n, Py_ssize_t linen
             raise ParseError(lineno, "unexpected text after the metric type")
         value = line[i:j].decode("ascii", "replace")
         if value not in METRIC_TYPES:
-            raise ParseError(lineno, f"unknown metric type {value!r}")
+            raise ParseError(lineno, f"unknown metric type {value[:40]!r}")
         target = types
     if name not in target and len(types) + len(helps) >= max_meta:
         raise ParseError(lineno, f"more than {max_meta} HELP/TYPE names")

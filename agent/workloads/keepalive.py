@@ -26,6 +26,7 @@ import socket
 import time
 from collections.abc import Callable, Generator, Iterator
 from typing import Optional
+from urllib.parse import quote
 
 from ..errors import one_line
 from ..httpfetch import USER_AGENT, FetchError
@@ -33,6 +34,7 @@ from ..httpfetch import USER_AGENT, FetchError
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers of the answer
 MAX_HEADERS = 100
 READ_BYTES = 64 * 1024
+_PATH_SAFE = "".join(map(chr, range(0x21, 0x7F)))  # sent as is; the rest percent-encoded (UTF-8)
 MAX_CHUNK_LINE = 1024  # a chunk-size line (with extensions) or a trailer line
 
 
@@ -56,7 +58,9 @@ class Connection:
         reads one socket at a time); a buffer of their own otherwise."""
         self.host, self.port, self.path = host, port, path
         hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        self._request = (f"GET {path} HTTP/1.1\r\nHost: {hostport}\r\nAccept: {accept}\r\n"
+        # a path from an annotation or a command line may hold any character: the request
+        # line gets it percent-encoded, as curl sends it, never a byte that breaks the line
+        self._request = (f"GET {quote(path, safe=_PATH_SAFE)} HTTP/1.1\r\nHost: {hostport}\r\nAccept: {accept}\r\n"
                          f"Accept-Encoding: identity\r\nUser-Agent: {USER_AGENT}\r\n\r\n").encode("latin-1")
         self.sock: Optional[socket.socket] = None
         self._view = buffer if buffer is not None else memoryview(bytearray(READ_BYTES))
@@ -174,8 +178,7 @@ class Connection:
     def _retry(self) -> None:
         """The kept connection was stale: once more on a fresh one."""
         self.close()
-        self.begin(self._max_body, self._sink)
-        self._reused = False
+        self.begin(self._max_body, self._sink)  # on no socket: _reused False, not stale again
 
     def on_readable(self) -> bool:
         """Reads what arrived; True when the answer is complete (the connection then idle or
@@ -240,19 +243,28 @@ def _errors(conn: Connection, timeout: float) -> Iterator[None]:
 
 
 class _Pending:
-    """Bytes read past what the framing consumed so far."""
+    """Bytes read and not yet consumed by the framing: data[pos:]. Consumed by moving `pos`,
+    never by slicing off the rest: a read of many small chunks is parsed in linear time."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "pos")
 
     def __init__(self) -> None:
         self.data = b""
+        self.pos = 0
+
+    def __bool__(self) -> bool:
+        return self.pos < len(self.data)
 
 
-def _recv(p: _Pending) -> Generator[None, bytes, bytes]:
-    if p.data:
-        data, p.data = p.data, b""
-        return data
-    return (yield)
+def _take(p: _Pending, limit: int) -> Generator[None, bytes, bytes]:
+    """Up to `limit` bytes: from what `p` holds, else from the next read (b"": closed)."""
+    if not p:
+        p.data, p.pos = (yield), 0
+    start = p.pos
+    p.pos = min(len(p.data), start + limit)
+    if start == 0 and p.pos == len(p.data):
+        return p.data
+    return p.data[start:p.pos]
 
 
 def _answer(reused: bool, max_body: int, sink: Callable[[bytes], object]) -> Answer:
@@ -273,26 +285,32 @@ def _answer(reused: bool, max_body: int, sink: Callable[[bytes], object]) -> Ans
     else:
         yield from _read_to_close(p, max_body, sink)
         keep = False
-    return keep and not p.data  # bytes past the answer: a server out of step, not reused
+    return keep and not p  # bytes past the answer: a server out of step, not reused
 
 
 def _until(p: _Pending, delimiter: bytes, limit: int, closed: Callable[[bytes], Exception],
            too_long: str) -> Generator[None, bytes, bytes]:
     """The bytes up to `delimiter` (dropped); what follows stays in `p`. A close before it
     raises closed(bytes so far); more than `limit` bytes without it raises FetchError(too_long)."""
-    data = b""
+    end = p.data.find(delimiter, p.pos)
+    if end >= 0:  # within what was read already (a chunked body's lines, mostly)
+        line = p.data[p.pos:end]
+        p.pos = end + len(delimiter)
+        return line
+    data = p.data[p.pos:]
+    p.data, p.pos = b"", 0
     while True:
-        more = yield from _recv(p)
+        if len(data) > limit:
+            raise FetchError(too_long)
+        more = yield
         if not more:
             raise closed(data)
         start = max(0, len(data) - len(delimiter) + 1)
         data += more
         end = data.find(delimiter, start)
         if end >= 0:
-            p.data = data[end + len(delimiter):]
+            p.data, p.pos = data, end + len(delimiter)
             return data[:end]
-        if len(data) > limit:
-            raise FetchError(too_long)
 
 
 def _line(p: _Pending) -> Generator[None, bytes, bytes]:
@@ -321,7 +339,7 @@ def _parse_head(head: bytes) -> tuple[bool, Optional[int], bool]:
         name = name.strip().lower()
         value = value.strip()
         if name == b"content-length":
-            if not value.isdigit() or (length is not None and int(value) != length):
+            if not value.isdigit() or len(value) > 18 or (length is not None and int(value) != length):
                 raise FetchError(f"invalid Content-Length {value[:30].decode('latin-1')!r}")
             length = int(value)
         elif name == b"transfer-encoding":
@@ -336,7 +354,8 @@ def _parse_head(head: bytes) -> tuple[bool, Optional[int], bool]:
             elif b"keep-alive" in tokens:
                 keep = keep or version == b"HTTP/1.0"
     if code != 200:
-        reason = parts[2].decode("latin-1", "replace") if len(parts) > 2 else ""
+        reason = parts[2][:60].decode("latin-1") if len(parts) > 2 else ""
+        reason = "".join(c if c.isprintable() else "?" for c in reason)  # one line, no escape sequences
         raise FetchError(f"HTTP {code} {reason}".strip())
     if chunked:
         length = None  # chunked framing wins over a Content-Length (RFC 9112 6.3)
@@ -346,12 +365,9 @@ def _parse_head(head: bytes) -> tuple[bool, Optional[int], bool]:
 def _read_length(p: _Pending, length: int, sink: Callable[[bytes], object]) -> Generator[None, bytes, None]:
     left = length
     while left > 0:
-        data = yield from _recv(p)
+        data = yield from _take(p, left)
         if not data:
             raise FetchError(f"connection closed after {length - left} of {length} body bytes")
-        if len(data) > left:
-            p.data = data[left:]
-            data = data[:left]
         left -= len(data)
         sink(data)
 
@@ -359,7 +375,7 @@ def _read_length(p: _Pending, length: int, sink: Callable[[bytes], object]) -> G
 def _read_to_close(p: _Pending, max_body: int, sink: Callable[[bytes], object]) -> Generator[None, bytes, None]:
     size = 0
     while True:
-        data = yield from _recv(p)
+        data = yield from _take(p, READ_BYTES)
         if not data:
             return
         size += len(data)
@@ -385,12 +401,9 @@ def _read_chunked(p: _Pending, max_body: int, sink: Callable[[bytes], object]) -
             raise FetchError(f"body exceeds the {max_body}-byte limit")
         left = n
         while left > 0:
-            data = yield from _recv(p)
+            data = yield from _take(p, left)
             if not data:
                 raise FetchError("connection closed inside a chunked body")
-            if len(data) > left:
-                p.data = data[left:]
-                data = data[:left]
             left -= len(data)
             sink(data)
         if (yield from _line(p)):

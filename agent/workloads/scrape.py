@@ -62,14 +62,6 @@ class EndpointResult:
     dropped: tuple[tuple[str, int], ...] = ()  # (reason, samples) out of range in this body
 
 
-def fetch(target: ScrapeTarget, timeout: float, max_body: int) -> bytes:
-    """GET the endpoint's body within one deadline and a byte limit."""
-    try:
-        return httpfetch.get("http", target.host, target.port, target.path, timeout, max_body, ACCEPT)
-    except httpfetch.FetchError as exc:
-        raise ScrapeError(str(exc)) from None
-
-
 def connect(target: ScrapeTarget, buffer: Optional[memoryview] = None) -> keepalive.Connection:
     """The target's connection, to pass to scrape() round after round (opened on first use);
     `buffer`: the read buffer of the thread that uses it, when it serves several."""

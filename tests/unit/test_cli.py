@@ -282,3 +282,26 @@ def test_probe_bare_host_port_fetches_the_default_path():
     assert (target.host, target.port, target.path, url) == ("::1", 8000, "/metrics", "http://[::1]:8000/metrics")
     target, url = target_for_url("http://server/stats?format=prometheus", "tgi")
     assert (target.port, target.path, target.server) == (80, "/stats?format=prometheus", "tgi")
+
+
+def test_probe_url_host_and_characters():
+    from gpulse.probe import ProbeInputError, target_for_url
+    target, _url = target_for_url("http://b\u00fccher.example:8000/metrics")
+    assert target.host == "xn--bcher-kva.example"  # the Host header must be ASCII
+    for url, needle in [("http://a\x01b:1/metrics", "control characters"),
+                        ("http://127.0.0.1:1/m\x7f", "control characters"),
+                        ("http://" + "a" * 64 + ".example/", "is not a host name")]:
+        with pytest.raises(ProbeInputError, match=needle):
+            target_for_url(url)
+
+
+def test_probe_text_shows_no_control_characters_of_the_server():
+    from gpulse.probe import ProbeReport, render_text
+    from gpulse.snapshot import WorkloadState
+    from gpulse.workloads.discovery import ScrapeTarget
+    from gpulse.workloads.scrape import EndpointResult
+    target = ScrapeTarget("", "", "", "h", 80, "/metrics")
+    state = WorkloadState("", "", "vllm", model="m\x1b]0;owned\x07", queue_depth=1.0)
+    result = EndpointResult(target, True, "vllm", (state,), 0.01)
+    text = render_text(ProbeReport(target.url, "vllm", False, result, ("model 'x\x1b[2J' odd",)))
+    assert "m?]0;owned?" in text and "x?[2J" in text and "\x1b" not in text and "\x07" not in text

@@ -124,6 +124,7 @@ def test_escapes_help_type_eof_and_timestamps(textparse):
         (b"m 1 NaN\n", 1, "invalid timestamp 'NaN'"),
         (b"-m 1\n", 1, "invalid metric name"),
         (b"# TYPE m bogus\n", 1, "unknown metric type 'bogus'"),
+        (b"# TYPE m " + b"b" * 60000 + b"\n", 1, "unknown metric type '" + "b" * 40 + "'"),  # a short line
         (b"# TYPE m gauge extra\n", 1, "unexpected text after the metric type"),
         (b"# HELP 1m x\n", 1, "HELP line without a valid metric name"),
         (b"# HELP m-x x\n", 1, "invalid metric name in HELP line"),

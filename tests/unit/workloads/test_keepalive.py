@@ -10,7 +10,7 @@ import time
 
 import pytest
 from gpulse.httpfetch import FetchError
-from gpulse.workloads.keepalive import Connection
+from gpulse.workloads.keepalive import Connection, _answer
 
 BODY = b"# TYPE q gauge\nq 1\n" * 50
 
@@ -188,9 +188,11 @@ def test_one_deadline_for_a_trickling_head(serve):
 
 @pytest.mark.parametrize("reply, message", [
     (answer("500 Internal Server Error\nContent-Length: 0"), r"^HTTP 500 Internal Server Error$"),
+    (b"HTTP/1.1 503 down\n\x1b[2J" + b"x" * 100 + b"\r\n\r\n", r"^HTTP 503 down\?\?\[2Jx{51}$"),
     (answer("200 OK\nTransfer-Encoding: chunked") + b"zz\r\n", r"invalid chunk size 'zz'"),
     (answer("200 OK\nTransfer-Encoding: gzip"), r"unsupported Transfer-Encoding 'gzip'"),
     (answer("200 OK\nContent-Length: -1"), r"invalid Content-Length '-1'"),
+    (answer("200 OK\nContent-Length: " + "9" * 5000), r"invalid Content-Length '9{30}'$"),
     (answer("200 OK\nContent-Length: 10", b"q 1\n"), r"connection closed after 4 of 10 body bytes"),
     (b"SSH-2.0-OpenSSH\r\n\r\n", r"not an HTTP/1.x answer"),
     (b"", r"connection closed before the answer|closed in the answer's head"),
@@ -227,3 +229,38 @@ def test_refused_connection():
     conn = Connection("127.0.0.1", port, "/metrics")
     with pytest.raises(FetchError, match="(?i)refused"):
         collect(conn)
+
+
+def feed_answer(data: bytes, read: int = 65536) -> tuple[bytes, bool]:
+    """(body, keep) of one answer fed to the framing in reads of `read` bytes."""
+    parts: list[bytes] = []
+    reader = _answer(False, 1 << 30, parts.append)
+    next(reader)
+    try:
+        for i in range(0, len(data), read):
+            reader.send(data[i:i + read])
+        reader.send(b"")
+    except StopIteration as done:
+        return b"".join(parts), done.value
+    raise AssertionError("the answer did not end")
+
+
+def test_tiny_chunks_are_read_in_linear_time():
+    # 1-byte chunks, all in one read: the framing moves through what was read without
+    # copying the rest of it per chunk (it did: quadratic in the read's size)
+    n = 512 * 1024 // 6
+    data = answer("200 OK\nTransfer-Encoding: chunked") + b"1\r\nx\r\n" * n + b"0\r\n\r\n"
+    t0 = time.process_time()
+    body, keep = feed_answer(data, read=len(data))
+    assert body == b"x" * n and keep
+    assert time.process_time() - t0 < 1.0  # 0.14 s here; 1.7 s when it copied
+
+
+@pytest.mark.parametrize("read", [1, 7, 65536])
+def test_framing_whatever_the_reads(read):
+    chunked = answer("200 OK\nTransfer-Encoding: chunked") + b"3\r\nq 1\r\n2;x=y\r\n\n#\r\n0\r\nT: 1\r\n\r\n"
+    assert feed_answer(chunked, read)[0] == b"q 1\n#"
+    length = answer("200 OK\nContent-Length: 4", b"q 1\n")
+    assert feed_answer(length, read)[0] == b"q 1\n"
+    body, keep = feed_answer(length + b"extra", read)
+    assert body == b"q 1\n" and keep == (read < 65536)  # "extra" read with the end of the answer: not kept

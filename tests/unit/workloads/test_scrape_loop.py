@@ -113,3 +113,28 @@ def test_too_many_series_is_one_line_and_the_others_stay_up():
     assert by_pod["ok"].up
     assert not by_pod["wide"].up
     assert by_pod["wide"].error == "more than 10000 series of the families gpulse reads (at line 10001)"
+
+
+def test_a_path_of_any_characters_is_sent_percent_encoded():
+    # gpulse.dev/path is the pod owner's text: "/métriques→" once ended the whole scrape
+    # loop (the request line could not be encoded) and with it every other pod's scrapes
+    lines = []
+
+    def script(sock):
+        while request := read_request(sock):
+            lines.append(request.split(b"\r\n", 1)[0])
+            sock.sendall(answer(f"200 OK\nContent-Length: {len(BODY)}", BODY))
+
+    srv = RawServer(script)
+    results = []
+    scraper = Scraper(interval=0.1, timeout=2.0, max_body=1 << 20, concurrency=2, on_result=counting(results))
+    scraper.set_targets([ScrapeTarget("ns", "odd", "u", "127.0.0.1", srv.port, "/m\u00e9triques\u2192\x01?a=b%20c"),
+                         ScrapeTarget("ns", "ok", "u", "127.0.0.1", srv.port, "/metrics")])
+    scraper.start()
+    try:
+        assert wait_for(lambda: {r.target.pod for r in results} == {"odd", "ok"})
+    finally:
+        scraper.stop()
+        srv.close()
+    assert all(r.up for r in results)
+    assert b"GET /m%C3%A9triques%E2%86%92%01?a=b%20c HTTP/1.1" in lines
