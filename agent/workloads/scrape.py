@@ -292,12 +292,17 @@ class Scraper:
 
     def _begin(self, target: ScrapeTarget, now: float) -> None:
         kept = self._conns.get(target.key)
-        if kept is None:
-            kept = self._conns[target.key] = (target, connect(target, self._buffer))
-            self._keys[kept[1]] = target.key
-        conn = kept[1]
         with self._lock:
             last = self._results.get(target.key)
+        if kept is None:
+            try:
+                kept = (target, connect(target, self._buffer))
+            except Exception as exc:  # noqa: BLE001 - this target's scrape fails, never the loop
+                self._record(target, now, last.server if last is not None else "", exc, None)
+                return
+            self._conns[target.key] = kept
+            self._keys[kept[1]] = target.key
+        conn = kept[1]
         flight = _Flight(target, conn, now, self.timeout, last.server if last is not None else "")
         self._flights[target.key] = flight
         self._step(flight, lambda: conn.begin(self.max_body, flight.stream.feed))
@@ -350,17 +355,20 @@ class Scraper:
         if self._flights.get(target.key) is flight:
             del self._flights[target.key]
         self._watch(flight.conn)
+        self._record(target, flight.started, flight.last_server, error, flight.stream)
 
+    def _record(self, target: ScrapeTarget, started: float, last_server: str, error: Optional[Exception],
+                stream: Optional[exposition.Stream]) -> None:
+        """Maps what one scrape got (its parsed stream, or the error) and publishes the result."""
         def fetched() -> Parsed:
-            if error is not None:
-                raise _scrape_error(error)
+            if error is not None or stream is None:
+                raise _scrape_error(error or ScrapeError("no answer"))
             try:
-                return flight.stream.finish()
+                return stream.finish()
             except exposition.ExpositionError as exc:
                 raise _scrape_error(exc) from None
 
-        result = scrape(target, self.timeout, self.max_body, flight.last_server, fetched=fetched,
-                        started=flight.started)
+        result = scrape(target, self.timeout, self.max_body, last_server, fetched=fetched, started=started)
         with self._lock:
             if self._targets.get(target.key) != target:
                 return  # the pod went away or changed while we scraped

@@ -138,3 +138,38 @@ def test_a_path_of_any_characters_is_sent_percent_encoded():
         srv.close()
     assert all(r.up for r in results)
     assert b"GET /m%C3%A9triques%E2%86%92%01?a=b%20c HTTP/1.1" in lines
+
+
+def test_a_target_whose_connection_cannot_be_set_up_fails_alone(monkeypatch):
+    # whatever a connection's setup raises for one target (here an unusable host string) is
+    # that target's failed scrape; the loop goes on scraping the others, round after round
+    from gpulse.workloads import scrape as scrape_mod
+
+    real = scrape_mod.connect
+
+    def connect(target, buffer=None):
+        if target.pod == "bad":
+            raise ValueError("host 'x\\x00y' cannot be resolved")
+        return real(target, buffer)
+
+    monkeypatch.setattr(scrape_mod, "connect", connect)
+
+    def script(sock):
+        while read_request(sock):
+            sock.sendall(answer(f"200 OK\nContent-Length: {len(BODY)}", BODY))
+
+    srv = RawServer(script)
+    results = []
+    scraper = Scraper(interval=0.05, timeout=2.0, max_body=1 << 20, concurrency=2, on_result=counting(results))
+    scraper.set_targets([ScrapeTarget("ns", "bad", "u", "127.0.0.1", srv.port, "/metrics"),
+                         ScrapeTarget("ns", "ok", "u", "127.0.0.1", srv.port, "/metrics")])
+    scraper.start()
+    try:
+        assert wait_for(lambda: sum(1 for r in list(results) if r.target.pod == "ok") >= 3)
+    finally:
+        scraper.stop()
+        srv.close()
+    bad = [r for r in results if r.target.pod == "bad"]
+    assert bad and not any(r.up for r in bad)
+    assert "cannot be resolved" in bad[0].error
+    assert all(r.up for r in results if r.target.pod == "ok")
